@@ -1,0 +1,72 @@
+"""Reading a simple instruction into a query the bring-up grounder can answer.
+
+Known words: colours, sizes, positions, object nouns (ignored) and filler words. Any other
+word makes the instruction ungroundable: the backend then says "not found" and why, rather
+than guess.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from .colours import COLOUR_NAMES, SYNONYMS
+
+SIZE_WORDS = {"small": "small", "smallest": "smallest", "tiny": "smallest", "little": "small",
+              "large": "large", "largest": "largest", "big": "large", "biggest": "largest",
+              "huge": "largest"}
+POSITION_WORDS = {"left": "left", "right": "right", "top": "top", "upper": "top",
+                  "bottom": "bottom", "lower": "bottom", "centre": "centre", "center": "centre",
+                  "middle": "centre", "central": "centre", "leftmost": "left",
+                  "rightmost": "right", "topmost": "top", "bottommost": "bottom"}
+NOUNS = {"screw", "screws", "bolt", "bolts", "nut", "nuts", "object", "objects", "thing",
+         "item", "part", "piece", "washer", "ball", "box", "block", "marker", "target",
+         "one", "shape", "blob", "spot", "cap", "button", "pin", "clip", "tag", "dot",
+         "disc", "disk", "circle", "square", "rectangle", "bar", "triangle", "car", "person",
+         "vehicle", "tool", "component", "plug", "can", "bottle", "cube", "sign"}
+FILLER = {"find", "the", "a", "an", "locate", "segment", "show", "me", "where", "is", "please",
+          "detect", "get", "pick", "point", "to", "at", "in", "on", "of", "that", "which", "side",
+          "corner", "image", "picture", "frame", "scene", "part", "and", "with", "look", "for",
+          "most", "grab", "select", "highlight", "mark", "identify", "one", "there", "near",
+          "up", "see", "can", "you", "it", "this", "quadrant", "region", "area", "edge"}
+
+
+@dataclass
+class Query:
+    colour: Optional[str] = None
+    size: Optional[str] = None  # small | smallest | large | largest
+    positions: List[str] = field(default_factory=list)  # subset of left/right/top/bottom/centre
+    unknown: List[str] = field(default_factory=list)
+
+    @property
+    def groundable(self) -> bool:
+        return self.colour is not None and not self.unknown
+
+    def reason(self) -> str:
+        if self.unknown:
+            return f"cannot ground the word(s) {', '.join(repr(w) for w in self.unknown)}"
+        if self.colour is None:
+            return "no colour word to ground (the bring-up backend needs one)"
+        return ""
+
+
+def parse_instruction(instruction: str) -> Query:
+    query = Query()
+    for word in re.findall(r"[a-z]+", instruction.lower()):
+        word = SYNONYMS.get(word, word)
+        if word is None:
+            continue
+        if word in COLOUR_NAMES:
+            if query.colour not in (None, word):
+                query.unknown.append(word)  # two colours: not a simple instruction
+            query.colour = word
+        elif word in SIZE_WORDS:
+            query.size = SIZE_WORDS[word]
+        elif word in POSITION_WORDS:
+            if POSITION_WORDS[word] not in query.positions:
+                query.positions.append(POSITION_WORDS[word])
+        elif word in NOUNS or word in FILLER:
+            continue
+        else:
+            query.unknown.append(word)
+    return query

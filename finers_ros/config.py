@@ -1,0 +1,154 @@
+"""Pipeline configuration: one dataclass tree that is the Python API and the YAML schema.
+
+Backends are chosen here, not in code. With no file, the defaults run the weight-free
+bring-up backend; ``config/pipeline.yaml`` documents every key.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional, Tuple
+
+import yaml
+
+STAGE_BACKENDS = ("bringup", "qwen2_5_vl")
+SEGMENTER_BACKENDS = ("bringup", "sam")
+SAM_RUNTIMES = ("torch", "onnxruntime", "tensorrt")
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot work; the message names the key and value."""
+
+
+@dataclass
+class StageConfig:
+    """One vision-language stage (GSE or LPR)."""
+
+    backend: str = "bringup"
+    checkpoint: Optional[str] = None  # local directory of a Qwen2.5-VL checkpoint
+    dtype: str = "auto"  # auto | float32 | bfloat16 | float16
+    device: str = "cpu"  # cpu | cuda | cuda:N
+    attn_implementation: str = "sdpa"  # sdpa | eager | flash_attention_2
+    max_new_tokens: int = 512
+    do_sample: bool = False  # greedy by default
+    system_prompt: str = "You are a helpful assistant."
+
+    def validate(self, name: str) -> None:
+        if self.backend not in STAGE_BACKENDS:
+            raise ConfigError(f"{name}.backend={self.backend!r}: expected one of {STAGE_BACKENDS}")
+        if self.backend == "qwen2_5_vl" and not self.checkpoint:
+            raise ConfigError(f"{name}.backend=qwen2_5_vl needs {name}.checkpoint (a local directory)")
+        if self.max_new_tokens <= 0:
+            raise ConfigError(f"{name}.max_new_tokens={self.max_new_tokens}: must be positive")
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise ConfigError(f"{name}.dtype={self.dtype!r}: expected auto, float32, bfloat16 or float16")
+
+
+@dataclass
+class SegmenterConfig:
+    backend: str = "bringup"
+    runtime: str = "torch"  # torch | onnxruntime | tensorrt (the mask decoder's runtime)
+    model_type: str = "vit_b"  # vit_b | vit_l | vit_h | tiny
+    checkpoint: Optional[str] = None  # SAM weights (.pth read with weights_only, or .safetensors)
+    decoder_onnx: Optional[str] = None  # exported prompt encoder + mask decoder
+    device: str = "cpu"
+
+    def validate(self) -> None:
+        if self.backend not in SEGMENTER_BACKENDS:
+            raise ConfigError(f"segmenter.backend={self.backend!r}: expected one of {SEGMENTER_BACKENDS}")
+        if self.runtime not in SAM_RUNTIMES:
+            raise ConfigError(f"segmenter.runtime={self.runtime!r}: expected one of {SAM_RUNTIMES}")
+        if self.backend == "sam" and not self.checkpoint:
+            raise ConfigError("segmenter.backend=sam needs segmenter.checkpoint")
+        if self.backend == "sam" and self.runtime != "torch" and not self.decoder_onnx:
+            raise ConfigError(f"segmenter.runtime={self.runtime} needs segmenter.decoder_onnx")
+
+
+@dataclass
+class GeometryConfig:
+    gse_size: Tuple[int, int] = (1920, 1080)  # nominal GSE frame (W, H)
+    lpr_size: Tuple[int, int] = (512, 512)  # nominal LPR frame (W, H)
+    crop_size: int = 512  # minimum native crop side
+
+    def validate(self) -> None:
+        for key in ("gse_size", "lpr_size"):
+            value = getattr(self, key)
+            if len(value) != 2 or min(value) <= 0:
+                raise ConfigError(f"geometry.{key}={list(value)}: expected [width, height] > 0")
+        if self.crop_size <= 0:
+            raise ConfigError(f"geometry.crop_size={self.crop_size}: must be positive")
+
+
+@dataclass
+class PipelineConfig:
+    gse: StageConfig = field(default_factory=StageConfig)
+    lpr: StageConfig = field(default_factory=StageConfig)
+    segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
+    geometry: GeometryConfig = field(default_factory=GeometryConfig)
+    max_instruction_chars: int = 2000
+
+    def validate(self) -> "PipelineConfig":
+        self.gse.validate("gse")
+        self.lpr.validate("lpr")
+        self.segmenter.validate()
+        self.geometry.validate()
+        return self
+
+    @property
+    def is_bringup(self) -> bool:
+        return "bringup" in (self.gse.backend, self.lpr.backend, self.segmenter.backend)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _build(cls, data: Mapping[str, Any], where: str):
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {unknown} in {where or 'config'}; known: {sorted(known)}")
+    kwargs = {}
+    for name, value in data.items():
+        default = getattr(cls(), name)
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = _build(type(default), value or {}, f"{where}.{name}".lstrip("."))
+        elif isinstance(default, tuple):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def config_from_dict(data: Mapping[str, Any] | None) -> PipelineConfig:
+    return _build(PipelineConfig, data or {}, "").validate()
+
+
+def load_config(path: str | Path | None) -> PipelineConfig:
+    """Defaults when ``path`` is None; otherwise the YAML file over the defaults."""
+    if path is None:
+        return PipelineConfig().validate()
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML in {path}: {exc}") from exc
+    config = config_from_dict(data)
+    base = path.parent
+    for stage in (config.gse, config.lpr):
+        stage.checkpoint = _relative_to(base, stage.checkpoint)
+    config.segmenter.checkpoint = _relative_to(base, config.segmenter.checkpoint)
+    config.segmenter.decoder_onnx = _relative_to(base, config.segmenter.decoder_onnx)
+    return config
+
+
+def _relative_to(base: Path, value: Optional[str]) -> Optional[str]:
+    """Paths in a config file are relative to that file."""
+    if not value:
+        return value
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else (base / path).resolve())

@@ -1,0 +1,60 @@
+"""What one FineRS request returns: everything in native frame pixels."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from .geometry import Box, CropWindow, Point
+
+
+@dataclass
+class FineRSResult:
+    """``box``/``region``: XYXY inclusive native pixels; ``points``: (x, y) native pixels;
+    ``mask``: ``H x W`` bool at full resolution (None when nothing was segmented)."""
+
+    instruction: str
+    found: bool = False
+    answer: str = ""
+    box: Optional[Box] = None
+    points: List[Point] = field(default_factory=list)
+    region: Optional[Box] = None
+    crop: Optional[CropWindow] = None
+    mask: Optional[np.ndarray] = None
+    score: Optional[float] = None
+    gse_text: str = ""
+    lpr_text: str = ""
+    timings_ms: Dict[str, float] = field(default_factory=dict)
+    error: Optional[str] = None
+    error_stage: Optional[str] = None
+    backend: str = ""
+    image_size: tuple = (0, 0)  # (W, H)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_json(self) -> dict:
+        """JSON-ready summary (no mask pixels)."""
+        def nums(values):
+            return None if values is None else [round(float(v), 2) for v in values]
+
+        return {
+            "instruction": self.instruction,
+            "found": self.found,
+            "answer": self.answer,
+            "box": nums(self.box),
+            "points": [nums(p) for p in self.points],
+            "region": nums(self.region),
+            "crop": self.crop.as_list() if self.crop else None,
+            "score": self.score,
+            "mask_pixels": int(self.mask.sum()) if self.mask is not None else 0,
+            "image_size": list(self.image_size),
+            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+            "error": self.error,
+            "error_stage": self.error_stage,
+            "backend": self.backend,
+            "gse_text": self.gse_text,
+            "lpr_text": self.lpr_text,
+        }

@@ -1,0 +1,28 @@
+"""The interface every GSE/LPR backend implements."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass
+class Generation:
+    """What a vision-language model said, and what it cost."""
+
+    text: str
+    prompt_tokens: int
+    generated_tokens: int
+    seconds: float
+
+
+class VisionLanguageModel(Protocol):
+    """``generate`` takes an ``H x W x 3 uint8 RGB`` image already in the stage's nominal
+    frame (GSE: the whole frame; LPR: the crop) and the stage's prompt text."""
+
+    name: str
+
+    def generate(self, image: np.ndarray, prompt: str) -> Generation: ...
+
+    def close(self) -> None: ...

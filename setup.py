@@ -1,0 +1,20 @@
+"""pip install of the core library and its console scripts (the ROS interfaces are built by colcon)."""
+from setuptools import find_packages, setup
+
+setup(
+    name="finers_ros",
+    version="0.1.0",
+    description="Language-driven small-object perception (FineRS) for ROS 2 robots",
+    packages=find_packages(include=["finers_ros", "finers_ros.*", "training", "training.*"]),
+    package_data={"finers_ros": ["py.typed"]},
+    python_requires=">=3.10",
+    entry_points={
+        "console_scripts": [
+            "finers-segment=finers_ros.cli.segment:main",
+            "finers-eval=finers_ros.cli.evaluate:main",
+            "finers-make-scenes=finers_ros.cli.make_scenes:main",
+            "finers-export-sam=finers_ros.cli.export_sam:main",
+            "finers-perception=finers_ros.ros.main:main",
+        ]
+    },
+)
