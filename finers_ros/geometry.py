@@ -162,10 +162,27 @@ def polygon_to_mask(polygon: Iterable[Sequence[float]], size: Size) -> np.ndarra
     return mask.astype(bool)
 
 
+def annotation_mask(points, size: Size) -> np.ndarray:
+    """Mask of a FineRS-4k ``points`` field: one polygon ``[[x, y], ...]`` or a list of them."""
+    arr = points
+    if arr and isinstance(arr[0], (list, tuple)) and arr[0] and isinstance(arr[0][0], (list, tuple)):
+        mask = np.zeros((size[1], size[0]), bool)
+        for polygon in arr:
+            mask |= polygon_to_mask(polygon, size)
+        return mask
+    return polygon_to_mask(arr, size)
+
+
 def polygon_box(polygon: Iterable[Sequence[float]]) -> Box:
-    pts = np.asarray(list(polygon), np.float64).reshape(-1, 2)
+    pts = np.concatenate([np.asarray(p, np.float64).reshape(-1, 2) for p in _flat_polygons(polygon)])
     return (float(pts[:, 0].min()), float(pts[:, 1].min()),
             float(pts[:, 0].max()), float(pts[:, 1].max()))
+
+
+def _flat_polygons(points) -> list:
+    if points and isinstance(points[0], (list, tuple)) and points[0] and isinstance(points[0][0], (list, tuple)):
+        return list(points)
+    return [points]
 
 
 def mask_box(mask: np.ndarray) -> Box | None:

@@ -242,7 +242,7 @@ def write_dataset(out_dir: str | Path, count: int, seed: int = 0, config: Option
         image, record = generator.scene(index)
         name = f"scene_{seed:04d}_{index:05d}.png"
         cv2.imwrite(str(out_dir / "images" / name), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-        records.append({"image_path": name, **record})
+        records.append({"image_path": f"images/{name}", **record})
     path = out_dir / "annotations.json"
     path.write_text(json.dumps({"annotations": records}, indent=1))
     return path

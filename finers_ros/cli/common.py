@@ -1,0 +1,19 @@
+"""Shared CLI plumbing: one-line errors and non-zero exits for bad input."""
+from __future__ import annotations
+
+import sys
+
+
+class CliError(SystemExit):
+    """Print ``finers: <reason>`` on stderr and exit with ``code``."""
+
+    def __init__(self, reason: str, code: int = 2):
+        print(f"{sys.argv[0].rsplit('/', 1)[-1]}: error: {reason}", file=sys.stderr)
+        super().__init__(code)
+
+
+def bringup_banner(pipeline) -> str:
+    if pipeline.is_bringup:
+        return ("backend: bring-up (weight-free colour/size/position grounding, no model weights); "
+                "configure Qwen2.5-VL and SAM checkpoints for real FineRS inference")
+    return f"backend: {pipeline.backend_name}"

@@ -1,0 +1,63 @@
+"""Drawing a result for people: downscaled frame, tinted mask, region, crop, box, points, answer.
+
+Kept apart from inference; the CLI, the evaluation report and the ROS overlay topic use it.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from .result import FineRSResult
+
+MASK_TINT = (255, 0, 255)
+REGION_COLOUR = (255, 210, 0)
+CROP_COLOUR = (0, 200, 255)
+BOX_COLOUR = (0, 255, 0)
+POINT_COLOUR = (255, 40, 40)
+
+
+def _scaled(box, scale):
+    return tuple(int(round(v * scale)) for v in box)
+
+
+def draw_overlay(image: np.ndarray, result: FineRSResult, max_width: int = 1280,
+                 label: Optional[str] = None) -> np.ndarray:
+    """``H x W x 3 uint8 RGB`` frame -> overlay ``h x w x 3 uint8 RGB`` with ``w <= max_width``."""
+    height, width = image.shape[:2]
+    scale = min(1.0, max_width / float(width))
+    size = (max(1, int(round(width * scale))), max(1, int(round(height * scale))))
+    canvas = cv2.resize(image, size, interpolation=cv2.INTER_AREA).copy()
+    if result.mask is not None and result.mask.any():
+        small = cv2.resize(result.mask.astype(np.uint8), size, interpolation=cv2.INTER_AREA) > 0
+        # A tiny object can vanish when shrunk: keep at least its box visible.
+        tint = np.array(MASK_TINT, np.float32)
+        canvas[small] = (0.45 * canvas[small] + 0.55 * tint).astype(np.uint8)
+    thick = max(1, int(round(2 * max(scale, 0.5))))
+    if result.crop is not None:
+        x1, y1, x2, y2 = _scaled(result.crop.box, scale)
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), CROP_COLOUR, 1)
+    if result.region is not None:
+        x1, y1, x2, y2 = _scaled(result.region, scale)
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), REGION_COLOUR, thick)
+    if result.box is not None:
+        x1, y1, x2, y2 = _scaled(result.box, scale)
+        pad = 3
+        cv2.rectangle(canvas, (x1 - pad, y1 - pad), (x2 + pad, y2 + pad), BOX_COLOUR, thick)
+    for point in result.points:
+        cv2.circle(canvas, _scaled(point, scale), max(2, thick + 1), POINT_COLOUR, -1)
+    lines = [f"{result.instruction[:80]}"]
+    if result.error:
+        lines.append(f"error: {result.error[:90]}")
+    else:
+        lines.append(f"{'found' if result.found else 'not found'}: {result.answer[:80]}")
+    if label:
+        lines.append(label)
+    font_scale = max(0.45, size[0] / 1800.0)
+    y = int(24 * font_scale / 0.6)
+    for line in lines:
+        cv2.putText(canvas, line, (8, y), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), 4, cv2.LINE_AA)
+        cv2.putText(canvas, line, (8, y), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), 1, cv2.LINE_AA)
+        y += int(26 * font_scale / 0.6)
+    return canvas
