@@ -73,13 +73,14 @@ def gse_to_native_box(box: Box, native: Size, gse: Size) -> Box:
 def crop_for_region(region: Box, native: Size, crop_size: int) -> CropWindow:
     """The LPR crop around a native region box.
 
-    Centred on the region, side ``max(crop_size, region w, region h)``; the window is
-    shifted (never clamped) so that it lies inside the image. Only when the image itself
-    is smaller than the side along an axis does the window shrink to the image there.
+    Centred on the region, side ``max(crop_size, region w, region h)`` where the extent is
+    ``x2 - x1`` (the checkpoints write a 256 region as ``[x, y, x + 256, y + 256]``); the
+    window is shifted (never clamped) so that it lies inside the image. Only when the image
+    itself is smaller than the side along an axis does the window shrink to the image there.
     """
     width, height = native
     x1, y1, x2, y2 = region
-    side = int(round(max(crop_size, x2 - x1 + 1, y2 - y1 + 1)))
+    side = int(np.ceil(max(crop_size, x2 - x1, y2 - y1) - 1e-6))
     crop_w, crop_h = min(side, width), min(side, height)
     cx, cy = (x1 + x2 + 1) / 2.0, (y1 + y2 + 1) / 2.0
     x0 = int(round(cx - crop_w / 2.0))

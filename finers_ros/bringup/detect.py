@@ -81,10 +81,13 @@ def inscribed_points(mask: np.ndarray) -> Tuple[Tuple[float, float], Tuple[float
     dist = cv2.distanceTransform(np.pad(mask, 1).astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1]
     y1, x1 = np.unravel_index(int(np.argmax(dist)), dist.shape)
     radius = max(float(dist[y1, x1]), 1.0)
-    suppressed = dist.copy()
-    cv2.circle(suppressed, (int(x1), int(y1)), int(np.ceil(radius)), 0, -1)
-    suppressed[~mask] = 0
-    if suppressed.max() <= 0:
-        return (float(x1), float(y1)), (float(x1), float(y1))
-    y2, x2 = np.unravel_index(int(np.argmax(suppressed)), dist.shape)
-    return (float(x1), float(y1)), (float(x2), float(y2))
+    # The second circle must not overlap the first (centres >= 2r apart); small or round
+    # masks may leave no room, then accept overlap, then repeat the first point.
+    for reach in (2.0 * radius, radius):
+        suppressed = dist.copy()
+        cv2.circle(suppressed, (int(x1), int(y1)), int(np.ceil(reach)), 0, -1)
+        suppressed[~mask] = 0
+        if suppressed.max() > 0:
+            y2, x2 = np.unravel_index(int(np.argmax(suppressed)), dist.shape)
+            return (float(x1), float(y1)), (float(x2), float(y2))
+    return (float(x1), float(y1)), (float(x1), float(y1))

@@ -1,0 +1,50 @@
+import pytest
+
+from finers_ros.config import ConfigError, PipelineConfig, config_from_dict, load_config
+
+
+def test_defaults_are_bringup():
+    config = load_config(None)
+    assert config.gse.backend == config.lpr.backend == config.segmenter.backend == "bringup"
+    assert config.geometry.gse_size == (1920, 1080) and config.geometry.crop_size == 512
+    assert config.is_bringup
+
+
+def test_shipped_yaml_matches_defaults():
+    from pathlib import Path
+
+    shipped = load_config(Path(__file__).resolve().parents[1] / "config" / "pipeline.yaml")
+    assert shipped.to_dict() == PipelineConfig().to_dict()
+
+
+def test_paths_relative_to_file(tmp_path):
+    (tmp_path / "ckpt").mkdir()
+    path = tmp_path / "p.yaml"
+    path.write_text("gse: {backend: qwen2_5_vl, checkpoint: ckpt}\n")
+    config = load_config(path)
+    assert config.gse.checkpoint == str((tmp_path / "ckpt").resolve())
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"gse": {"backend": "gpt"}}, "gse.backend='gpt'"),
+    ({"gse": {"backend": "qwen2_5_vl"}}, "needs gse.checkpoint"),
+    ({"segmenter": {"backend": "sam"}}, "needs segmenter.checkpoint"),
+    ({"segmenter": {"backend": "sam", "checkpoint": "x", "runtime": "onnxruntime"}}, "needs segmenter.decoder_onnx"),
+    ({"geometry": {"crop_size": 0}}, "crop_size=0"),
+    ({"lpr": {"max_new_tokens": -1}}, "max_new_tokens=-1"),
+    ({"gse": {"temperature": 1}}, "unknown key(s) ['temperature'] in gse"),
+    ({"gse": "qwen"}, "expected a mapping"),
+])
+def test_invalid_values_name_key_and_value(data, message):
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(data)
+    assert message in str(info.value)
+
+
+def test_missing_and_broken_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("gse: [unclosed\n")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_config(bad)

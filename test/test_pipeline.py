@@ -1,0 +1,100 @@
+import numpy as np
+import pytest
+
+from finers_ros.config import PipelineConfig
+from finers_ros.geometry import annotation_mask, polygon_box
+from finers_ros.pipeline import FineRSPipeline
+from finers_ros.segmenters.bringup import BringupSegmenter
+from finers_ros.stages.base import Generation
+from finers_ros.stages.bringup import BringupModel
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    return FineRSPipeline.from_config(None)
+
+
+def test_bringup_finds_small_target_in_4k(pipeline, scene_4k):
+    image, record = scene_4k
+    result = pipeline.run(image, record["Q"])
+    assert result.ok and result.found, result.error
+    gt = annotation_mask(record["points"], (3840, 2160))
+    assert result.mask.shape == gt.shape
+    assert (result.mask & gt).sum() / (result.mask | gt).sum() > 0.8
+    gt_box = polygon_box(record["points"])
+    assert result.crop.contains_box(gt_box) and result.crop.width == 512
+    assert all(abs(a - b) <= 3 for a, b in zip(result.box, gt_box))
+    assert result.answer == "The object is found." and "bringup" in result.backend
+    assert {"gse", "lpr", "segment", "total"} <= set(result.timings_ms)
+
+
+def test_not_found_is_not_an_error(pipeline, scene_4k):
+    image, _ = scene_4k
+    result = pipeline.run(image, "find the screw that holds the lid")
+    assert result.ok and not result.found and result.mask is None
+    assert "cannot ground" in result.gse_text
+
+
+@pytest.mark.parametrize("image, instruction, message", [
+    (np.zeros((100, 100), np.uint8), "find the red screw", "H x W x 3"),
+    (np.zeros((100, 100, 3), np.float32), "find the red screw", "uint8"),
+    (np.zeros((8, 8, 3), np.uint8), "find the red screw", "too small"),
+    ("not an image", "find the red screw", "numpy array"),
+    (np.zeros((100, 100, 3), np.uint8), "   ", "empty instruction"),
+    (np.zeros((100, 100, 3), np.uint8), "x" * 100_000, "too long"),
+    (np.zeros((100, 100, 3), np.uint8), None, "empty instruction"),
+])
+def test_bad_input_gives_error_result(pipeline, image, instruction, message):
+    result = pipeline.run(image, instruction)
+    assert result.error_stage == "input" and message in result.error and not result.found
+
+
+class RaisingModel:
+    name = "raising"
+
+    def generate(self, image, prompt):
+        raise RuntimeError("CUDA out of memory")
+
+    def close(self):
+        pass
+
+
+class ScriptedModel:
+    """Answers with a fixed text: the parser's view of a misbehaving checkpoint."""
+
+    name = "scripted"
+
+    def __init__(self, text):
+        self.text = text
+
+    def generate(self, image, prompt):
+        return Generation(self.text, 1, 1, 0.0)
+
+    def close(self):
+        pass
+
+
+def test_stage_exception_becomes_error(scene_4k):
+    image, record = scene_4k
+    pipeline = FineRSPipeline(RaisingModel(), BringupModel(), BringupSegmenter(), PipelineConfig())
+    result = pipeline.run(image, record["Q"])
+    assert result.error_stage == "gse" and "CUDA out of memory" in result.error
+
+
+def test_lpr_missing_points_is_reported(scene_4k):
+    image, record = scene_4k
+    lpr = ScriptedModel("<think>x</think><answer>{'bbox': [1, 2, 30, 40], 'response': 'The object is found.'}</answer>")
+    pipeline = FineRSPipeline(BringupModel(), lpr, BringupSegmenter(), PipelineConfig())
+    result = pipeline.run(image, record["Q"])
+    assert result.error_stage == "lpr" and "no 'points_1'" in result.error
+    assert result.region is not None and result.crop is not None  # GSE work is kept
+
+
+def test_out_of_frame_lpr_box_is_clipped_to_crop(scene_4k):
+    image, record = scene_4k
+    lpr = ScriptedModel("<answer>{'bbox': [400, 400, 900, 900], 'points_1': [450, 450], 'points_2': [500, 500], "
+                        "'response': 'The object is found.'}</answer>")
+    pipeline = FineRSPipeline(BringupModel(), lpr, BringupSegmenter(), PipelineConfig())
+    result = pipeline.run(image, record["Q"])
+    assert result.ok and result.found
+    assert result.crop.contains_box(result.box)

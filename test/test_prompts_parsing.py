@@ -1,0 +1,92 @@
+import pytest
+
+from finers_ros.parsing import ParseError, has_think_answer_format, parse_gse, parse_lpr
+from finers_ros.prompts import gse_prompt, is_gse_prompt, lpr_prompt, question_from_prompt
+
+GSE_REFERRING = (
+    "Based on the 'find the red screw', identify a 256*256 bounding box that best localizes the region most "
+    "relevant to the query. And respond with whether the object is found.Compare the difference between regions "
+    "and find the most closely matched one.Output the thinking process in <think> </think> and final answer in "
+    "<answer> </answer> tags.Output the 256*256 region bbox and the final response inside the interested object "
+    "in JSON format.i.e., <think> thinking process here </think><answer>{'bbox': [x_min,y_min,x_min+256,y_min+256], "
+    "'response': 'The object is found.'}</answer>"
+)
+LPR_REFERRING = (
+    "Please find 'find the red screw' with bbox and points. And respond with whether the object is found.Compare the "
+    "difference between objects and find the most closely matched one.Output the thinking process in <think> "
+    "</think> and final answer in <answer> </answer> tags.Output the one bbox and points of two largest inscribed "
+    "circles inside the interested object in JSON format.If the object is not found, output bbox as [0, 0, 0, 0], "
+    "points_1 and points_2 as [0, 0], and response as 'No object founded'.i.e., <think> thinking process here "
+    "</think><answer>{'bbox': [10,100,200,210], 'points_1': [30,110], 'points_2': [35,180], 'response': 'The object "
+    "is found.'}</answer>"
+)
+
+
+def test_prompts_are_verbatim():
+    assert gse_prompt("Find the red screw.") == GSE_REFERRING
+    assert lpr_prompt("find the red screw") == LPR_REFERRING
+
+
+def test_open_and_option_prompts():
+    open_gse = gse_prompt("what colour is the car", "reasoning")
+    assert "relevant to the query. And give me a final response with a word or phrase.Compare" in open_gse
+    assert "'response': 'The object is white.'" in open_gse
+    option = lpr_prompt("which colour", "option", ["A. red", "B. blue"])
+    assert "And give me a correct option from ['A. red', 'B. blue'].Compare the difference between objects" in option
+    assert "'response': 'A'}" in option
+    with pytest.raises(ValueError):
+        gse_prompt("x", "option")
+    with pytest.raises(ValueError):
+        gse_prompt("x", "essay")
+
+
+def test_question_round_trips_through_prompt():
+    assert question_from_prompt(gse_prompt("find the driver's red cap")) == "find the driver's red cap"
+    assert question_from_prompt(lpr_prompt("find the red screw")) == "find the red screw"
+    assert is_gse_prompt(GSE_REFERRING) and not is_gse_prompt(LPR_REFERRING)
+
+
+def test_parse_answer_block_first_single_quotes():
+    text = ("<think>I compare {'bbox': [1, 2, 3, 4]} candidates</think>"
+            "<answer>{'bbox': [100, 200, 356, 456], 'response': 'The object is found.'}</answer>")
+    answer = parse_gse(text)
+    assert answer.found and answer.bbox == (100, 200, 356, 456) and answer.response == "The object is found."
+    assert answer.think.startswith("I compare")
+    assert has_think_answer_format(text)
+
+
+def test_parse_double_quoted_lpr():
+    text = '<think>x</think> <answer>{"bbox": [10, 20, 30, 40], "points_1": [15, 25], "points_2": [20, 30], "response": "The object is found."}</answer>'
+    answer = parse_lpr(text)
+    assert answer.points == [(15, 25), (20, 30)] and answer.bbox == (10, 20, 30, 40)
+
+
+def test_parse_without_answer_tag_ignores_think_json():
+    text = "<think>{'bbox': [0, 0, 0, 0]}</think> {'bbox': [5, 6, 7, 8], 'response': 'ok'}"
+    assert parse_gse(text).bbox == (5, 6, 7, 8)
+    assert not has_think_answer_format(text)
+
+
+@pytest.mark.parametrize("text", [
+    "<answer>{'bbox': [0, 0, 0, 0], 'response': 'No object founded'}</answer>",
+    "<answer>{'bbox': [3, 4, 50, 60], 'points_1': [0, 0], 'points_2': [0, 0], 'response': 'No object founded'}</answer>",
+])
+def test_not_found(text):
+    assert parse_lpr(text).found is False
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("I think it's on the left", "no JSON object"),
+    ("<answer>{'bbox': [1, 2, 3], 'response': 'x'}</answer>", "4 numbers"),
+    ("<answer>{'response': 'The object is found.'}</answer>", "no 'bbox'"),
+    ("<answer>{'bbox': [1, 2, 3, 4], 'response': 'x'}</answer>", "no 'points_1'"),
+    ("<answer>{'bbox': [30, 2, 3, 4], 'points_1': [1, 1], 'points_2': [1, 1]}</answer>", "out of order"),
+    ("<answer>{'bbox': [1, 2, 3, 4], 'points_1': ['a', 1], 'points_2': [1, 1]}</answer>", "2 numbers"),
+    ("<answer>{'bbox': __import__('os').system('true')}</answer>", "unparsable"),
+    ("<answer>{" * 20000, "too long"),
+])
+def test_parse_errors_keep_raw_text(text, reason):
+    with pytest.raises(ParseError) as info:
+        parse_lpr(text)
+    assert reason in info.value.reason
+    assert info.value.raw[:50] == text[:50]
