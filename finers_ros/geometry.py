@@ -82,7 +82,7 @@ def crop_for_region(region: Box, native: Size, crop_size: int) -> CropWindow:
     x1, y1, x2, y2 = region
     side = int(np.ceil(max(crop_size, x2 - x1, y2 - y1) - 1e-6))
     crop_w, crop_h = min(side, width), min(side, height)
-    cx, cy = (x1 + x2 + 1) / 2.0, (y1 + y2 + 1) / 2.0
+    cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
     x0 = int(round(cx - crop_w / 2.0))
     y0 = int(round(cy - crop_h / 2.0))
     x0 = min(max(x0, 0), width - crop_w)

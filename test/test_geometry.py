@@ -46,7 +46,8 @@ def test_crop_grows_to_large_region_and_stays_square():
 def test_nominal_256_region_of_4k_frame_gives_512_crop():
     region = geo.gse_to_native_box((600, 300, 856, 556), (3840, 2160), (1920, 1080))
     crop = geo.crop_for_region(region, (3840, 2160), 512)
-    assert (crop.width, crop.height) == (512, 512) and crop.contains_box(region)
+    assert (crop.width, crop.height) == (512, 512) and (crop.x0, crop.y0) == (1200, 600)
+    assert crop.x0 + crop.width == region[2] and crop.y0 + crop.height == region[3]
 
 
 def test_border_region_is_shifted_not_clamped():
