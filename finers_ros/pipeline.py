@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -74,12 +74,15 @@ class FineRSPipeline:
             part.close()
 
     def run(self, image: np.ndarray, instruction: str, question_type: str = "referring",
-            options: Sequence[str] | str | None = None) -> FineRSResult:
+            options: Sequence[str] | str | None = None,
+            progress: Optional[Callable[[str], None]] = None) -> FineRSResult:
+        """``progress(stage)`` is called before each stage (gse, lpr, segment); an exception
+        it raises (e.g. to cancel) propagates to the caller: the one way ``run`` raises."""
         result = FineRSResult(instruction=instruction if isinstance(instruction, str) else "",
                               backend=self.backend_name)
         start = time.perf_counter()
         try:
-            self._run(result, image, instruction, question_type, options)
+            self._run(result, image, instruction, question_type, options, progress or (lambda stage: None))
         except StageFailure as failure:
             result.error, result.error_stage = str(failure), failure.stage
         except ParseError as failure:  # pragma: no cover - _run wraps these, kept as a guard
@@ -90,7 +93,8 @@ class FineRSPipeline:
         return result
 
     @contextmanager
-    def _stage(self, result: FineRSResult, name: str):
+    def _stage(self, result: FineRSResult, name: str, progress: Callable[[str], None]):
+        progress(name)
         start = time.perf_counter()
         try:
             yield
@@ -101,7 +105,7 @@ class FineRSPipeline:
         finally:
             result.timings_ms[name] = (time.perf_counter() - start) * 1000.0
 
-    def _run(self, result, image, instruction, question_type, options) -> None:
+    def _run(self, result, image, instruction, question_type, options, progress) -> None:
         geometry = self.config.geometry
         if not isinstance(instruction, str) or not instruction.strip():
             raise StageFailure("input", "empty instruction")
@@ -118,7 +122,7 @@ class FineRSPipeline:
         native = (image.shape[1], image.shape[0])
         result.image_size = native
 
-        with self._stage(result, "gse"):
+        with self._stage(result, "gse", progress):
             generation = self.gse.generate(geo.resize_image(image, geometry.gse_size), gse_text_prompt)
             result.gse_text = generation.text
         gse = self._parse(parse_gse, generation.text, "gse")
@@ -131,7 +135,7 @@ class FineRSPipeline:
         result.crop = crop
         crop_pixels = crop.cut(image)
 
-        with self._stage(result, "lpr"):
+        with self._stage(result, "lpr", progress):
             generation = self.lpr.generate(geo.resize_image(crop_pixels, geometry.lpr_size), lpr_text_prompt)
             result.lpr_text = generation.text
         lpr = self._parse(parse_lpr, generation.text, "lpr")
@@ -143,7 +147,7 @@ class FineRSPipeline:
         result.box = geo.crop_to_native_box(box_crop, crop)
         result.points = [geo.crop_to_native_point(p, crop) for p in points_crop]
 
-        with self._stage(result, "segment"):
+        with self._stage(result, "segment", progress):
             segmentation = self.segmenter.segment(np.ascontiguousarray(crop_pixels), box_crop, points_crop)
             result.mask = geo.paste_mask(segmentation.mask, crop, native)
             result.score = segmentation.score
