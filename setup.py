@@ -15,6 +15,7 @@ setup(
             "finers-make-scenes=finers_ros.cli.make_scenes:main",
             "finers-export-sam=finers_ros.cli.export_sam:main",
             "finers-perception=finers_ros.ros.main:main",
+            "finers-demo=finers_ros.ros.demo:main",
         ]
     },
 )

@@ -23,8 +23,11 @@ def _scaled(box, scale):
 
 
 def draw_overlay(image: np.ndarray, result: FineRSResult, max_width: int = 1280,
-                 label: Optional[str] = None) -> np.ndarray:
-    """``H x W x 3 uint8 RGB`` frame -> overlay ``h x w x 3 uint8 RGB`` with ``w <= max_width``."""
+                 label: Optional[str] = None, inset: bool = True) -> np.ndarray:
+    """``H x W x 3 uint8 RGB`` frame -> overlay ``h x w x 3 uint8 RGB`` with ``w <= max_width``.
+
+    With ``inset``, the LPR crop is also shown at native resolution in the top-right corner:
+    small objects are a few pixels once the frame is downscaled."""
     height, width = image.shape[:2]
     scale = min(1.0, max_width / float(width))
     size = (max(1, int(round(width * scale))), max(1, int(round(height * scale))))
@@ -47,6 +50,8 @@ def draw_overlay(image: np.ndarray, result: FineRSResult, max_width: int = 1280,
         cv2.rectangle(canvas, (x1 - pad, y1 - pad), (x2 + pad, y2 + pad), BOX_COLOUR, thick)
     for point in result.points:
         cv2.circle(canvas, _scaled(point, scale), max(2, thick + 1), POINT_COLOUR, -1)
+    if result.crop is not None and inset:
+        _draw_inset(canvas, image, result)
     lines = [f"{result.instruction[:80]}"]
     if result.error:
         lines.append(f"error: {result.error[:90]}")
@@ -61,3 +66,25 @@ def draw_overlay(image: np.ndarray, result: FineRSResult, max_width: int = 1280,
         cv2.putText(canvas, line, (8, y), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), 1, cv2.LINE_AA)
         y += int(26 * font_scale / 0.6)
     return canvas
+
+
+def _draw_inset(canvas: np.ndarray, image: np.ndarray, result: FineRSResult) -> None:
+    """The crop window at native resolution (mask tinted, box drawn), top-right corner."""
+    crop = result.crop
+    side = max(64, int(min(canvas.shape[0], canvas.shape[1]) * 0.35))
+    pixels = crop.cut(image).copy()
+    if result.mask is not None:
+        inside = crop.cut(result.mask)
+        pixels[inside] = (0.45 * pixels[inside] + 0.55 * np.array(MASK_TINT, np.float32)).astype(np.uint8)
+    if result.box is not None:
+        x1, y1, x2, y2 = (int(round(v)) for v in result.box)
+        cv2.rectangle(pixels, (x1 - crop.x0, y1 - crop.y0), (x2 - crop.x0, y2 - crop.y0), BOX_COLOUR, 1)
+    scale = side / max(crop.width, crop.height)
+    zoomed = cv2.resize(pixels, (max(1, int(crop.width * scale)), max(1, int(crop.height * scale))),
+                        interpolation=cv2.INTER_NEAREST if scale >= 1 else cv2.INTER_AREA)
+    h, w = zoomed.shape[:2]
+    x0 = canvas.shape[1] - w - 6
+    if x0 < 0 or h + 12 > canvas.shape[0]:
+        return
+    canvas[6:6 + h, x0:x0 + w] = zoomed
+    cv2.rectangle(canvas, (x0 - 1, 5), (x0 + w, 6 + h), CROP_COLOUR, 2)

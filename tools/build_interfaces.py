@@ -3,7 +3,9 @@
 
 The PyPI message wheels export CMake files that name the wheel build machine's Python and
 numpy include directories; they are rewritten to this venv's first. The core is installed
-by pip, so CMake's FINERS_INSTALL_CORE is OFF. A ``.pth`` file puts the install prefix's
+by pip, so CMake's FINERS_INSTALL_CORE is OFF. The interface libraries are linked into the
+venv's lib/, which the ROS wheels' bootstrapper already puts on LD_LIBRARY_PATH (the RMW
+loads type support libraries by name). A ``.pth`` file puts the install prefix's
 site-packages on the venv's path, where ``finers_ros.msg`` / ``finers_ros.action`` live.
 """
 from __future__ import annotations
@@ -65,6 +67,11 @@ def main() -> int:
     ]
     print(f"build_interfaces: rewrote {fixed} wheel CMake file(s); running colcon", flush=True)
     subprocess.run(command, check=True, env=env, cwd=ROOT)
+    for library in (ROOT / "install" / "lib").glob("lib*.so"):
+        link = VENV / "lib" / library.name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(library)
     site = ROOT / "install" / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
     pth = Path(sysconfig.get_paths()["purelib"]) / "finers_ros_interfaces.pth"
     pth.write_text(f"{site}\n")

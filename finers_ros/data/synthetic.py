@@ -131,14 +131,21 @@ class SceneGenerator:
                 return PlacedObject(shape, "", polygon, box)
         return None
 
-    def scene(self, index: int) -> Tuple[np.ndarray, dict]:
-        """Scene ``index``: (``H x W x 3 uint8 RGB`` image, annotation record without image_path)."""
+    def scene(self, index: int, kind: Optional[str] = None, colour: Optional[str] = None) -> Tuple[np.ndarray, dict]:
+        """Scene ``index``: (``H x W x 3 uint8 RGB`` image, annotation record without image_path).
+
+        ``kind`` (a QUESTION_MIX name) and ``colour`` (a TARGET_COLOURS name) pin the question
+        kind and the target colour instead of drawing them."""
         rng = np.random.default_rng([self.seed, index])
         cfg = self.config
         frame_area = cfg.width * cfg.height
         kinds, weights = zip(*QUESTION_MIX)
-        kind = kinds[rng.choice(len(kinds), p=np.array(weights) / sum(weights))]
-        target_colour = TARGET_COLOURS[rng.integers(len(TARGET_COLOURS))]
+        drawn_kind = kinds[rng.choice(len(kinds), p=np.array(weights) / sum(weights))]
+        drawn_colour = TARGET_COLOURS[rng.integers(len(TARGET_COLOURS))]
+        kind = kind or drawn_kind
+        target_colour = colour or drawn_colour
+        if kind not in kinds or target_colour not in TARGET_COLOURS:
+            raise ValueError(f"unknown kind {kind!r} or colour {target_colour!r}")
         target_shape = SHAPES[rng.integers(len(SHAPES))]
         lo, hi = np.log(cfg.target_area_percent[0]), np.log(cfg.target_area_percent[1])
         target_area = float(np.exp(rng.uniform(lo, hi))) / 100.0 * frame_area

@@ -1,0 +1,137 @@
+"""The other end of the node's topics: publish frames and instructions, collect outcomes.
+
+Used by the main job (``finers-demo``) and the integration tests; usable from any robot
+script that wants "ask and wait" over topics (the action is the other way).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable, List, Optional
+
+import numpy as np
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header, String
+
+from finers_ros.msg import Detection, Status
+
+from .image_codec import rgb_fields
+
+
+class PerceptionClient:
+    def __init__(self, domain_id: Optional[int] = None, namespace: str = "", camera_topic: str = "/camera/image_raw",
+                 name: str = "finers_client"):
+        self.context = Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node(name, context=self.context)
+        prefix = f"/{namespace.strip('/')}" if namespace.strip("/") else ""
+        reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        self.camera = self.node.create_publisher(Image, camera_topic, qos_profile_sensor_data)
+        self.commands = self.node.create_publisher(String, f"{prefix}/finers/command", reliable)
+        self.detections: List[Detection] = []
+        self.masks: List[Image] = []
+        self.overlays: List[Image] = []
+        self.status: Optional[Status] = None
+        self._cond = threading.Condition()
+        images = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+        self.node.create_subscription(Detection, f"{prefix}/finers/detections", self._keep(self.detections), reliable)
+        self.node.create_subscription(Image, f"{prefix}/finers/mask", self._keep(self.masks), images)
+        self.node.create_subscription(Image, f"{prefix}/finers/overlay", self._keep(self.overlays), images)
+        self.node.create_subscription(
+            Status, f"{prefix}/finers/status", self._on_status,
+            QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        self.topics = {"detections": f"{prefix}/finers/detections", "command": f"{prefix}/finers/command"}
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._spinner = threading.Thread(target=self._spin, daemon=True)
+        self._spinner.start()
+        self._streaming: Optional[threading.Event] = None
+
+    def _spin(self) -> None:
+        try:
+            self.executor.spin()
+        except Exception:
+            pass  # context shut down
+
+    def _keep(self, store: list) -> Callable:
+        def callback(msg) -> None:
+            with self._cond:
+                store.append(msg)
+                self._cond.notify_all()
+        return callback
+
+    def _on_status(self, msg: Status) -> None:
+        with self._cond:
+            self.status = msg
+            self._cond.notify_all()
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 0.1))
+        return True
+
+    def wait_for_node(self, timeout: float = 30.0) -> bool:
+        """Until the node's frame/command subscriptions and detection publisher matched us."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if (self.camera.get_subscription_count() > 0 and self.commands.get_subscription_count() > 0
+                    and self.node.count_publishers(self.topics["detections"]) > 0):
+                time.sleep(0.3)  # let the reverse direction finish matching too
+                return True
+            time.sleep(0.05)
+        return False
+
+    def frame_message(self, image: np.ndarray, stamp_ns: Optional[int] = None, frame_id: str = "camera") -> Image:
+        stamp_ns = time.time_ns() if stamp_ns is None else stamp_ns
+        header = Header(frame_id=frame_id)
+        header.stamp.sec, header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+        return Image(header=header, **rgb_fields(image))
+
+    def publish_frame(self, image_or_msg) -> Image:
+        msg = image_or_msg if isinstance(image_or_msg, Image) else self.frame_message(image_or_msg)
+        self.camera.publish(msg)
+        return msg
+
+    def stream(self, msg: Image, hz: float = 5.0, restamp: bool = True) -> None:
+        """Publish ``msg`` repeatedly from a thread, as a camera driver would (restamped)."""
+        self.stop_stream()
+        stop = threading.Event()
+        self._streaming = stop
+
+        def loop() -> None:
+            while not stop.is_set():
+                if restamp:
+                    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(time.time_ns(), 1_000_000_000)
+                self.camera.publish(msg)
+                stop.wait(1.0 / hz)
+
+        threading.Thread(target=loop, daemon=True).start()
+
+    def stop_stream(self) -> None:
+        if self._streaming is not None:
+            self._streaming.set()
+            self._streaming = None
+
+    def send(self, text: str) -> None:
+        self.commands.publish(String(data=text))
+
+    def next_detection(self, after: int, timeout: float) -> Optional[Detection]:
+        """The first detection received after ``after`` detections were already there."""
+        if self.wait_until(lambda: len(self.detections) > after, timeout):
+            return self.detections[after]
+        return None
+
+    def close(self) -> None:
+        self.stop_stream()
+        self.executor.shutdown(timeout_sec=1.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
