@@ -69,19 +69,26 @@ def draw_overlay(image: np.ndarray, result: FineRSResult, max_width: int = 1280,
 
 
 def _draw_inset(canvas: np.ndarray, image: np.ndarray, result: FineRSResult) -> None:
-    """The crop window at native resolution (mask tinted, box drawn), top-right corner."""
-    crop = result.crop
-    side = max(64, int(min(canvas.shape[0], canvas.shape[1]) * 0.35))
-    pixels = crop.cut(image).copy()
-    if result.mask is not None:
-        inside = crop.cut(result.mask)
-        pixels[inside] = (0.45 * pixels[inside] + 0.55 * np.array(MASK_TINT, np.float32)).astype(np.uint8)
+    """A magnified view around the found box (else the crop window), top-right corner."""
+    from .geometry import crop_for_region
+
+    native = (image.shape[1], image.shape[0])
+    window = result.crop
     if result.box is not None:
-        x1, y1, x2, y2 = (int(round(v)) for v in result.box)
-        cv2.rectangle(pixels, (x1 - crop.x0, y1 - crop.y0), (x2 - crop.x0, y2 - crop.y0), BOX_COLOUR, 1)
-    scale = side / max(crop.width, crop.height)
-    zoomed = cv2.resize(pixels, (max(1, int(crop.width * scale)), max(1, int(crop.height * scale))),
+        x1, y1, x2, y2 = result.box
+        side = max(64, int(3 * max(x2 - x1 + 1, y2 - y1 + 1)))
+        window = crop_for_region(result.box, native, side)
+    pixels = window.cut(image).copy()
+    if result.mask is not None:
+        inside = window.cut(result.mask)
+        pixels[inside] = (0.6 * pixels[inside] + 0.4 * np.array(MASK_TINT, np.float32)).astype(np.uint8)
+    side = max(64, int(min(canvas.shape[0], canvas.shape[1]) * 0.4))
+    scale = side / max(window.width, window.height)
+    zoomed = cv2.resize(pixels, (max(1, int(window.width * scale)), max(1, int(window.height * scale))),
                         interpolation=cv2.INTER_NEAREST if scale >= 1 else cv2.INTER_AREA)
+    if result.box is not None:
+        x1, y1, x2, y2 = ((v - o) * scale for v, o in zip(result.box, (window.x0, window.y0) * 2))
+        cv2.rectangle(zoomed, (int(x1), int(y1)), (int(x2 + scale), int(y2 + scale)), BOX_COLOUR, 1)
     h, w = zoomed.shape[:2]
     x0 = canvas.shape[1] - w - 6
     if x0 < 0 or h + 12 > canvas.shape[0]:

@@ -1,0 +1,217 @@
+"""The perception node in its own process, talking to this test over real topics.
+
+Isolated ROS domain, loopback-only discovery, the shipped shared-memory Fast DDS profile.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+pytest.importorskip("finers_ros.msg")
+
+from finers_ros.geometry import box_iou, polygon_box  # noqa: E402
+from finers_ros.ros.launcher import NodeProcess, clean_shared_memory, ros_environment  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+TIMEOUT = 60.0
+
+
+@pytest.fixture(scope="module")
+def domain():
+    from domain_coordinator import domain_id
+
+    with domain_id() as value:
+        saved = dict(os.environ)
+        os.environ.update(ros_environment(value))
+        yield value
+        os.environ.clear()
+        os.environ.update(saved)
+    clean_shared_memory()
+
+
+@pytest.fixture(scope="module")
+def flaky_node(domain):
+    node = NodeProcess(domain, parameters={"pipeline_factory": "faulty_pipelines:flaky", "request_timeout_s": 3.0,
+                                           "frame_wait_s": 3.0, "no_frames_warning_s": 2.0},
+                       env={"PYTHONPATH": str(HERE)})
+    yield node
+    code = node.stop()
+    assert code == 0, node.log()[-2000:]
+
+
+@pytest.fixture(scope="module")
+def client(domain, flaky_node):
+    from finers_ros.ros.client import PerceptionClient
+
+    client = PerceptionClient(domain_id=domain)
+    assert client.wait_for_node(TIMEOUT), flaky_node.log()[-2000:]
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def frame_msg(client, scene_4k):
+    image, record = scene_4k
+    return client.frame_message(image, stamp_ns=1_700_000_000_123_456_789, frame_id="camera_optical_frame"), record
+
+
+def ask(client, text, timeout=TIMEOUT):
+    before = len(client.detections)
+    client.send(text)
+    detection = client.next_detection(before, timeout)
+    assert detection is not None, f"no outcome for {text[:40]!r}"
+    return detection
+
+
+def test_instruction_before_any_frame_is_an_error(client):
+    detection = ask(client, "find the red screw")
+    assert detection.error_stage == "frame" and "no camera frame" in detection.error
+
+
+def test_detection_on_streamed_4k_frame(client, frame_msg, scene_4k):
+    msg, record = frame_msg
+    client.stream(msg, hz=3.0, restamp=False)
+    try:
+        detection = ask(client, record["Q"])
+    finally:
+        client.stop_stream()
+    assert detection.error == "" and detection.found, detection.error
+    assert (detection.header.stamp.sec, detection.header.stamp.nanosec) == (1_700_000_000, 123_456_789)
+    assert detection.header.frame_id == "camera_optical_frame"
+    assert (detection.image_width, detection.image_height) == (3840, 2160)
+    assert box_iou(tuple(detection.box), polygon_box(record["points"])) > 0.7
+    assert len(detection.points) == 2 and "gse" in detection.timing_names
+    from finers_ros.ros.messages import detection_mask
+
+    assert detection_mask(detection).sum() > 0
+    stamp = (detection.header.stamp.sec, detection.header.stamp.nanosec)
+    assert client.wait_until(lambda: any((m.header.stamp.sec, m.header.stamp.nanosec) == stamp for m in client.masks), 30)
+    mask = [m for m in client.masks if (m.header.stamp.sec, m.header.stamp.nanosec) == stamp][-1]
+    assert (mask.width, mask.height, mask.encoding) == (3840, 2160, "mono8")
+    pixels = np.frombuffer(bytes(mask.data), np.uint8).reshape(2160, 3840)
+    assert np.array_equal(pixels > 0, detection_mask(detection))
+    assert client.wait_until(lambda: any(m.header.stamp.sec == stamp[0] for m in client.overlays), 30)
+
+
+def bad_frame(client, scene_4k, **changes):
+    msg = client.frame_message(scene_4k[0][:480, :640].copy())
+    for key, value in changes.items():
+        setattr(msg, key, value)
+    return msg
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"step": 100}, "step 100"),
+    ({"height": 4000}, "data has"),
+    ({"encoding": "bayer_rggb8"}, "unsupported encoding"),
+])
+def test_malformed_frames_give_error_outcomes(client, scene_4k, changes, message):
+    msg = bad_frame(client, scene_4k, **changes)
+    before = len(client.detections)
+    client.send("find the red screw")
+    time.sleep(0.3)
+    for _ in range(5):
+        client.publish_frame(msg)
+        time.sleep(0.1)
+    detection = client.next_detection(before, TIMEOUT)
+    assert detection is not None and detection.error_stage == "frame" and message in detection.error
+
+
+@pytest.mark.parametrize("text, message", [("", "empty instruction"), ("x" * 100_000, "too long")])
+def test_empty_and_huge_instructions(client, text, message):
+    detection = ask(client, text)
+    assert detection.error_stage == "input" and message in detection.error
+
+
+def test_raising_and_hanging_pipeline_then_keeps_serving(client, frame_msg):
+    msg, record = frame_msg
+    client.stream(msg, hz=3.0)
+    try:
+        crashed = ask(client, "explode the red screw")
+        assert crashed.error_stage == "pipeline" and "simulated model crash" in crashed.error
+        hung = ask(client, "hang on the red screw")
+        assert hung.error_stage == "timeout"
+        good = ask(client, json.dumps({"instruction": record["Q"], "id": "job-42"}))
+    finally:
+        client.stop_stream()
+    assert good.found and good.request_id == "job-42" and good.error == ""
+
+
+def test_status_reports_health(client):
+    assert client.wait_until(lambda: client.status is not None and client.status.requests_failed >= 2, 10)
+    status = client.status
+    assert status.model_loaded and status.state == "active" and "bringup" in status.backend
+    assert status.frames_received > 0 and status.frames_rejected >= 1 and status.last_error
+
+
+def test_action_result_feedback_and_cancel(client, frame_msg, domain):
+    from rclpy.action import ActionClient
+
+    from finers_ros.action import Segment
+
+    msg, record = frame_msg
+    action = ActionClient(client.node, Segment, "/finers/segment")
+    assert action.wait_for_server(timeout_sec=TIMEOUT)
+    stages = []
+    client.stream(msg, hz=3.0)
+    try:
+        goal = action.send_goal_async(Segment.Goal(instruction=record["Q"]),
+                                      feedback_callback=lambda fb: stages.append(fb.feedback.stage))
+        handle = _wait_future(goal)
+        assert handle.accepted
+        result = _wait_future(handle.get_result_async()).result
+        assert result.detection.found and result.detection.error == ""
+        assert {"queued", "gse", "lpr", "segment"} <= set(stages)
+
+        goal = _wait_future(action.send_goal_async(Segment.Goal(instruction="hang around the red screw")))
+        time.sleep(1.0)
+        _wait_future(goal.cancel_goal_async())
+        wrapped = _wait_future(goal.get_result_async())
+        from action_msgs.msg import GoalStatus
+
+        assert wrapped.status == GoalStatus.STATUS_CANCELED
+        assert wrapped.result.detection.error_stage == "cancelled"
+    finally:
+        client.stop_stream()
+        action.destroy()
+
+
+def _wait_future(future, timeout=TIMEOUT):
+    deadline = time.monotonic() + timeout
+    while not future.done():
+        assert time.monotonic() < deadline, "future timed out"
+        time.sleep(0.02)
+    return future.result()
+
+
+def test_missing_weights_keep_node_serving_errors(domain, tmp_path):
+    from finers_ros.ros.client import PerceptionClient
+
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(f"gse: {{backend: qwen2_5_vl, checkpoint: {tmp_path / 'no-such-model'}}}\n")
+    with NodeProcess(domain, parameters={"pipeline_config": str(config)}) as node:
+        client = PerceptionClient(domain_id=domain, name="weights_client")
+        try:
+            assert client.wait_for_node(TIMEOUT), node.log()[-2000:]
+            detection = ask(client, "find the red screw")
+            assert detection.error_stage == "model" and "checkpoint directory not found" in detection.error
+            assert client.wait_until(lambda: client.status is not None and not client.status.model_loaded, 10)
+            assert "model not loaded" in client.status.last_error
+            assert node.alive()
+        finally:
+            client.close()
+        assert "model not loaded" in node.log()
+
+
+def test_invalid_parameters_fail_loudly(domain):
+    node = NodeProcess(domain, parameters={"frame_policy": "whenever", "queue_limit": 0})
+    assert node.process.wait(60) == 2
+    log = node.log()
+    assert "frame_policy='whenever'" in log and "queue_limit=0" in log
+    node.stop()
