@@ -190,13 +190,41 @@ def _wait_future(future, timeout=TIMEOUT):
     return future.result()
 
 
+def test_lifecycle_deactivate_and_activate(client, frame_msg):
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+
+    change = client.node.create_client(ChangeState, "/finers_perception/change_state")
+    get = client.node.create_client(GetState, "/finers_perception/get_state")
+    assert change.wait_for_service(timeout_sec=TIMEOUT) and get.wait_for_service(timeout_sec=TIMEOUT)
+    try:
+        assert _wait_future(get.call_async(GetState.Request())).current_state.label == "active"
+        reply = _wait_future(change.call_async(ChangeState.Request(transition=Transition(id=Transition.TRANSITION_DEACTIVATE))))
+        assert reply.success
+        assert _wait_future(get.call_async(GetState.Request())).current_state.label == "inactive"
+        assert client.wait_until(lambda: client.status is not None and client.status.state == "inactive", 10)
+        reply = _wait_future(change.call_async(ChangeState.Request(transition=Transition(id=Transition.TRANSITION_ACTIVATE))))
+        assert reply.success
+        assert client.wait_for_node(TIMEOUT)
+        msg, record = frame_msg
+        client.stream(msg, hz=3.0)
+        try:
+            assert ask(client, record["Q"]).found
+        finally:
+            client.stop_stream()
+    finally:
+        client.node.destroy_client(change)
+        client.node.destroy_client(get)
+
+
 def test_missing_weights_keep_node_serving_errors(domain, tmp_path):
     from finers_ros.ros.client import PerceptionClient
 
     config = tmp_path / "pipeline.yaml"
     config.write_text(f"gse: {{backend: qwen2_5_vl, checkpoint: {tmp_path / 'no-such-model'}}}\n")
-    with NodeProcess(domain, parameters={"pipeline_config": str(config)}) as node:
-        client = PerceptionClient(domain_id=domain, name="weights_client")
+    # its own namespace: the flaky node of this module still runs in the same domain
+    with NodeProcess(domain, parameters={"pipeline_config": str(config)}, ros_args=("-r", "__ns:=/weights")) as node:
+        client = PerceptionClient(domain_id=domain, namespace="weights", name="weights_client")
         try:
             assert client.wait_for_node(TIMEOUT), node.log()[-2000:]
             detection = ask(client, "find the red screw")

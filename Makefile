@@ -1,0 +1,38 @@
+# Two commands on a fresh machine:  make setup  (everything into .venv/ + the main job)  and  make test.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+OUT := outputs
+
+.PHONY: setup install interfaces main-job demo test test-fast bench clean
+
+setup: install interfaces main-job
+
+$(VENV)/.installed: requirements.txt setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PIP) install --quiet -r requirements.txt
+	$(PIP) install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+interfaces: install
+	$(PY) tools/build_interfaces.py
+
+# The main job: the robot's loop over ROS 2 with the built-in default (bring-up backend).
+main-job: interfaces
+	$(VENV)/bin/finers-demo --out $(OUT)/demo
+
+demo: main-job
+
+test: install
+	$(PY) -m pytest -q test
+
+bench: install
+	$(PY) benchmarks/bench_pipeline.py --out benchmarks/results
+
+clean:
+	rm -rf build install log $(OUT)

@@ -1,0 +1,94 @@
+"""Launch file, parameter defaults and the console script's argument handling."""
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_launch_file_parses_and_uses_the_shared_defaults():
+    source = (ROOT / "launch" / "perception.launch.py").read_text()
+    tree = ast.parse(source)
+    assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description" for n in tree.body)
+    for needed in ('"perception.yaml"', '"perception_node"', '"finers_perception"', '"use_rviz"', '"namespace"',
+                   '"camera_topic"', '"finers.rviz"'):
+        assert needed in source
+
+
+def test_launch_description_builds_where_launch_ros_exists():
+    pytest.importorskip("launch_ros")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("perception_launch", ROOT / "launch" / "perception.launch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    description = module.generate_launch_description()
+    names = {a.name for a in description.get_launch_arguments()}
+    assert {"namespace", "config", "camera_topic", "use_rviz"} <= names
+
+
+def test_cmake_installs_launch_config_rviz_and_executable():
+    cmake = (ROOT / "CMakeLists.txt").read_text()
+    assert "install(DIRECTORY launch config rviz" in cmake
+    assert "tools/perception_node DESTINATION lib/${PROJECT_NAME}" in cmake
+    assert (ROOT / "tools" / "perception_node").stat().st_mode & 0o111
+
+
+def test_parameter_file_covers_every_setting():
+    from dataclasses import fields
+
+    from finers_ros.ros.params import NodeSettings, parameter_defaults
+
+    defaults = parameter_defaults()
+    assert set(defaults) == {f.name for f in fields(NodeSettings)}
+    settings = NodeSettings(**defaults).validate()
+    assert settings.frame_reliability == "best_effort" and settings.camera_topic == "/camera/image_raw"
+    data = yaml.safe_load((ROOT / "config" / "perception.yaml").read_text())
+    assert list(data) == ["/**"]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"frame_reliability": "sometimes"}, "frame_reliability"),
+    ({"request_timeout_s": 0.0}, "request_timeout_s=0.0"),
+    ({"command_topic": ""}, "command_topic is empty"),
+    ({"pipeline_factory": "nocolon"}, "module:function"),
+    ({"pipeline_config": "/no/such/file.yaml"}, "config file not found"),
+])
+def test_invalid_settings_are_named(change, message):
+    from finers_ros.ros.params import NodeSettings, ParameterError, parameter_defaults
+
+    with pytest.raises(ParameterError, match=message):
+        NodeSettings(**{**parameter_defaults(), **change}).validate()
+
+
+def test_console_script_adds_default_params_file_like_launch():
+    from finers_ros.ros.main import with_default_params
+    from finers_ros.ros.paths import default_params_file
+
+    assert with_default_params(["x"]) == ["x", "--ros-args", "--params-file", str(default_params_file())]
+    assert with_default_params(["x", "--ros-args", "-r", "a:=b"])[-2:] == ["--params-file", str(default_params_file())]
+    custom = ["x", "--ros-args", "--params-file", "mine.yaml"]
+    assert with_default_params(custom) == custom
+
+
+def test_command_parsing():
+    from finers_ros.ros.node import parse_command
+
+    assert parse_command("find the red screw")["instruction"] == "find the red screw"
+    parsed = parse_command('{"instruction": "which colour", "question_type": "option", "options": ["A. red"], "id": 7}')
+    assert parsed == {"instruction": "which colour", "question_type": "option", "options": ["A. red"], "request_id": "7"}
+    assert parse_command("{not json")["instruction"] == "{not json"
+
+
+def test_core_never_imports_ros():
+    """finers_ros/ros/ is the only place that imports rclpy or message packages."""
+    offenders = []
+    for path in (ROOT / "finers_ros").rglob("*.py"):
+        if "ros" in path.relative_to(ROOT / "finers_ros").parts[:1]:
+            continue
+        text = path.read_text()
+        if "import rclpy" in text or "from rclpy" in text or "_msgs" in text and "import" in text and ".msg import" in text:
+            offenders.append(str(path))
+    assert offenders == []
