@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Benchmarks: bring-up quality and latency on synthetic 4K scenes, SAM decoder runtimes
+side by side, and camera-frame conversion. Prints the figures and writes them to
+``<out>/bench.json`` (medians; ratios measured in the same run).
+
+    python benchmarks/bench_pipeline.py --out benchmarks/results [--scenes 50]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+BIN = Path(sys.executable).parent
+
+
+def timed(fn, repeat: int, warmup: int = 2) -> list:
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1000.0)
+    return samples
+
+
+def summary(samples: list) -> dict:
+    return {"median_ms": round(statistics.median(samples), 3), "p90_ms": round(float(np.percentile(samples, 90)), 3),
+            "n": len(samples)}
+
+
+def bench_bringup_eval(scenes: int, seed: int, work: Path) -> dict:
+    """finers-make-scenes + finers-eval with the default (bring-up) configuration."""
+    data = work / "scenes"
+    subprocess.run([str(BIN / "finers-make-scenes"), "--out", str(data), "--count", str(scenes), "--seed", str(seed)],
+                   check=True, capture_output=True)
+    out = work / "eval"
+    subprocess.run([str(BIN / "finers-eval"), "--annotations", str(data / "annotations.json"), "--out", str(out)],
+                   check=True, capture_output=True)
+    metrics = json.loads((out / "metrics.json").read_text())
+    return {"scenes": scenes, "seed": seed, "resolution": "3840x2160", "metrics": metrics, "eval_dir": str(out)}
+
+
+def bench_sam_decoders(model_type: str, repeat: int) -> dict:
+    """Prompt encoder + mask decoder, torch vs ONNX Runtime, same embedding and prompts (512 crop)."""
+    import torch
+
+    from finers_ros.segmenters.sam import TorchDecoder, prompt_arrays
+    from finers_ros.segmenters.sam_export import export_decoder
+    from finers_ros.segmenters.sam_model import load_sam
+    from finers_ros.segmenters.sam_onnx import OnnxRuntimeDecoder
+    from segment_anything.utils.transforms import ResizeLongestSide
+
+    torch.manual_seed(0)
+    sam = load_sam(model_type, None)
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = export_decoder(sam, Path(tmp) / "decoder.onnx")
+        ort_decoder = OnnxRuntimeDecoder(onnx_path)
+        torch_decoder = TorchDecoder(sam)
+        embedding = torch.randn(1, sam.prompt_encoder.embed_dim, 64, 64)
+        crop_hw = (512, 512)
+        coords, labels = prompt_arrays((200, 180, 260, 250), [(230, 215), (240, 230)])
+        coords = ResizeLongestSide(1024).apply_coords(coords, crop_hw).astype(np.float32)
+        results = {}
+        for name, decoder in (("torch", torch_decoder), ("onnxruntime", ort_decoder)):
+            results[name] = summary(timed(lambda: decoder.decode(embedding, coords, labels, crop_hw), repeat))
+    results["torch_over_onnxruntime"] = round(results["torch"]["median_ms"] / results["onnxruntime"]["median_ms"], 2)
+    results["model_type"] = model_type
+    torch.set_num_threads(torch.get_num_threads())
+    return results
+
+
+def bench_frame_conversion(repeat: int) -> dict:
+    import cv2
+
+    from finers_ros.ros.image_codec import image_to_rgb
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (2160, 3840, 3), dtype=np.uint8)
+    frames = {
+        "rgb8": rgb.tobytes(), "bgr8": rgb[..., ::-1].tobytes(),
+        "bgra8": cv2.cvtColor(rgb, cv2.COLOR_RGB2BGRA).tobytes(),
+        "mono8": rgb[..., 0].tobytes(), "yuv422_yuy2": rng.integers(0, 255, (2160, 3840, 2), dtype=np.uint8).tobytes(),
+    }
+    bpp = {"rgb8": 3, "bgr8": 3, "bgra8": 4, "mono8": 1, "yuv422_yuy2": 2}
+    return {enc: summary(timed(lambda: image_to_rgb(enc, 3840, 2160, 3840 * bpp[enc], data), repeat))
+            for enc, data in frames.items()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--scenes", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--sam", default="vit_b", help="SAM architecture for the decoder benchmark (random weights)")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    import torch
+
+    report = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
+                          "torch_threads": torch.get_num_threads(), "python": platform.python_version()}}
+    report["frame_conversion_4k"] = bench_frame_conversion(args.repeat)
+    report["sam_decoder"] = bench_sam_decoders(args.sam, args.repeat)
+    report["bringup_eval"] = bench_bringup_eval(args.scenes, args.seed, args.out)
+    (args.out / "bench.json").write_text(json.dumps(report, indent=2))
+
+    print("4K frame -> RGB (median ms): " + ", ".join(f"{k} {v['median_ms']:.1f}" for k, v in report["frame_conversion_4k"].items()))
+    sam = report["sam_decoder"]
+    print(f"SAM {sam['model_type']} prompt encoder + mask decoder, 512 crop (median ms): torch {sam['torch']['median_ms']:.1f}, "
+          f"onnxruntime {sam['onnxruntime']['median_ms']:.1f} (torch/ort {sam['torch_over_onnxruntime']}x)")
+    metrics = report["bringup_eval"]["metrics"]
+    seg = metrics["segmentation"]
+    print(f"bring-up on {args.scenes} synthetic 4K scenes: gIoU {seg['all']['gIoU']:.3f} cIoU {seg['all']['cIoU']:.3f} "
+          f"region recall {metrics['region_recall']:.3f}")
+    for name, values in metrics["referring_by_grounding"].items():
+        print(f"  referring ({name}): gIoU {values['gIoU']:.3f} over {values['count']}")
+    for bucket in ("S", "XS", "XXS"):
+        values = seg[bucket]
+        if values["count"]:
+            print(f"  {bucket}: gIoU {values['gIoU']:.3f} cIoU {values['cIoU']:.3f} over {values['count']}")
+    print("  latency (median ms): " + ", ".join(f"{k} {v['median']}" for k, v in metrics["latency_ms"].items()))
+    print(f"wrote {args.out / 'bench.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
