@@ -5,7 +5,7 @@ setup(
     name="finers_ros",
     version="0.1.0",
     description="Language-driven small-object perception (FineRS) for ROS 2 robots",
-    packages=find_packages(include=["finers_ros", "finers_ros.*", "training", "training.*"]),
+    packages=find_packages(include=["finers_ros", "finers_ros.*"]),
     package_data={"finers_ros": ["py.typed"]},
     python_requires=">=3.10",
     entry_points={

@@ -38,12 +38,11 @@ def summary(samples: list) -> dict:
             "n": len(samples)}
 
 
-def bench_bringup_eval(scenes: int, seed: int, work: Path) -> dict:
+def bench_bringup_eval(scenes: int, seed: int, work: Path, out: Path) -> dict:
     """finers-make-scenes + finers-eval with the default (bring-up) configuration."""
     data = work / "scenes"
     subprocess.run([str(BIN / "finers-make-scenes"), "--out", str(data), "--count", str(scenes), "--seed", str(seed)],
                    check=True, capture_output=True)
-    out = work / "eval"
     subprocess.run([str(BIN / "finers-eval"), "--annotations", str(data / "annotations.json"), "--out", str(out)],
                    check=True, capture_output=True)
     metrics = json.loads((out / "metrics.json").read_text())
@@ -111,7 +110,8 @@ def main() -> int:
                           "torch_threads": torch.get_num_threads(), "python": platform.python_version()}}
     report["frame_conversion_4k"] = bench_frame_conversion(args.repeat)
     report["sam_decoder"] = bench_sam_decoders(args.sam, args.repeat)
-    report["bringup_eval"] = bench_bringup_eval(args.scenes, args.seed, args.out)
+    with tempfile.TemporaryDirectory(prefix="finers-scenes-") as scenes:  # 4K PNGs: ~10 MB each
+        report["bringup_eval"] = bench_bringup_eval(args.scenes, args.seed, Path(scenes), args.out / "eval")
     (args.out / "bench.json").write_text(json.dumps(report, indent=2))
 
     print("4K frame -> RGB (median ms): " + ", ".join(f"{k} {v['median_ms']:.1f}" for k, v in report["frame_conversion_4k"].items()))

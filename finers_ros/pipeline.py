@@ -69,6 +69,21 @@ class FineRSPipeline:
     def is_bringup(self) -> bool:
         return "bringup" in self.backend_name
 
+    def warmup(self) -> float:
+        """Run each stage once on a blank frame so the first real request does not pay for
+        lazy initialisation (kernels, colour tables); returns the seconds it took."""
+        start = time.perf_counter()
+        geometry = self.config.geometry
+        blank_gse = np.zeros((geometry.gse_size[1], geometry.gse_size[0], 3), np.uint8)
+        blank_lpr = np.zeros((geometry.lpr_size[1], geometry.lpr_size[0], 3), np.uint8)
+        self.gse.generate(blank_gse, gse_prompt("find the object"))
+        if self.lpr is not self.gse:
+            self.lpr.generate(blank_lpr, lpr_prompt("find the object"))
+        side = geometry.crop_size
+        crop = np.zeros((side, side, 3), np.uint8)
+        self.segmenter.segment(crop, (side / 4, side / 4, side / 2, side / 2), [(side * 3 / 8, side * 3 / 8)] * 2)
+        return time.perf_counter() - start
+
     def close(self) -> None:
         for part in {id(p): p for p in (self.gse, self.lpr, self.segmenter)}.values():
             part.close()

@@ -219,7 +219,9 @@ class PerceptionServer:
         if request.cancel.is_set():
             return Outcome(request, error_result(request, "cancelled", "cancelled"))
         request.on_stage("waiting_for_frame")
+        waited = time.monotonic()
         frame = self.frames.wait(request.min_seq, self.frame_wait_s, request.cancel)
+        waited_ms = (time.monotonic() - waited) * 1000.0
         if request.cancel.is_set():
             return Outcome(request, error_result(request, "cancelled", "cancelled"))
         if frame is None:
@@ -232,7 +234,8 @@ class PerceptionServer:
         outcome = self._run_with_timeout(request, image)
         outcome.frame = frame
         outcome.image = image
-        outcome.result.timings_ms["queue"] = queued_ms
+        outcome.result.timings_ms["queue"] = queued_ms  # arrival -> dequeued by the worker
+        outcome.result.timings_ms["frame_wait"] = waited_ms  # dequeued -> its frame arrived
         return outcome
 
     def _run_with_timeout(self, request: Request, image: np.ndarray) -> Outcome:

@@ -58,7 +58,7 @@ def test_stage_text_is_the_checkpoint_format():
 @pytest.mark.parametrize("question, qtype, reason", [
     ("why is the robot stopped", "referring", "cannot ground"),
     ("find the purple screw", "referring", "no purple object"),
-    ("what colour is the car", "open", "vision-language model"),
+    ("what colour is the car", "open", "no colour word"),
 ])
 def test_ungroundable_is_not_found_with_reason(question, qtype, reason):
     image = scene([("red", (20, 20, 10, 10))])
@@ -95,3 +95,39 @@ def test_segmenter_without_seeds_inside_returns_empty():
 def test_colour_mask_is_boolean_map():
     mask = colour_mask(scene([("yellow", (5, 5, 4, 4))], (20, 20)), "yellow")
     assert mask.dtype == bool and mask.sum() == 16
+
+
+def shaped_scene():
+    from finers_ros.data.synthetic import shape_polygon
+    import cv2
+
+    image = scene([])
+    for colour, shape, centre, radius in (("red", "triangle", (80, 80), 14), ("blue", "circle", (300, 200), 10),
+                                          ("yellow", "circle", (200, 60), 25), ("green", "square", (60, 220), 12)):
+        points = np.round(shape_polygon(shape, centre, radius, 0.0)).astype(np.int32)
+        cv2.fillPoly(image, [points], REFERENCE_RGB[colour])
+    return image
+
+
+def test_open_shape_question_names_the_shape():
+    image = shaped_scene()
+    for colour, shape in (("red", "triangle"), ("blue", "circle"), ("green", "square")):
+        text = BringupModel().generate(image, gse_prompt(f"what shape is the {colour} marker", "open")).text
+        assert parse_gse(text).response == f"The object is a {shape}."
+
+
+def test_option_colour_question_picks_the_letter():
+    image = shaped_scene()
+    options = ["A. yellow", "B. blue", "C. red"]
+    text = BringupModel().generate(image, gse_prompt("what colour is the smallest circle", "option", options)).text
+    answer = parse_gse(text)
+    assert answer.response == "B" and answer.bbox[0] <= 300 <= answer.bbox[2]
+    # a colour no option names is not an answer
+    text = BringupModel().generate(image, gse_prompt("what colour is the triangle", "option", ["A. blue"])).text
+    assert not parse_gse(text).found
+
+
+def test_referring_with_shape_word():
+    image = shaped_scene()
+    text = BringupModel().generate(image, lpr_prompt("find the yellow circle")).text
+    assert parse_lpr(text).bbox[0] < 200 < parse_lpr(text).bbox[2]

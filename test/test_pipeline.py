@@ -98,3 +98,21 @@ def test_out_of_frame_lpr_box_is_clipped_to_crop(scene_4k):
     result = pipeline.run(image, record["Q"])
     assert result.ok and result.found
     assert result.crop.contains_box(result.box)
+
+
+def test_warmup_runs_every_stage(scene_4k):
+    calls = []
+
+    class Recording(BringupModel):
+        def generate(self, image, prompt):
+            calls.append(image.shape)
+            return super().generate(image, prompt)
+
+    class RecordingSegmenter(BringupSegmenter):
+        def segment(self, crop, box, points):
+            calls.append(("segment", crop.shape))
+            return super().segment(crop, box, points)
+
+    pipeline = FineRSPipeline(Recording(), Recording(), RecordingSegmenter(), PipelineConfig())
+    assert pipeline.warmup() >= 0
+    assert calls == [(1080, 1920, 3), (512, 512, 3), ("segment", (512, 512, 3))]

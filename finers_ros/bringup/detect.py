@@ -19,6 +19,14 @@ class Component:
     centroid: Tuple[float, float]
     area: int
     mask: np.ndarray  # bool, H x W of the whole image
+    colour: str = ""
+
+    @property
+    def shape(self) -> Optional[str]:
+        from .shapes import classify_shape
+
+        x1, y1, x2, y2 = self.box
+        return classify_shape(self.mask[y1:y2 + 1, x1:x2 + 1])
 
     @property
     def size(self) -> Tuple[int, int]:
@@ -37,8 +45,27 @@ def components(rgb: np.ndarray, colour: str, min_area: int = 4) -> List[Componen
             continue
         found.append(Component((int(x), int(y), int(x + w - 1), int(y + h - 1)),
                                (float(centroids[label][0]), float(centroids[label][1])),
-                               int(area), labels == label))
+                               int(area), labels == label, colour))
     return sorted(found, key=lambda c: -c.area)
+
+
+def components_of_shape(rgb: np.ndarray, shape: str, min_area: int = 12) -> List[Component]:
+    """Components of every named colour (grey excepted: clutter) whose shape is ``shape``."""
+    from .colours import COLOUR_NAMES
+
+    found = []
+    for colour in COLOUR_NAMES:
+        if colour != "grey":
+            found += [c for c in components(rgb, colour, min_area) if c.shape == shape]
+    return sorted(found, key=lambda c: -c.area)
+
+
+def filter_shape(candidates: List[Component], shape: Optional[str]) -> List[Component]:
+    """Candidates of ``shape``; all of them when none has it (shape is a hint, colour decides)."""
+    if shape is None:
+        return candidates
+    matching = [c for c in candidates if c.shape == shape]
+    return matching or candidates
 
 
 def _position_score(component: Component, positions: List[str], width: int, height: int) -> float:
@@ -59,10 +86,11 @@ def select(candidates: List[Component], query: Query, image_size: Tuple[int, int
     Size words pick by area, position words by distance to the named sides; with neither,
     the candidate nearest ``anchor`` (if given) or the largest one wins.
     """
+    described = " ".join(w for w in (query.colour, query.shape) if w) or "matching"
     if not candidates:
-        return None, f"no {query.colour} object is visible"
+        return None, f"no {described} object is visible"
     width, height = image_size
-    note = f"{len(candidates)} {query.colour} candidate(s)"
+    note = f"{len(candidates)} {described} candidate(s)"
     if use_position and query.positions:
         best = min(candidates, key=lambda c: _position_score(c, query.positions, width, height))
         return best, f"{note}; the most {'-'.join(query.positions)} one"

@@ -19,16 +19,20 @@ POSITION_WORDS = {"left": "left", "right": "right", "top": "top", "upper": "top"
                   "bottom": "bottom", "lower": "bottom", "centre": "centre", "center": "centre",
                   "middle": "centre", "central": "centre", "leftmost": "left",
                   "rightmost": "right", "topmost": "top", "bottommost": "bottom"}
+SHAPE_WORDS = {"circle": "circle", "circular": "circle", "round": "circle", "disc": "circle", "disk": "circle",
+               "ball": "circle", "square": "square", "diamond": "diamond", "rhombus": "diamond",
+               "triangle": "triangle", "triangular": "triangle", "rectangle": "rectangle",
+               "rectangular": "rectangle", "bar": "rectangle", "strip": "rectangle"}
 NOUNS = {"screw", "screws", "bolt", "bolts", "nut", "nuts", "object", "objects", "thing",
-         "item", "part", "piece", "washer", "ball", "box", "block", "marker", "target",
-         "one", "shape", "blob", "spot", "cap", "button", "pin", "clip", "tag", "dot",
-         "disc", "disk", "circle", "square", "rectangle", "bar", "triangle", "car", "person",
-         "vehicle", "tool", "component", "plug", "can", "bottle", "cube", "sign"}
+         "item", "part", "piece", "washer", "box", "block", "marker", "target",
+         "one", "blob", "spot", "cap", "button", "pin", "clip", "tag", "dot",
+         "car", "person", "vehicle", "tool", "component", "plug", "can", "bottle", "cube", "sign"}
 FILLER = {"find", "the", "a", "an", "locate", "segment", "show", "me", "where", "is", "please",
           "detect", "get", "pick", "point", "to", "at", "in", "on", "of", "that", "which", "side",
           "corner", "image", "picture", "frame", "scene", "part", "and", "with", "look", "for",
           "most", "grab", "select", "highlight", "mark", "identify", "one", "there", "near",
-          "up", "see", "can", "you", "it", "this", "quadrant", "region", "area", "edge"}
+          "up", "see", "can", "you", "it", "this", "quadrant", "region", "area", "edge",
+          "what", "which", "shape", "kind", "does", "have", "has", "its", "form", "painted"}
 
 
 @dataclass
@@ -36,10 +40,12 @@ class Query:
     colour: Optional[str] = None
     size: Optional[str] = None  # small | smallest | large | largest
     positions: List[str] = field(default_factory=list)  # subset of left/right/top/bottom/centre
+    shape: Optional[str] = None  # circle | square | diamond | triangle | rectangle
     unknown: List[str] = field(default_factory=list)
 
     @property
     def groundable(self) -> bool:
+        """Findable by colour (referring and shape questions)."""
         return self.colour is not None and not self.unknown
 
     def reason(self) -> str:
@@ -62,6 +68,8 @@ def parse_instruction(instruction: str) -> Query:
             query.colour = word
         elif word in SIZE_WORDS:
             query.size = SIZE_WORDS[word]
+        elif word in SHAPE_WORDS:
+            query.shape = SHAPE_WORDS[word]
         elif word in POSITION_WORDS:
             if POSITION_WORDS[word] not in query.positions:
                 query.positions.append(POSITION_WORDS[word])

@@ -176,6 +176,8 @@ class SceneGenerator:
         for _ in range(int(rng.integers(*cfg.distractors))):
             shape = SHAPES[rng.integers(len(SHAPES))]
             area = float(np.exp(rng.uniform(np.log(0.004), np.log(0.4)))) / 100.0 * frame_area
+            if kind == "option" and shape == target_shape and area < 2.0 * target_area:
+                area = 2.0 * target_area + area  # the target stays the smallest of its shape
             placed = self._place(rng, shape, area, taken)
             if placed:
                 placed.colour = "grey" if rng.uniform() < 0.5 else other_colours[rng.integers(len(other_colours))]
@@ -217,10 +219,10 @@ class SceneGenerator:
             letters = "ABCD"
             options = [f"{letters[i]}. {choices[j]}" for i, j in enumerate(order)]
             answer = letters[int(np.where(order == 0)[0][0])]
-            return {"Q": f"What colour is the small {target.shape} {noun}?", "A": answer,
+            return {"Q": f"What colour is the smallest {target.shape} {noun}?", "A": answer,
                     "Q-type": "option", "options": options, "attribute": "colors"}
         if kind == "open":
-            return {"Q": f"What shape is the small {target.colour} {noun}?", "A": target.shape,
+            return {"Q": f"What shape is the {target.colour} {noun}?", "A": target.shape,
                     "Q-type": "reasoning", "attribute": "shape"}
         if kind == "colour+size" and twins:
             return {"Q": f"find the {size_word} {target.colour} {noun}", "A": "The object is found.",

@@ -148,6 +148,8 @@ class PerceptionNode(LifecycleNode):
             else:
                 self.pipeline = FineRSPipeline.from_config(load_config(s.pipeline_config_path))
             self.pipeline_error = ""
+            if hasattr(self.pipeline, "warmup"):
+                self.get_logger().info(f"pipeline warm-up took {self.pipeline.warmup():.2f} s")
             backend = getattr(self.pipeline, "backend_name", type(self.pipeline).__name__)
             note = " (bring-up backend: weight-free colour/size/position grounding)" if "bringup" in backend else ""
             self.get_logger().info(f"pipeline loaded: {backend}{note}")

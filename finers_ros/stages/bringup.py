@@ -11,12 +11,36 @@ import time
 
 import numpy as np
 
-from ..bringup.detect import components, inscribed_points, select
+import re
+
+from ..bringup.detect import components, components_of_shape, filter_shape, inscribed_points, select
+from ..bringup.colours import SYNONYMS
 from ..bringup.language import parse_instruction
 from ..prompts import is_gse_prompt, question_from_prompt
 from .base import Generation
 
 NOT_FOUND_RESPONSE = "No object founded"
+_OPTION_RE = re.compile(r"\b([A-F])\s*[.:)]\s*([A-Za-z][A-Za-z \-]*)")
+
+
+def _question_kind(prompt: str) -> str:
+    if "And give me a correct option from" in prompt:
+        return "option"
+    if "And give me a final response with a word or phrase." in prompt:
+        return "open"
+    return "referring"
+
+
+def _option_for(prompt: str, colour: str):
+    """The letter of the option (from the prompt's option list) that names ``colour``."""
+    start = prompt.find("And give me a correct option from ")
+    end = prompt.find(".Compare the difference", start)
+    options = prompt[start:end] if start >= 0 else ""
+    for letter, text in _OPTION_RE.findall(options):
+        words = {SYNONYMS.get(w, w) for w in re.findall(r"[a-z]+", text.lower())}
+        if colour in words:
+            return letter
+    return None
 
 
 def _answer(think: str, fields: dict) -> str:
@@ -39,14 +63,20 @@ class BringupModel:
 
     def _respond(self, image: np.ndarray, prompt: str) -> str:
         gse = is_gse_prompt(prompt)
-        question = question_from_prompt(prompt) or ""
-        query = parse_instruction(question)
-        if "And respond with whether the object is found." not in prompt:
-            return self._not_found(gse, "open and multiple-choice questions need a vision-language model")
-        if not query.groundable:
-            return self._not_found(gse, query.reason())
+        kind = _question_kind(prompt)
+        query = parse_instruction(question_from_prompt(prompt) or "")
         height, width = image.shape[:2]
-        candidates = components(image, query.colour)
+        if query.unknown:
+            return self._not_found(gse, query.reason())
+        if kind == "option":
+            if query.shape is None:
+                return self._not_found(gse, "the bring-up backend answers colour questions about a named shape only")
+            # the answer must be one of the options: only their colours are candidates
+            candidates = [c for c in components_of_shape(image, query.shape) if _option_for(prompt, c.colour)]
+        else:
+            if not query.groundable:
+                return self._not_found(gse, query.reason())
+            candidates = filter_shape(components(image, query.colour), query.shape)
         if gse:
             chosen, note = select(candidates, query, (width, height))
         else:
@@ -54,14 +84,28 @@ class BringupModel:
                                   anchor=(width / 2.0, height / 2.0))
         if chosen is None:
             return self._not_found(gse, note)
+        response, why = self._response(kind, chosen, prompt)
+        if response is None:
+            return self._not_found(gse, why)
+        think = f"{'Looking for' if gse else 'Refining'} the object: {note}. {why}".strip()
         if gse:
-            return _answer(f"Looking for a {query.colour} object: {note}.",
-                           {"bbox": self._region(chosen.box, width, height),
-                            "response": "The object is found."})
+            return _answer(think, {"bbox": self._region(chosen.box, width, height), "response": response})
         p1, p2 = inscribed_points(chosen.mask)
-        return _answer(f"Refining the {query.colour} object: {note}.",
-                       {"bbox": list(chosen.box), "points_1": [int(p1[0]), int(p1[1])],
-                        "points_2": [int(p2[0]), int(p2[1])], "response": "The object is found."})
+        return _answer(think, {"bbox": list(chosen.box), "points_1": [int(p1[0]), int(p1[1])],
+                               "points_2": [int(p2[0]), int(p2[1])], "response": response})
+
+    @staticmethod
+    def _response(kind: str, chosen, prompt: str):
+        """(response text or None, explanation)."""
+        if kind == "referring":
+            return "The object is found.", ""
+        if kind == "open":
+            shape = chosen.shape
+            return (f"The object is a {shape}.", f"Its outline is a {shape}.") if shape else (
+                None, "the object is too small to name its shape")
+        letter = _option_for(prompt, chosen.colour)
+        return (letter, f"It is {chosen.colour}: option {letter}.") if letter else (
+            None, f"no option names the colour {chosen.colour}")
 
     def _region(self, box, width: int, height: int) -> list:
         """A ``region_size`` square (bigger if the object is) around the box, inside the frame."""
