@@ -17,3 +17,17 @@ def bringup_banner(pipeline) -> str:
         return ("backend: bring-up (weight-free colour/size/position grounding, no model weights); "
                 "configure Qwen2.5-VL and SAM checkpoints for real FineRS inference")
     return f"backend: {pipeline.backend_name}"
+
+
+def load_pipeline(config_path):
+    """The configured pipeline, its backend line printed; a load failure is a CliError."""
+    from ..config import ConfigError, load_config
+    from ..pipeline import FineRSPipeline
+
+    try:
+        pipeline = FineRSPipeline.from_config(load_config(config_path))
+    except (ConfigError, RuntimeError, FileNotFoundError) as exc:
+        raise CliError(str(exc)) from exc
+    banner = bringup_banner(pipeline)
+    print(banner)
+    return pipeline, banner

@@ -14,13 +14,12 @@ from typing import List
 import cv2
 from tqdm import tqdm
 
-from ..config import ConfigError, load_config
 from ..data.annotations import DatasetError, Record, load_annotations, read_rgb
 from ..geometry import annotation_mask, polygon_box
 from ..metrics import Sample, intersection_union, open_correct, option_correct, summarize
 from ..overlay import draw_overlay
 from ..pipeline import FineRSPipeline
-from .common import CliError, bringup_banner
+from .common import CliError, load_pipeline
 
 SUCCESS_IOU = 0.5
 
@@ -99,12 +98,7 @@ def main(argv=None) -> int:
         raise CliError(str(exc)) from exc
     if args.limit is not None:
         records = records[: args.limit]
-    try:
-        pipeline = FineRSPipeline.from_config(load_config(args.config))
-    except (ConfigError, RuntimeError, FileNotFoundError) as exc:
-        raise CliError(str(exc)) from exc
-    banner = bringup_banner(pipeline)
-    print(banner)
+    pipeline, banner = load_pipeline(args.config)
     args.out.mkdir(parents=True, exist_ok=True)
     samples, examples = [], []
     shown = {"success": 0, "failure": 0}

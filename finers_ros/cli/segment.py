@@ -14,13 +14,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..config import ConfigError, load_config
 from ..data.annotations import DatasetError, read_rgb
 from ..overlay import draw_overlay
-from ..pipeline import FineRSPipeline
 from ..prompts import QUESTION_TYPES
 from ..result import FineRSResult
-from .common import CliError, bringup_banner
+from .common import CliError, load_pipeline
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -54,12 +52,7 @@ def main(argv=None) -> int:
         image = read_rgb(args.image)
     except DatasetError as exc:
         raise CliError(str(exc)) from exc
-    try:
-        pipeline = FineRSPipeline.from_config(load_config(args.config))
-    except (ConfigError, RuntimeError, FileNotFoundError) as exc:
-        raise CliError(str(exc)) from exc
-    banner = bringup_banner(pipeline)
-    print(banner)
+    pipeline, _ = load_pipeline(args.config)
     result = pipeline.run(image, args.instruction, args.question_type, args.options)
     write_outputs(args.out, image, result, "bring-up backend" if pipeline.is_bringup else pipeline.backend_name,
                   args.overlay_width)
