@@ -100,8 +100,6 @@ class FineRSPipeline:
             self._run(result, image, instruction, question_type, options, progress or (lambda stage: None))
         except StageFailure as failure:
             result.error, result.error_stage = str(failure), failure.stage
-        except ParseError as failure:  # pragma: no cover - _run wraps these, kept as a guard
-            result.error, result.error_stage = f"unparsable model output: {failure.reason}", "parse"
         if result.error:
             result.found = False
         result.timings_ms["total"] = (time.perf_counter() - start) * 1000.0
@@ -113,7 +111,7 @@ class FineRSPipeline:
         start = time.perf_counter()
         try:
             yield
-        except (StageFailure, ParseError):
+        except StageFailure:
             raise
         except Exception as exc:  # a backend that throws must not take the caller down
             raise StageFailure(name, f"{name} failed: {type(exc).__name__}: {exc}") from exc

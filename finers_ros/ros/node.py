@@ -26,7 +26,7 @@ from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
-from std_msgs.msg import String
+from std_msgs.msg import Header, String
 
 from finers_ros.action import Segment
 from finers_ros.msg import Detection, Status
@@ -352,7 +352,7 @@ class PerceptionNode(LifecycleNode):
                 ("frames_received", msg.frames_received), ("frames_rejected", msg.frames_rejected),
                 ("requests_done", msg.requests_done), ("requests_failed", msg.requests_failed))]
             values += [KeyValue(key=f"latency_ms/{k}", value=f"{v:.1f}") for k, v in zip(msg.timing_names, msg.timings_ms)]
-            self._outputs["diagnostics"].publish(DiagnosticArray(header=_header(msg.stamp), status=[DiagnosticStatus(
+            self._outputs["diagnostics"].publish(DiagnosticArray(header=Header(stamp=msg.stamp), status=[DiagnosticStatus(
                 level=level, name=f"{self.get_name()}: FineRS perception", hardware_id="finers_ros",
                 message=msg.last_error[:200] or ("ok" if msg.model_loaded else "model not loaded"), values=values)]))
         except Exception as exc:
@@ -375,12 +375,6 @@ class PerceptionNode(LifecycleNode):
                 f"{publishers} publisher(s) on {topic} but no frame arrived: large frames over best-effort need the "
                 f"shared-memory Fast DDS profile (config/fastdds_shm.xml), or set frame_reliability: reliable")
         self._warned_no_frames = True
-
-
-def _header(stamp):
-    from std_msgs.msg import Header
-
-    return Header(stamp=stamp)
 
 
 class _Unavailable:
