@@ -33,6 +33,7 @@ test: install
 
 bench: install
 	$(PY) benchmarks/bench_pipeline.py --out benchmarks/results
+	$(PY) benchmarks/bench_ros.py --out benchmarks/results
 
 clean:
 	rm -rf build install log $(OUT)

@@ -329,6 +329,7 @@ class PerceptionNode(LifecycleNode):
                          backend=str(getattr(self.pipeline, "backend_name", "") or ""),
                          queue_depth=server.queue_depth if server else 0,
                          queue_limit=self.settings.queue_limit, busy=bool(server and server.busy),
+                         abandoned_runs=server.abandoned_runs if server else 0,
                          frames_received=self.frames_received, frames_rejected=self.frames_rejected,
                          requests_done=self.requests_done, requests_failed=self.requests_failed,
                          last_error=self.last_error[:2000])
