@@ -86,6 +86,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--requests", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--hz", type=float, default=15.0, help="camera rate for the delivery test")
     args = parser.parse_args()
     from domain_coordinator import domain_id
 
@@ -93,10 +94,10 @@ def main() -> int:
     from finers_ros.ros.launcher import clean_shared_memory
 
     image, _ = red_scene()
-    report = {"frame": "3840x2160 rgb8, best effort, depth 1, 5 Hz"}
+    report = {"frame": f"3840x2160 rgb8, best effort, depth 1, {args.hz:g} Hz for {args.seconds:g} s"}
     with domain_id() as domain:
-        report["delivery_shared_memory"] = frame_delivery(domain, image, True, args.seconds, 5.0)
-        report["delivery_default_transports"] = frame_delivery(domain, image, False, args.seconds, 5.0)
+        report["delivery_shared_memory"] = frame_delivery(domain, image, True, args.seconds, args.hz)
+        report["delivery_default_transports"] = frame_delivery(domain, image, False, args.seconds, args.hz)
         report["round_trip_latest"] = round_trips(domain, image, INSTRUCTION, args.requests, "latest")
         report["round_trip_after_request"] = round_trips(domain, image, INSTRUCTION, args.requests, "after_request")
     clean_shared_memory()
