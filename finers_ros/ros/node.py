@@ -373,8 +373,8 @@ class PerceptionNode(LifecycleNode):
             self.get_logger().warning(f"no publisher on {topic} after {self.settings.no_frames_warning_s:g} s")
         else:
             self.get_logger().warning(
-                f"{publishers} publisher(s) on {topic} but no frame arrived: large frames over best-effort need the "
-                f"shared-memory Fast DDS profile (config/fastdds_shm.xml), or set frame_reliability: reliable")
+                f"{publishers} publisher(s) on {topic} but no frame arrived: for large best-effort frames use the "
+                f"shared-memory Fast DDS profile (config/fastdds_shm.xml) in both processes, or reliable QoS")
         self._warned_no_frames = True
 
 
