@@ -232,6 +232,16 @@ def test_missing_weights_keep_node_serving_errors(domain, tmp_path):
             assert detection.error_stage == "model" and "checkpoint directory not found" in detection.error
             assert client.wait_until(lambda: client.status is not None and not client.status.model_loaded, 10)
             assert "model not loaded" in client.status.last_error
+            from rclpy.action import ActionClient
+
+            from finers_ros.action import Segment
+
+            action = ActionClient(client.node, Segment, "/weights/finers/segment")
+            assert action.wait_for_server(timeout_sec=TIMEOUT)
+            handle = _wait_future(action.send_goal_async(Segment.Goal(instruction="find the red screw")))
+            result = _wait_future(handle.get_result_async()).result
+            assert result.detection.error_stage == "model"  # the goal ends too, with the reason
+            action.destroy()
             assert node.alive()
         finally:
             client.close()

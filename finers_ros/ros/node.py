@@ -252,11 +252,14 @@ class PerceptionNode(LifecycleNode):
         self._submit(Request(request_id=request_id, on_done=self._publish_outcome, **command))
 
     def _submit(self, request: Request) -> None:
+        """Queue a request; when it cannot be served its outcome is delivered at once."""
+        refusal = None
         if self.server is None:
-            self._publish_outcome(Outcome(request, error_result(request, "node", "node is not configured")))
-            return
-        if self.pipeline is None:  # fail fast: no need to wait for a frame
-            self._publish_outcome(Outcome(request, error_result(request, "model", self.pipeline_error)))
+            refusal = ("node", "node is not configured")
+        elif self.pipeline is None:  # fail fast: no need to wait for a frame
+            refusal = ("model", self.pipeline_error)
+        if refusal:
+            request.on_done(Outcome(request, error_result(request, *refusal)))
             return
         self.server.submit(request)
         self._publish_status()
