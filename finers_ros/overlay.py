@@ -60,11 +60,15 @@ def draw_overlay(image: np.ndarray, result: FineRSResult, max_width: int = 1280,
     if label:
         lines.append(label)
     font_scale = max(0.45, size[0] / 1800.0)
-    y = int(24 * font_scale / 0.6)
+    line_height = int(26 * font_scale / 0.6)
+    widths = [cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)[0][0] for line in lines]
+    # a dark band behind the text keeps it readable on any background
+    band = canvas[:line_height * len(lines) + 8, :min(canvas.shape[1], max(widths) + 16)]
+    band[...] = (band * 0.35).astype(np.uint8)
+    y = int(20 * font_scale / 0.6)
     for line in lines:
-        cv2.putText(canvas, line, (8, y), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), 4, cv2.LINE_AA)
         cv2.putText(canvas, line, (8, y), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), 1, cv2.LINE_AA)
-        y += int(26 * font_scale / 0.6)
+        y += line_height
     return canvas
 
 
@@ -78,14 +82,15 @@ def _draw_inset(canvas: np.ndarray, image: np.ndarray, result: FineRSResult) -> 
         x1, y1, x2, y2 = result.box
         side = max(64, int(3 * max(x2 - x1 + 1, y2 - y1 + 1)))
         window = crop_for_region(result.box, native, side)
-    pixels = window.cut(image).copy()
-    if result.mask is not None:
-        inside = window.cut(result.mask)
-        pixels[inside] = (0.6 * pixels[inside] + 0.4 * np.array(MASK_TINT, np.float32)).astype(np.uint8)
+    pixels = window.cut(image)
     side = max(64, int(min(canvas.shape[0], canvas.shape[1]) * 0.4))
     scale = side / max(window.width, window.height)
-    zoomed = cv2.resize(pixels, (max(1, int(window.width * scale)), max(1, int(window.height * scale))),
-                        interpolation=cv2.INTER_NEAREST if scale >= 1 else cv2.INTER_AREA)
+    zoomed_size = (max(1, int(window.width * scale)), max(1, int(window.height * scale)))
+    zoomed = cv2.resize(pixels, zoomed_size, interpolation=cv2.INTER_NEAREST if scale >= 1 else cv2.INTER_AREA)
+    if result.mask is not None:  # the mask's outline, so the object itself stays visible
+        inside = cv2.resize(window.cut(result.mask).astype(np.uint8), zoomed_size, interpolation=cv2.INTER_NEAREST)
+        contours, _ = cv2.findContours(inside, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(zoomed, contours, -1, MASK_TINT, 2)
     if result.box is not None:
         x1, y1, x2, y2 = ((v - o) * scale for v, o in zip(result.box, (window.x0, window.y0) * 2))
         cv2.rectangle(zoomed, (int(x1), int(y1)), (int(x2 + scale), int(y2 + scale)), BOX_COLOUR, 1)
