@@ -143,6 +143,24 @@ def test_raising_and_hanging_pipeline_then_keeps_serving(client, frame_msg):
     assert good.found and good.request_id == "job-42" and good.error == ""
 
 
+def test_burst_of_instructions_each_get_exactly_one_outcome(client, frame_msg):
+    msg, record = frame_msg
+    client.stream(msg, hz=3.0)
+    try:
+        before = len(client.detections)
+        ids = [f"burst-{i}" for i in range(25)]
+        for request_id in ids:
+            client.send(json.dumps({"instruction": record["Q"], "id": request_id}))
+        assert client.wait_until(lambda: len(client.detections) >= before + len(ids), TIMEOUT)
+        time.sleep(1.0)
+    finally:
+        client.stop_stream()
+    answered = [d.request_id for d in client.detections[before:]]
+    assert sorted(answered) == sorted(ids)  # one outcome each, none twice
+    outcomes = {d.error_stage for d in client.detections[before:]}
+    assert outcomes <= {"", "queue"} and "" in outcomes  # served, or refused because the queue (8) was full
+
+
 def test_status_reports_health(client):
     assert client.wait_until(lambda: client.status is not None and client.status.requests_failed >= 2, 10)
     status = client.status
