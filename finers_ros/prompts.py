@@ -100,3 +100,22 @@ def question_from_prompt(prompt: str) -> str | None:
 
 def is_gse_prompt(prompt: str) -> bool:
     return prompt.startswith("Based on the '") and "256*256 bounding box" in prompt
+
+
+def question_type_from_prompt(prompt: str) -> str:
+    """Which of the three task sentences a GSE or LPR prompt carries."""
+    option_head = _TASK["option"].split("{options}")[0]
+    if option_head in prompt:
+        return "option"
+    return "open" if _TASK["open"] in prompt else "referring"
+
+
+def options_from_prompt(prompt: str) -> str:
+    """The options text inserted into an option prompt ("" for other prompts)."""
+    head = _TASK["option"].split("{options}")[0]
+    start = prompt.find(head)
+    if start < 0:
+        return ""
+    start += len(head)
+    end = prompt.find(".Compare the difference", start)
+    return prompt[start:end if end >= 0 else len(prompt)]

@@ -40,6 +40,18 @@ def test_open_and_option_prompts():
         gse_prompt("x", "essay")
 
 
+def test_question_type_and_options_read_back_from_prompt():
+    from finers_ros.prompts import options_from_prompt, question_type_from_prompt
+
+    for build in (gse_prompt, lpr_prompt):
+        assert question_type_from_prompt(build("find it")) == "referring"
+        assert question_type_from_prompt(build("what is it", "open")) == "open"
+        option = build("which", "option", ["A. red", "B. blue"])
+        assert question_type_from_prompt(option) == "option"
+        assert options_from_prompt(option) == "['A. red', 'B. blue']"
+    assert options_from_prompt(gse_prompt("find it")) == ""
+
+
 def test_question_round_trips_through_prompt():
     assert question_from_prompt(gse_prompt("find the driver's red cap")) == "find the driver's red cap"
     assert question_from_prompt(lpr_prompt("find the red screw")) == "find the red screw"

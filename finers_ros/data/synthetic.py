@@ -154,6 +154,7 @@ class SceneGenerator:
         target = self._place(rng, target_shape, target_area, taken)
         target.colour = target_colour
         twins: List[PlacedObject] = []  # same colour, told apart by size or position
+        size_word = side = None
         if kind == "colour+size":
             size_word = ("smallest", "largest")[rng.integers(2)]
             factor = 3.0 if size_word == "smallest" else 1 / 3.0
@@ -193,7 +194,7 @@ class SceneGenerator:
         image += rng.normal(0, cfg.noise_sigma, image.shape).astype(np.float32)
         image = np.clip(image, 0, 255).astype(np.uint8)
 
-        record = self._question(rng, kind, target, twins, locals().get("size_word"), locals().get("side"))
+        record = self._question(rng, kind, target, twins, size_word, side)
         record.update({
             "points": np.round(target.polygon, 2).tolist(),
             "area_percent": round(100.0 * target.area / frame_area, 5),

@@ -7,36 +7,24 @@ the pipeline run the same code paths as with Qwen2.5-VL.
 """
 from __future__ import annotations
 
+import re
 import time
 
 import numpy as np
 
-import re
-
-from ..bringup.detect import components, components_of_shape, filter_shape, inscribed_points, select
 from ..bringup.colours import SYNONYMS
+from ..bringup.detect import components, components_of_shape, filter_shape, inscribed_points, select
 from ..bringup.language import parse_instruction
-from ..prompts import is_gse_prompt, question_from_prompt
+from ..prompts import is_gse_prompt, options_from_prompt, question_from_prompt, question_type_from_prompt
 from .base import Generation
 
 NOT_FOUND_RESPONSE = "No object founded"
 _OPTION_RE = re.compile(r"\b([A-F])\s*[.:)]\s*([A-Za-z][A-Za-z \-]*)")
 
 
-def _question_kind(prompt: str) -> str:
-    if "And give me a correct option from" in prompt:
-        return "option"
-    if "And give me a final response with a word or phrase." in prompt:
-        return "open"
-    return "referring"
-
-
 def _option_for(prompt: str, colour: str):
     """The letter of the option (from the prompt's option list) that names ``colour``."""
-    start = prompt.find("And give me a correct option from ")
-    end = prompt.find(".Compare the difference", start)
-    options = prompt[start:end] if start >= 0 else ""
-    for letter, text in _OPTION_RE.findall(options):
+    for letter, text in _OPTION_RE.findall(options_from_prompt(prompt)):
         words = {SYNONYMS.get(w, w) for w in re.findall(r"[a-z]+", text.lower())}
         if colour in words:
             return letter
@@ -63,7 +51,7 @@ class BringupModel:
 
     def _respond(self, image: np.ndarray, prompt: str) -> str:
         gse = is_gse_prompt(prompt)
-        kind = _question_kind(prompt)
+        kind = question_type_from_prompt(prompt)
         query = parse_instruction(question_from_prompt(prompt) or "")
         height, width = image.shape[:2]
         if query.unknown:
