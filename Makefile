@@ -28,7 +28,7 @@ main-job: interfaces
 
 demo: main-job
 
-test: install
+test: interfaces
 	$(PY) -m pytest -q test
 
 bench: install

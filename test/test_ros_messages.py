@@ -1,18 +1,13 @@
-"""Message building and serialized frames (ROS message types, no node)."""
+"""Building Detection messages (ROS message types, no node)."""
 import math
 
 import numpy as np
-import pytest
+from std_msgs.msg import Header
 
-pytest.importorskip("rclpy")
-pytest.importorskip("finers_ros.msg")
-
-from std_msgs.msg import Header  # noqa: E402
-
-from finers_ros.geometry import CropWindow  # noqa: E402
-from finers_ros.result import FineRSResult  # noqa: E402
-from finers_ros.ros.messages import detection_mask, detection_message  # noqa: E402
-from finers_ros.serving import Outcome, Request  # noqa: E402
+from finers_ros.geometry import CropWindow
+from finers_ros.result import FineRSResult
+from finers_ros.ros.messages import detection_mask, detection_message
+from finers_ros.serving import Outcome, Request
 
 
 def test_detection_carries_compact_mask_and_geometry():

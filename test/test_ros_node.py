@@ -12,11 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-rclpy = pytest.importorskip("rclpy")
-pytest.importorskip("finers_ros.msg")
-
-from finers_ros.geometry import box_iou, polygon_box  # noqa: E402
-from finers_ros.ros.launcher import NodeProcess, clean_shared_memory, ros_environment  # noqa: E402
+from finers_ros.geometry import box_iou, polygon_box
+from finers_ros.ros.launcher import NodeProcess, clean_shared_memory, ros_environment
 
 HERE = Path(__file__).resolve().parent
 TIMEOUT = 60.0
