@@ -16,7 +16,6 @@ import importlib
 import itertools
 import json
 import threading
-import time
 from typing import Optional
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -92,7 +91,6 @@ class PerceptionNode(LifecycleNode):
         self.requests_failed = 0
         self.last_timings: dict = {}
         self.last_error = ""
-        self._started = time.monotonic()
         self._warned_no_frames = False
         self._inputs = []
         self._outputs = {}
@@ -126,8 +124,9 @@ class PerceptionNode(LifecycleNode):
             "diagnostics": self.create_publisher(DiagnosticArray, "/diagnostics", reliable),
         }
         self._load_pipeline()
+        # without a pipeline the server is never handed a request: _submit answers with the reason
         self.server = PerceptionServer(
-            self.pipeline if self.pipeline is not None else _Unavailable(self.pipeline_error),
+            self.pipeline,
             queue_limit=s.queue_limit, frame_policy=s.frame_policy, frame_wait_s=s.frame_wait_s,
             request_timeout_s=s.request_timeout_s, max_instruction_chars=s.max_instruction_chars)
         self._action_server = ActionServer(
@@ -379,17 +378,3 @@ class PerceptionNode(LifecycleNode):
                 f"{publishers} publisher(s) on {topic} but no frame arrived: for large best-effort frames use the "
                 f"shared-memory Fast DDS profile (config/fastdds_shm.xml) in both processes, or reliable QoS")
         self._warned_no_frames = True
-
-
-class _Unavailable:
-    """Stands in for a pipeline that failed to load: every run reports why."""
-
-    backend_name = ""
-
-    def __init__(self, reason: str):
-        self.reason = reason
-
-    def run(self, image, instruction, question_type="referring", options=None, progress=None):
-        from ..result import FineRSResult
-
-        return FineRSResult(instruction=instruction, error=self.reason, error_stage="model")
