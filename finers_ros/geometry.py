@@ -145,13 +145,8 @@ def box_iou(a: Box, b: Box) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def box_contains(outer: Box, inner: Box) -> bool:
-    return (inner[0] >= outer[0] and inner[1] >= outer[1]
-            and inner[2] <= outer[2] and inner[3] <= outer[3])
 
 
-def point_in_box(point: Point, box: Box) -> bool:
-    return box[0] <= point[0] <= box[2] and box[1] <= point[1] <= box[3]
 
 
 def polygon_to_mask(polygon: Iterable[Sequence[float]], size: Size) -> np.ndarray:
@@ -194,8 +189,6 @@ def mask_box(mask: np.ndarray) -> Box | None:
     return (float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()))
 
 
-def round_box(box: Box) -> Tuple[int, int, int, int]:
-    return tuple(int(round(v)) for v in box)  # type: ignore[return-value]
 
 
 def paste_mask(crop_mask: np.ndarray, crop: CropWindow, native: Size) -> np.ndarray:

@@ -79,11 +79,6 @@ class FrameSlot:
         with self._cond:
             return self._frame.seq if self._frame else 0
 
-    @property
-    def latest(self) -> Optional[Frame]:
-        with self._cond:
-            return self._frame
-
     def put(self, decode: Callable[[], np.ndarray], header: Any = None) -> Frame:
         with self._cond:
             self._frame = Frame(decode, header, next(self._seq), time.monotonic())

@@ -59,13 +59,3 @@ def classify_rgb(rgb: Tuple[int, int, int]) -> List[str]:
     """Every colour name whose range holds one RGB value (used to validate palettes)."""
     pixel = np.array([[rgb]], np.uint8)
     return [name for name in COLOUR_NAMES if colour_mask(pixel, name)[0, 0]]
-
-
-def dominant_colour(rgb_pixels: np.ndarray) -> str | None:
-    """The colour name most pixels of an ``N x 3`` RGB array fall in, or None."""
-    if rgb_pixels.size == 0:
-        return None
-    image = rgb_pixels.reshape(1, -1, 3).astype(np.uint8)
-    counts = {name: int(colour_mask(image, name).sum()) for name in COLOUR_NAMES}
-    best = max(counts, key=counts.get)
-    return best if counts[best] > 0 else None
