@@ -28,6 +28,15 @@ class StageFailure(Exception):
         self.stage = stage
 
 
+def instruction_problem(instruction, max_chars: int) -> Optional[str]:
+    """Why an instruction cannot be served (empty, too long), or None."""
+    if not isinstance(instruction, str) or not instruction.strip():
+        return "empty instruction"
+    if len(instruction) > max_chars:
+        return f"instruction too long ({len(instruction)} characters, limit {max_chars})"
+    return None
+
+
 def validate_image(image) -> np.ndarray:
     """An ``H x W x 3 uint8 RGB`` array, or StageFailure('input', why)."""
     if not isinstance(image, np.ndarray):
@@ -98,10 +107,8 @@ class FineRSPipeline:
         start = time.perf_counter()
         try:
             self._run(result, image, instruction, question_type, options, progress or (lambda stage: None))
-        except StageFailure as failure:
+        except StageFailure as failure:  # found stays False: it is set only after the mask
             result.error, result.error_stage = str(failure), failure.stage
-        if result.error:
-            result.found = False
         result.timings_ms["total"] = (time.perf_counter() - start) * 1000.0
         return result
 
@@ -120,11 +127,9 @@ class FineRSPipeline:
 
     def _run(self, result, image, instruction, question_type, options, progress) -> None:
         geometry = self.config.geometry
-        if not isinstance(instruction, str) or not instruction.strip():
-            raise StageFailure("input", "empty instruction")
-        if len(instruction) > self.config.max_instruction_chars:
-            raise StageFailure("input", f"instruction too long ({len(instruction)} characters, "
-                                        f"limit {self.config.max_instruction_chars})")
+        problem = instruction_problem(instruction, self.config.max_instruction_chars)
+        if problem:
+            raise StageFailure("input", problem)
         try:
             kind = normalize_question_type(question_type)
             gse_text_prompt = gse_prompt(instruction, kind, options)

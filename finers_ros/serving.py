@@ -21,6 +21,7 @@ from typing import Any, Callable, List, Optional
 
 import numpy as np
 
+from .pipeline import instruction_problem
 from .result import FineRSResult
 
 log = logging.getLogger(__name__)
@@ -155,11 +156,9 @@ class PerceptionServer:
         return True
 
     def _check(self, request: Request):
-        text = request.instruction
-        if not isinstance(text, str) or not text.strip():
-            return ("input", "empty instruction")
-        if len(text) > self.max_instruction_chars:
-            return ("input", f"instruction too long ({len(text)} characters, limit {self.max_instruction_chars})")
+        problem = instruction_problem(request.instruction, self.max_instruction_chars)
+        if problem:
+            return ("input", problem)
         if not self._running:
             return ("node", "not serving (inactive)")
         return None
