@@ -36,7 +36,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def evaluate_record(pipeline: FineRSPipeline, record: Record):
-    """(Sample, image or None, result or None) for one record."""
+    """(Sample, image, result) for one record; (Sample, None, read error) when its image is unreadable."""
     try:
         image = read_rgb(record.image_path)
     except DatasetError as exc:
