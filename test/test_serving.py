@@ -144,3 +144,107 @@ def test_stop_answers_queued_requests(server):
     srv.stop("deactivated")
     for done, box in events:
         assert done.wait(3) and len(box["outcomes"]) == 1
+
+
+class BlockingPipeline:
+    """Stays inside ``run`` until ``release`` is set, without stage boundaries (a hung model)."""
+
+    def __init__(self):
+        self.release = threading.Event()
+        self.runs = 0
+
+    def run(self, image, instruction, question_type="referring", options=None, progress=None):
+        self.runs += 1
+        self.release.wait(30)
+        return FineRSResult(instruction=instruction, found=True, answer="ok")
+
+
+def test_stop_cancels_the_request_in_flight_within_a_second(server):
+    srv = server(BlockingPipeline(), frame_policy="latest", request_timeout_s=60.0)
+    srv.put_frame(frame(1))
+    done, box = submit(srv)
+    assert _wait(lambda: srv.busy, 2)
+    started = time.monotonic()
+    srv.stop("node deactivated")
+    assert time.monotonic() - started < 1.5
+    assert done.wait(1)
+    result = box["outcomes"][0].result
+    assert result.error_stage == "cancelled" and "node deactivated" in result.error
+    srv.pipeline.release.set()
+
+
+def test_start_stop_cycles_with_a_slow_request_never_lose_the_worker(server):
+    srv = server(SlowPipeline(delay=0.3), frame_policy="latest")
+    srv.put_frame(frame(1))
+    for _ in range(10):
+        events = [submit(srv) for _ in range(2)]
+        time.sleep(0.05)
+        srv.stop("node deactivated")
+        srv.start()
+        for done, box in events:
+            assert done.wait(3) and len(box["outcomes"]) == 1
+    done, box = submit(srv)
+    assert done.wait(5) and box["outcomes"][0].ok  # a live worker serves after the cycles
+
+
+def test_submit_after_stop_is_answered_at_once(server):
+    srv = server(SlowPipeline(), frame_policy="latest")
+    srv.stop("node deactivated")
+    done, box = submit(srv)
+    assert done.is_set() and "not active" in box["outcomes"][0].result.error
+
+
+def test_concurrent_submit_and_stop_answer_every_request(server):
+    srv = server(SlowPipeline(delay=0.01), frame_policy="latest", queue_limit=1000)
+    srv.put_frame(frame(1))
+    results = []
+
+    def flood():
+        for _ in range(200):
+            results.append(submit(srv))
+
+    threads = [threading.Thread(target=flood) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.02)
+    srv.stop("node deactivated")
+    for thread in threads:
+        thread.join()
+    assert all(done.wait(3) and len(box["outcomes"]) == 1 for done, box in results)
+
+
+def test_cancel_of_a_queued_request_answers_at_once(server):
+    srv = server(SlowPipeline(delay=0.5), frame_policy="latest")
+    srv.put_frame(frame(1))
+    submit(srv)
+    request = Request("find the blue screw")
+    box = []
+    request.on_done = box.append
+    srv.submit(request)
+    srv.cancel(request)
+    assert len(box) == 1 and box[0].result.error_stage == "cancelled"
+
+
+def test_no_run_starts_while_an_abandoned_run_lives(server):
+    pipeline = BlockingPipeline()
+    srv = server(pipeline, frame_policy="latest", request_timeout_s=0.3, abandoned_wait_s=0.3)
+    srv.put_frame(frame(1))
+    done, box = submit(srv)
+    assert done.wait(3) and box["outcomes"][0].result.error_stage == "timeout"
+    done, box = submit(srv)
+    assert done.wait(3)
+    result = box["outcomes"][0].result
+    assert result.error_stage == "busy" and "pipeline busy after timeout" in result.error
+    assert pipeline.runs == 1  # the stateful model never ran twice at once
+    pipeline.release.set()
+    done, box = submit(srv)
+    assert done.wait(3) and box["outcomes"][0].ok and pipeline.runs == 2
+
+
+def _wait(predicate, timeout):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
