@@ -70,19 +70,42 @@ def gse_to_native_box(box: Box, native: Size, gse: Size) -> Box:
     return scale_box(box, native[0] / gse[0], native[1] / gse[1])
 
 
-def crop_for_region(region: Box, native: Size, crop_size: int) -> CropWindow:
-    """The LPR crop around a native region box.
+class GeometryError(ValueError):
+    """Coordinates a frame map cannot use (non-finite, or nowhere near the frame)."""
 
-    Centred on the region, side ``max(crop_size, region w, region h)`` where the extent is
-    ``x2 - x1`` (the checkpoints write a 256 region as ``[x, y, x + 256, y + 256]``); the
-    window is shifted (never clamped) so that it lies inside the image. Only when the image
-    itself is smaller than the side along an axis does the window shrink to the image there.
+
+def is_finite_box(box: Sequence[float]) -> bool:
+    """Four finite numbers (NaN and infinities are model output no map can use)."""
+    return len(box) == 4 and all(np.isfinite(float(v)) for v in box)
+
+
+def overlaps_frame(box: Box, size: Size) -> bool:
+    """Whether an inclusive box shares at least one pixel with an image of ``size`` (W, H)."""
+    x1, y1, x2, y2 = box
+    return x2 >= 0 and y2 >= 0 and x1 <= size[0] - 1 and y1 <= size[1] - 1
+
+
+def crop_for_region(region: Box, native: Size, crop_size: int) -> CropWindow:
+    """The LPR crop around a native region box, as the FineRS reference places it.
+
+    Centred on the region *as the model gave it* (callers must not clip it first, or the
+    centre and side move at borders), side ``max(crop_size, region w, region h)`` where the
+    extent is ``x2 - x1`` (the checkpoints write a 256 region as ``[x, y, x + 256, y + 256]``);
+    the window is then shifted (never clamped) so that it lies inside the image. Only when
+    the image itself is smaller than the side along an axis does the window shrink to the
+    image there. Raises GeometryError for non-finite coordinates.
     """
+    if not is_finite_box(region):
+        raise GeometryError(f"region {list(region)} has non-finite coordinates")
     width, height = native
-    x1, y1, x2, y2 = region
-    side = int(np.ceil(max(crop_size, x2 - x1, y2 - y1) - 1e-6))
+    x1, y1, x2, y2 = (float(v) for v in region)
+    # Absurd but finite numbers may overflow to infinity here (floats do not raise); the
+    # clamps below bring them back, and the window ends up on the border they point to.
+    extent = min(max(float(crop_size), x2 - x1, y2 - y1), float(max(width, height)))
+    side = int(np.ceil(extent - 1e-6))
     crop_w, crop_h = min(side, width), min(side, height)
-    cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
+    cx = min(max((x1 + x2) / 2.0, -float(width)), 2.0 * width)
+    cy = min(max((y1 + y2) / 2.0, -float(height)), 2.0 * height)
     x0 = int(round(cx - crop_w / 2.0))
     y0 = int(round(cy - crop_h / 2.0))
     x0 = min(max(x0, 0), width - crop_w)
@@ -128,6 +151,12 @@ def clip_box(box: Box, size: Size) -> Box:
     x1, y1, x2, y2 = box
     return (min(max(x1, 0), width - 1), min(max(y1, 0), height - 1),
             min(max(x2, 0), width - 1), min(max(y2, 0), height - 1))
+
+
+def clip_point(point: Point, box: Box) -> Point:
+    """Move a point onto the nearest pixel of an inclusive box (unchanged when inside)."""
+    x1, y1, x2, y2 = box
+    return (min(max(point[0], x1), x2), min(max(point[1], y1), y2))
 
 
 def box_area(box: Box) -> float:

@@ -108,20 +108,18 @@ class FineRSPipeline:
         try:
             self._run(result, image, instruction, question_type, options, progress or (lambda stage: None))
         except StageFailure as failure:  # found stays False: it is set only after the mask
-            result.error, result.error_stage = str(failure), failure.stage
+            result.error, result.error_stage = " ".join(str(failure).split())[:500], failure.stage
         result.timings_ms["total"] = (time.perf_counter() - start) * 1000.0
         return result
 
     @contextmanager
     def _stage(self, result: FineRSResult, name: str, progress: Callable[[str], None]):
+        """A model call: ``progress(name)`` first, timed into ``timings_ms[name]``, guarded."""
         progress(name)
         start = time.perf_counter()
         try:
-            yield
-        except StageFailure:
-            raise
-        except Exception as exc:  # a backend that throws must not take the caller down
-            raise StageFailure(name, f"{name} failed: {type(exc).__name__}: {exc}") from exc
+            with _guard(name):
+                yield
         finally:
             result.timings_ms[name] = (time.perf_counter() - start) * 1000.0
 
@@ -130,50 +128,139 @@ class FineRSPipeline:
         problem = instruction_problem(instruction, self.config.max_instruction_chars)
         if problem:
             raise StageFailure("input", problem)
-        try:
-            kind = normalize_question_type(question_type)
-            gse_text_prompt = gse_prompt(instruction, kind, options)
-            lpr_text_prompt = lpr_prompt(instruction, kind, options)
-        except ValueError as exc:
-            raise StageFailure("input", str(exc)) from exc
-        image = validate_image(image)
-        native = (image.shape[1], image.shape[0])
-        result.image_size = native
+        with _guard("input"):
+            try:
+                kind = normalize_question_type(question_type)
+                gse_text_prompt = gse_prompt(instruction, kind, options)
+                lpr_text_prompt = lpr_prompt(instruction, kind, options)
+            except (ValueError, TypeError, AttributeError) as exc:
+                raise StageFailure("input", f"bad question: {exc}") from exc
+            image = validate_image(image)
+            native = (image.shape[1], image.shape[0])
+            result.image_size = native
 
         with self._stage(result, "gse", progress):
             generation = self.gse.generate(geo.resize_image(image, geometry.gse_size), gse_text_prompt)
-            result.gse_text = generation.text
-        gse = self._parse(parse_gse, generation.text, "gse")
-        result.answer = gse.response
-        if not gse.found:
-            return
-        region = geo.clip_box(geo.gse_to_native_box(gse.bbox, native, geometry.gse_size), native)
-        result.region = region
-        crop = geo.crop_for_region(region, native, geometry.crop_size)
-        result.crop = crop
-        crop_pixels = crop.cut(image)
+        with _guard("gse"):
+            result.gse_text = _text_of(generation, "gse")
+            _record_generation(result, "gse", generation)
+            gse = _parse(parse_gse, result.gse_text, "gse", generation)
+            result.answer = gse.response
+            if not gse.found:
+                return
+            crop, region = _gse_crop(gse.bbox, native, geometry)
+            result.region, result.crop = region, crop
+            crop_pixels = crop.cut(image)
 
         with self._stage(result, "lpr", progress):
             generation = self.lpr.generate(geo.resize_image(crop_pixels, geometry.lpr_size), lpr_text_prompt)
-            result.lpr_text = generation.text
-        lpr = self._parse(parse_lpr, generation.text, "lpr")
-        if not lpr.found:
-            return
-        crop_size = (crop.width, crop.height)
-        box_crop = geo.clip_box(geo.lpr_to_crop_box(lpr.bbox, crop, geometry.lpr_size), crop_size)
-        points_crop = [geo.lpr_to_crop_point(p, crop, geometry.lpr_size) for p in lpr.points]
-        result.box = geo.crop_to_native_box(box_crop, crop)
-        result.points = [geo.crop_to_native_point(p, crop) for p in points_crop]
+        with _guard("lpr"):
+            result.lpr_text = _text_of(generation, "lpr")
+            _record_generation(result, "lpr", generation)
+            lpr = _parse(parse_lpr, result.lpr_text, "lpr", generation)
+            if not lpr.found:
+                return
+            box_crop, points_crop = _lpr_prompts(lpr, crop, geometry.lpr_size)
+            result.box = geo.crop_to_native_box(box_crop, crop)
+            result.points = [geo.crop_to_native_point(p, crop) for p in points_crop]
 
         with self._stage(result, "segment", progress):
             segmentation = self.segmenter.segment(np.ascontiguousarray(crop_pixels), box_crop, points_crop)
-            result.mask = geo.paste_mask(segmentation.mask, crop, native)
-            result.score = segmentation.score
+        with _guard("segment"):
+            mask = np.asarray(segmentation.mask)
+            if mask.shape != (crop.height, crop.width):
+                raise StageFailure("segment", f"segmenter returned a {mask.shape} mask for a "
+                                              f"{crop.width}x{crop.height} crop")
+            result.score = _finite_or_none(segmentation.score)
+            if not mask.any():
+                # A 0-pixel mask finds nothing, whatever the LPR said.
+                raise StageFailure("segment", "empty mask: the segmenter found no object pixels in "
+                                              f"the LPR box {[round(v, 1) for v in result.box]}")
+            result.mask = geo.paste_mask(mask.astype(bool), crop, native)
         result.found = True
 
-    @staticmethod
-    def _parse(parse, text: str, stage: str):
-        try:
-            return parse(text)
-        except ParseError as exc:
-            raise StageFailure(stage, f"unparsable {stage.upper()} output: {exc.reason}") from exc
+
+@contextmanager
+def _guard(stage: str):
+    """Any exception inside becomes ``StageFailure(stage, one line)``: a model, a parser or a
+    map that throws on odd input must not take the caller down."""
+    try:
+        yield
+    except StageFailure:
+        raise
+    except Exception as exc:
+        raise StageFailure(stage, f"{stage} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _text_of(generation, stage: str) -> str:
+    text = getattr(generation, "text", None)
+    if not isinstance(text, str):
+        raise StageFailure(stage, f"{stage} model returned {type(text).__name__}, not text")
+    return text
+
+
+def _record_generation(result: FineRSResult, stage: str, generation) -> None:
+    """Prompt tokens, prefill and decode time, when the backend measured them separately."""
+    prefill = getattr(generation, "prefill_seconds", None)
+    decode = getattr(generation, "decode_seconds", None)
+    if prefill is None or decode is None:
+        return
+    result.timings_ms[f"{stage}_prompt_tokens"] = float(generation.prompt_tokens)
+    result.timings_ms[f"{stage}_generated_tokens"] = float(generation.generated_tokens)
+    result.timings_ms[f"{stage}_prefill_ms"] = prefill * 1000.0
+    result.timings_ms[f"{stage}_decode_ms"] = decode * 1000.0
+
+
+def _parse(parse, text: str, stage: str, generation=None):
+    try:
+        return parse(text)
+    except ParseError as exc:
+        if getattr(generation, "truncated", False):
+            raise StageFailure(stage, f"{stage.upper()} answer cut at max_new_tokens "
+                                      f"({generation.generated_tokens} tokens): {exc.reason}") from exc
+        raise StageFailure(stage, f"unparsable {stage.upper()} output: {exc.reason}") from exc
+
+
+def _finite_or_none(value) -> Optional[float]:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if np.isfinite(value) else None
+
+
+def _gse_crop(bbox, native, geometry) -> tuple:
+    """(LPR crop window, region clipped to the frame) for a GSE box in the GSE frame.
+
+    The crop is placed around the region as the model gave it; only the reported region is
+    clipped. A region with non-finite corners or none of its pixels in the frame is a GSE
+    failure (there is nothing to refine).
+    """
+    if not geo.is_finite_box(bbox):
+        raise StageFailure("gse", f"GSE box {list(bbox)} has non-finite coordinates")
+    region = geo.gse_to_native_box(bbox, native, geometry.gse_size)
+    if not geo.is_finite_box(region) or not geo.overlaps_frame(region, native):
+        raise StageFailure("gse", f"GSE box {[float(v) for v in bbox]} lies outside the "
+                                  f"{geometry.gse_size[0]}x{geometry.gse_size[1]} GSE frame")
+    crop = geo.crop_for_region(region, native, geometry.crop_size)
+    return crop, geo.clip_box(region, native)
+
+
+def _lpr_prompts(lpr, crop: geo.CropWindow, lpr_size) -> tuple:
+    """(box, points) for the segmenter, in crop pixels.
+
+    The box is clipped to the crop; a box with no pixel in the crop is an LPR failure. Points
+    are positive clicks on the object the box frames, so a point outside the (clipped) box
+    is moved onto its nearest pixel; the FineRS point reward teaches the model to keep them
+    inside the box.
+    """
+    crop_size = (crop.width, crop.height)
+    if not geo.is_finite_box(lpr.bbox) or not all(geo.is_finite_box((*p, *p)) for p in lpr.points):
+        raise StageFailure("lpr", "LPR box or points have non-finite coordinates")
+    box = geo.lpr_to_crop_box(lpr.bbox, crop, lpr_size)
+    if not geo.is_finite_box(box) or not geo.overlaps_frame(box, crop_size):
+        raise StageFailure("lpr", f"LPR box {[float(v) for v in lpr.bbox]} lies outside the "
+                                  f"{lpr_size[0]}x{lpr_size[1]} LPR frame")
+    box = geo.clip_box(box, crop_size)
+    points = [geo.clip_point(geo.lpr_to_crop_point(p, crop, lpr_size), box) for p in lpr.points]
+    return box, points

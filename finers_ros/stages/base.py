@@ -2,19 +2,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Optional, Protocol
 
 import numpy as np
 
 
 @dataclass
 class Generation:
-    """What a vision-language model said, and what it cost."""
+    """What a vision-language model said, and what it cost.
+
+    ``prefill_seconds`` / ``decode_seconds`` split ``seconds`` when the backend can measure
+    them (prompt processing up to the first token, then the rest); None otherwise.
+    ``truncated``: generation stopped at ``max_new_tokens`` before the answer was complete.
+    """
 
     text: str
     prompt_tokens: int
     generated_tokens: int
     seconds: float
+    prefill_seconds: Optional[float] = None
+    decode_seconds: Optional[float] = None
+    truncated: bool = False
 
 
 class VisionLanguageModel(Protocol):
