@@ -1,0 +1,49 @@
+"""The text of an instruction on the command topic, both ways (ROS-free).
+
+A command is plain instruction text, or a JSON object ``{"instruction", "question_type",
+"options", "id"}``. The node parses what arrives on ``finers/command``; the episode recorder
+writes commands back in the same form, and the offline bag reader parses recorded ones with
+the same function, so a recorded command means what it meant to the node.
+"""
+from __future__ import annotations
+
+import json
+from typing import List, Optional
+
+
+def parse_command(text: str) -> dict:
+    """``{"instruction", "question_type", "options", "request_id"}`` of a command string.
+
+    Malformed JSON, or JSON without a string ``instruction``, is taken as plain text.
+    """
+    stripped = text.strip()
+    if stripped.startswith("{") and len(stripped) < 1_000_000:
+        try:
+            data = json.loads(stripped)
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and isinstance(data.get("instruction"), str):
+            options = data.get("options")
+            return {"instruction": data["instruction"],
+                    "question_type": str(data.get("question_type") or "referring"),
+                    "options": [str(o) for o in options] if isinstance(options, list) else None,
+                    "request_id": str(data.get("id", ""))}
+    return {"instruction": text, "question_type": "referring", "options": None, "request_id": ""}
+
+
+def command_text(instruction: str, question_type: str = "referring",
+                 options: Optional[List[str]] = None, request_id: str = "") -> str:
+    """The command string that ``parse_command`` reads back as these fields.
+
+    Plain text for a referring instruction without an id (what a person types), JSON otherwise.
+    """
+    plain = (question_type == "referring" and not options and not request_id
+             and parse_command(instruction)["instruction"] == instruction)
+    if plain:
+        return instruction
+    data = {"instruction": instruction, "question_type": question_type}
+    if options:
+        data["options"] = list(options)
+    if request_id:
+        data["id"] = request_id
+    return json.dumps(data)

@@ -1,0 +1,278 @@
+"""Episode recording: each answered instruction into a rosbag2 MCAP bag, off the hot path.
+
+An episode is three messages, written with the topic names the node uses, so the bag reads
+(and ``ros2 bag play`` replays it) like one recorded with ``ros2 bag record``:
+
+- the camera topic: the frame the instruction was answered on, ``sensor_msgs/msg/Image``
+  rgb8 with the frame's own header (only that frame: a 4K stream is 250 MB/s);
+- the command topic: the instruction, ``std_msgs/msg/String`` (JSON with the request id);
+- the detections topic: the node's ``finers_ros/msg/Detection``.
+
+Log times are wall-clock receive times (command, then frame, then the outcome), as
+``ros2 bag record`` stamps them. Bags are written with ``rosbags`` (its MCAP writer embeds
+every message definition, including the Detection's, with the same RIHS01 hashes as rosidl).
+
+Bounded: ``record()`` only enqueues (a bounded queue; a full queue drops the episode and
+counts it), a writer thread serialises and writes, a bag that would pass ``max_bag_bytes``
+is closed and a new one started, and recording stops with one warning when the disk has less
+than ``min_free_bytes`` left after the next episode. A failing disk never reaches the node.
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+import queue
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+from rclpy.serialization import serialize_message
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+from ..commands import command_text
+from ..serving import Outcome
+from .paths import share_dir
+
+DETECTION_TYPE = "finers_ros/msg/Detection"
+IMAGE_TYPE = "sensor_msgs/msg/Image"
+STRING_TYPE = "std_msgs/msg/String"
+MB = 1 << 20
+
+
+class RecorderError(RuntimeError):
+    """The record directory cannot be used."""
+
+
+def detection_msgdef_path() -> Path:
+    return share_dir() / "msg" / "Detection.msg"
+
+
+def episode_typestore():
+    """ROS 2 Kilted standard types plus ``finers_ros/msg/Detection`` from its .msg file."""
+    store = get_typestore(Stores.ROS2_KILTED)
+    store.register(get_types_from_msg(detection_msgdef_path().read_text(), DETECTION_TYPE))
+    return store
+
+
+@dataclass
+class _Episode:
+    command: str
+    command_ns: int
+    image: Optional[np.ndarray]  # H x W x 3 uint8 RGB, the decoded frame; None: no frame
+    frame_ns: int
+    detection: object  # finers_ros.msg.Detection (rclpy), header = the frame's header
+    detection_ns: int
+
+
+class EpisodeRecorder:
+    """Writes episodes to ``directory/episodes_<UTC start>_<n>/`` rosbag2 MCAP bags."""
+
+    def __init__(self, directory: str | Path, *, camera_topic: str, command_topic: str,
+                 detections_topic: str, max_bag_bytes: int = 1024 * MB,
+                 min_free_bytes: int = 1024 * MB, queue_limit: int = 4,
+                 warn: Optional[Callable[[str], None]] = None):
+        self.directory = Path(directory).expanduser()
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            probe = self.directory / ".finers-write-probe"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise RecorderError(f"cannot record episodes into {self.directory}: {exc}") from exc
+        if max_bag_bytes < MB or min_free_bytes < 0 or queue_limit < 1:
+            raise RecorderError(f"bad recorder bounds: max_bag_bytes={max_bag_bytes} (>= 1 MiB), "
+                                f"min_free_bytes={min_free_bytes}, queue_limit={queue_limit}")
+        self.topics = {"camera": camera_topic, "command": command_topic,
+                       "detections": detections_topic}
+        self.max_bag_bytes = max_bag_bytes
+        self.min_free_bytes = min_free_bytes
+        self._warn = warn or logging.getLogger(__name__).warning
+        self._store = episode_typestore()
+        self._session = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+        self._queue: "queue.Queue[Optional[_Episode]]" = queue.Queue(maxsize=queue_limit)
+        self._lock = threading.Lock()
+        self._writer: Optional[Writer] = None
+        self._connections: dict = {}
+        self._bag_bytes = 0
+        self.bags: list[Path] = []
+        self.episodes = 0
+        self.dropped = 0
+        self.stopped = ""  # why recording stopped, empty while it runs
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="episode-recorder", daemon=True)
+        self._thread.start()
+        atexit.register(self.close)
+
+    # -- caller side (the node's worker thread): never blocks -----------------------------
+    def record(self, outcome: Outcome, detection) -> bool:
+        """Queue one episode; False (and counted in ``dropped``) when it cannot be kept."""
+        if self._closed or self.stopped:
+            return self._drop()
+        now_ns, now = time.time_ns(), time.monotonic()
+
+        def wall(monotonic: float) -> int:
+            return now_ns - max(0, int((now - monotonic) * 1e9))
+
+        request = outcome.request
+        episode = _Episode(
+            command=command_text(request.instruction, request.question_type, request.options,
+                                 request.request_id),
+            command_ns=wall(request.received),
+            image=outcome.image,
+            frame_ns=wall(outcome.frame.received) if outcome.frame is not None else now_ns,
+            detection=detection, detection_ns=now_ns)
+        try:
+            self._queue.put_nowait(episode)
+        except queue.Full:
+            return self._drop("the writer is behind (queue full)")
+        return True
+
+    def _drop(self, reason: str = "") -> bool:
+        with self._lock:
+            self.dropped += 1
+            dropped = self.dropped
+        if reason and (dropped == 1 or dropped % 100 == 0):
+            self._warn(f"episode recorder dropped an episode: {reason} ({dropped} dropped so far)")
+        return False
+
+    def stats(self) -> dict:
+        with self._lock:
+            return {"episodes": self.episodes, "dropped": self.dropped, "bags": len(self.bags),
+                    "queued": self._queue.qsize(), "stopped": self.stopped}
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Write what is queued, finish the current bag (its index and metadata.yaml)."""
+        if self._closed:
+            return
+        self._closed = True
+        atexit.unregister(self.close)
+        try:
+            self._queue.put(None, timeout=timeout)
+        except queue.Full:
+            self._warn("episode recorder: writer did not drain its queue; closing anyway")
+        self._thread.join(timeout)
+
+    # -- writer thread ---------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            episode = self._queue.get()
+            if episode is None:
+                break
+            if self.stopped:
+                self._drop()
+                continue
+            try:
+                self._write(episode)
+            except Exception as exc:  # a full or failing disk must not reach the node
+                self._stop(f"writing failed: {type(exc).__name__}: {exc}")
+                self._drop()
+        self._finish_bag()
+
+    def _write(self, episode: _Episode) -> None:
+        detection = episode.detection
+        parts = [(self.topics["command"], STRING_TYPE, episode.command_ns, self._serialize(
+            self._store.types[STRING_TYPE](data=episode.command), STRING_TYPE))]
+        if episode.image is not None:
+            parts.append((self.topics["camera"], IMAGE_TYPE, episode.frame_ns,
+                          self._image_cdr(episode.image, detection.header)))
+        parts.append((self.topics["detections"], DETECTION_TYPE, episode.detection_ns,
+                      serialize_message(detection)))
+        size = sum(len(data) for *_, data in parts)
+        free = shutil.disk_usage(self.directory).free
+        if free - size < self.min_free_bytes:
+            self._stop(f"only {free // MB} MiB free in {self.directory} (keeps at least "
+                       f"{self.min_free_bytes // MB} MiB free)")
+            self._drop()
+            return
+        if self._writer is not None and self._bag_bytes + size > self.max_bag_bytes:
+            self._finish_bag()
+        if self._writer is None:
+            self._open_bag()
+        for topic, msgtype, stamp_ns, data in sorted(parts, key=lambda part: part[2]):
+            self._writer.write(self._connections[topic], stamp_ns, data)
+        self._bag_bytes += size
+        with self._lock:
+            self.episodes += 1
+
+    def _serialize(self, message, msgtype: str) -> bytes:
+        return bytes(self._store.serialize_cdr(message, msgtype))
+
+    def _image_cdr(self, image: np.ndarray, header) -> bytes:
+        """rgb8 ``sensor_msgs/msg/Image`` of an ``H x W x 3 uint8`` frame, the frame's header."""
+        types = self._store.types
+        height, width = image.shape[:2]
+        message = types[IMAGE_TYPE](
+            header=types["std_msgs/msg/Header"](
+                stamp=types["builtin_interfaces/msg/Time"](sec=header.stamp.sec,
+                                                           nanosec=header.stamp.nanosec),
+                frame_id=header.frame_id),
+            height=height, width=width, encoding="rgb8", is_bigendian=0, step=width * 3,
+            data=np.ascontiguousarray(image, dtype=np.uint8).reshape(-1))
+        return self._serialize(message, IMAGE_TYPE)
+
+    def _open_bag(self) -> None:
+        path = self.directory / f"episodes_{self._session}_{len(self.bags):03d}"
+        while path.exists():
+            path = path.with_name(path.name + "_")
+        writer = Writer(path, version=Writer.VERSION_LATEST, storage_plugin=StoragePlugin.MCAP)
+        writer.open()
+        self._connections = {
+            self.topics["command"]: writer.add_connection(
+                self.topics["command"], STRING_TYPE, typestore=self._store),
+            self.topics["camera"]: writer.add_connection(
+                self.topics["camera"], IMAGE_TYPE, typestore=self._store),
+            self.topics["detections"]: writer.add_connection(
+                self.topics["detections"], DETECTION_TYPE, typestore=self._store),
+        }
+        self._writer = writer
+        self._bag_bytes = 0
+        with self._lock:
+            self.bags.append(path)
+
+    def _finish_bag(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return
+        try:
+            writer.close()
+        except Exception as exc:
+            self._warn(f"episode recorder: could not finish {writer.path}: {exc}")
+
+    def _stop(self, reason: str) -> None:
+        with self._lock:
+            if self.stopped:
+                return
+            self.stopped = reason
+        self._warn(f"episode recording stopped: {reason}")
+        self._finish_bag()
+
+
+def start_recorder(node) -> Optional[EpisodeRecorder]:
+    """The node's recorder when its ``record_dir`` parameter is set, else None.
+
+    Topic names are resolved (namespace, remapping) as the node uses them. A directory that
+    cannot be used is logged as an error and the node serves without recording.
+    """
+    settings, logger = node.settings, node.get_logger()
+    if not getattr(settings, "record_dir", ""):
+        return None
+    try:
+        recorder = EpisodeRecorder(
+            settings.record_dir, camera_topic=node.resolve_topic_name(settings.camera_topic),
+            command_topic=node.resolve_topic_name(settings.command_topic),
+            detections_topic=node.resolve_topic_name(settings.detections_topic),
+            max_bag_bytes=int(settings.record_max_bag_mb) * MB,
+            min_free_bytes=int(settings.record_min_free_mb) * MB,
+            queue_limit=int(settings.record_queue_limit), warn=logger.warning)
+    except RecorderError as exc:
+        logger.error(f"episodes are not recorded: {exc}")
+        return None
+    logger.info(f"recording episodes into {recorder.directory} (rosbag2 MCAP, "
+                f"{settings.record_max_bag_mb} MiB per bag)")
+    return recorder

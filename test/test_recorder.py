@@ -1,0 +1,160 @@
+"""Episode recorder: real rclpy Detections into rosbag2 MCAP bags, read back with rosbags."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from builtin_interfaces.msg import Time
+from rosbags.highlevel import AnyReader
+from std_msgs.msg import Header
+
+from finers_ros.commands import parse_command
+from finers_ros.result import FineRSResult
+from finers_ros.ros.messages import detection_message
+from finers_ros.ros.recorder import MB, EpisodeRecorder, RecorderError
+from finers_ros.serving import Frame, Outcome, Request
+
+ROOT = Path(__file__).resolve().parents[1]
+TOPICS = {"camera_topic": "/camera/image_raw", "command_topic": "/finers/command",
+          "detections_topic": "/finers/detections"}
+
+
+def episode(index: int, size=(64, 48), question_type="referring", options=None):
+    """(outcome, Detection) of one answered instruction on a frame filled with ``index``."""
+    width, height = size
+    image = np.full((height, width, 3), index % 250, np.uint8)
+    image[0, 0] = (1, 2, 3)
+    mask = np.zeros((height, width), bool)
+    mask[10:20, 5 + index % 10:30] = True
+    header = Header(stamp=Time(sec=1_700_000_000 + index, nanosec=index * 1000), frame_id="cam")
+    request = Request(f"find the red screw {index}", question_type, options,
+                      request_id=f"cmd-{index}")
+    result = FineRSResult(instruction=request.instruction, found=True,
+                          answer="The object is found.", box=(5.0, 10.0, 29.0, 19.0),
+                          points=[(10.0, 15.0), (20.0, 15.0)], mask=mask, score=0.9,
+                          backend="bringup")
+    frame = Frame(lambda: image, header, index, time.monotonic())
+    outcome = Outcome(request, result, frame, image)
+    return outcome, detection_message(outcome, header)
+
+
+def read_bag(path: Path) -> dict:
+    """topic -> [(log ns, message)] and the connections, with rosbags' own typestore."""
+    with AnyReader([path]) as reader:
+        messages = {}
+        for conn, log_ns, raw in reader.messages():
+            message = reader.deserialize(raw, conn.msgtype)
+            messages.setdefault(conn.topic, []).append((log_ns, message))
+        return {"messages": messages, "connections": {c.topic: c for c in reader.connections}}
+
+
+def test_episodes_are_written_to_an_mcap_bag_with_their_types(tmp_path):
+    recorder = EpisodeRecorder(tmp_path / "rec", **TOPICS)
+    outcomes = [episode(1),
+                episode(2, question_type="option", options=["A. red", "B. blue"])]
+    assert all(recorder.record(*pair) for pair in outcomes)
+    recorder.close()
+    assert recorder.stats()["episodes"] == 2 and recorder.dropped == 0
+    (bag,) = recorder.bags
+    assert (bag / "metadata.yaml").is_file() and list(bag.glob("*.mcap"))
+    data = read_bag(bag)
+    conns = data["connections"]
+    assert {t: c.msgtype for t, c in conns.items()} == {
+        "/camera/image_raw": "sensor_msgs/msg/Image", "/finers/command": "std_msgs/msg/String",
+        "/finers/detections": "finers_ros/msg/Detection"}
+    # the hash rosidl gave the colcon-built interface: `ros2 bag play` checks it
+    built = json.loads((ROOT / "install/share/finers_ros/msg/Detection.json").read_text())
+    assert conns["/finers/detections"].digest == built["type_hashes"][0]["hash_string"]
+    assert "MSG: sensor_msgs/RegionOfInterest" in conns["/finers/detections"].msgdef.data
+    frames = data["messages"]["/camera/image_raw"]
+    commands = data["messages"]["/finers/command"]
+    detections = data["messages"]["/finers/detections"]
+    assert len(frames) == len(commands) == len(detections) == 2
+    for index, (outcome, _) in enumerate(outcomes):
+        frame, command, det = frames[index][1], commands[index][1], detections[index][1]
+        assert (frame.encoding, frame.width, frame.height) == ("rgb8", 64, 48)
+        assert np.array_equal(frame.data.reshape(48, 64, 3), outcome.image)
+        assert frame.header.stamp == det.header.stamp and frame.header.frame_id == "cam"
+        parsed = parse_command(command.data)
+        request = outcome.request
+        assert parsed == {"instruction": request.instruction, "options": request.options,
+                          "question_type": request.question_type,
+                          "request_id": request.request_id}
+        assert det.found and det.request_id == request.request_id
+        assert det.mask_roi.width == outcome.result.mask.any(0).sum()
+    # receive order: command before frame before detection, as `ros2 bag record` logs them
+    for index in range(2):
+        assert max(commands[index][0], frames[index][0]) <= detections[index][0]
+
+
+def test_bags_rotate_by_size_and_each_is_complete(tmp_path):
+    recorder = EpisodeRecorder(tmp_path, max_bag_bytes=1 * MB, queue_limit=16, **TOPICS)
+    for index in range(5):  # 640x320 rgb8 frames: 614 kB each, so one episode per 1 MiB bag
+        assert recorder.record(*episode(index, size=(640, 320)))
+    recorder.close()
+    assert len(recorder.bags) == 5 and recorder.episodes == 5
+    for bag in recorder.bags:
+        data = read_bag(bag)
+        assert [len(data["messages"][t]) for t in TOPICS.values()] == [1, 1, 1]
+        assert sum(f.stat().st_size for f in bag.glob("*.mcap")) < 1.1 * MB
+
+
+def test_recording_stops_with_one_warning_when_the_disk_is_short(tmp_path):
+    warnings = []
+    recorder = EpisodeRecorder(tmp_path, min_free_bytes=1 << 60, warn=warnings.append, **TOPICS)
+    recorder.record(*episode(1))
+    deadline = time.monotonic() + 10
+    while not recorder.stopped and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert "MiB free" in recorder.stopped
+    assert recorder.record(*episode(2)) is False
+    recorder.close()
+    assert recorder.episodes == 0 and recorder.dropped == 2
+    assert len(warnings) == 1 and warnings[0].startswith("episode recording stopped: only")
+
+
+def test_a_full_queue_drops_and_counts_instead_of_blocking(tmp_path):
+    warnings = []
+    recorder = EpisodeRecorder(tmp_path, queue_limit=1, warn=warnings.append, **TOPICS)
+    release, busy = threading.Event(), threading.Event()
+    write = recorder._write
+
+    def slow_write(item):  # a disk that stalls
+        busy.set()
+        release.wait(10)
+        write(item)
+
+    recorder._write = slow_write
+    assert recorder.record(*episode(1))
+    assert busy.wait(10)
+    assert recorder.record(*episode(2))  # waits in the queue
+    started = time.monotonic()
+    assert recorder.record(*episode(3)) is False
+    assert time.monotonic() - started < 0.1
+    assert recorder.dropped == 1 and "queue full" in warnings[0]
+    release.set()
+    recorder.close()
+    assert recorder.episodes == 2
+    detections = read_bag(recorder.bags[0])["messages"]["/finers/detections"]
+    assert [d.request_id for _, d in detections] == ["cmd-1", "cmd-2"]
+
+
+def test_an_unusable_directory_is_one_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(RecorderError, match="cannot record episodes into"):
+        EpisodeRecorder(blocker / "rec", **TOPICS)
+
+
+def test_an_outcome_without_a_frame_records_instruction_and_detection(tmp_path):
+    outcome, detection = episode(4)
+    outcome.image, outcome.frame = None, None
+    recorder = EpisodeRecorder(tmp_path, **TOPICS)
+    recorder.record(outcome, detection)
+    recorder.close()
+    messages = read_bag(recorder.bags[0])["messages"]
+    assert "/camera/image_raw" not in messages and len(messages["/finers/detections"]) == 1
