@@ -1,0 +1,309 @@
+"""Where a segmented target is in 3D: an aligned depth image, the colour camera's intrinsics
+and the target's mask give one robust point in the colour camera's optical frame.
+
+Frames and units:
+
+- *colour frame*: native pixels of the camera frame the mask belongs to, ``W x H``.
+- *depth frame*: pixels of the depth image, registered (aligned) to the colour camera, so it
+  sees the same field of view, possibly at another resolution ``w x h``.
+- *optical frame*: the colour camera's optical frame (REP 103): x right, y down, z forward,
+  metres. Every 3D value below is in it.
+
+Pixel centres are at integer coordinates; scaling between resolutions maps pixel edges onto
+pixel edges (``u' = (u + 0.5) * s - 0.5``), as OpenCV and ``image_proc`` do.
+
+Small targets sit on depth edges, so the point comes from the mask eroded by a pixel or two,
+minus invalid depths (0, NaN, beyond the range), minus outliers (median and MAD of z), back-
+projected with the intrinsics; the point is the per-axis median of what is left and the extent
+is a percentile window of it. Whenever that is not possible, ``Target3D.reason`` says why in
+one line, and there is no point rather than a wrong one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+Vec3 = Tuple[float, float, float]
+
+# distortion models sensor_msgs/CameraInfo names that the back-projection undoes
+PINHOLE_MODELS = ("plumb_bob", "rational_polynomial")
+FISHEYE_MODELS = ("equidistant",)
+SUPPORTED_DISTORTION_MODELS = PINHOLE_MODELS + FISHEYE_MODELS
+
+
+class No3D(ValueError):
+    """Why no 3D point can be computed (one line); it becomes ``Target3D.reason``."""
+
+
+@dataclass(frozen=True)
+class DepthOptions:
+    """How the depth pixels under a mask become a point (defaults suit RGB-D cameras).
+
+    ``max_range_m``: depths beyond it are invalid; ``erosion_px``: mask erosion in depth
+    pixels (reduced, down to none, while it would leave < ``min_valid_pixels``); ``mad_k``:
+    inliers lie within ``mad_k`` robust standard deviations (1.4826 MAD) of the median z, and
+    never closer than ``min_spread_m`` (so a flat target's sensor noise is not "outliers");
+    ``extent_percentile``: the extent is the [p, 100 - p] percentile window of the inliers.
+    """
+
+    max_range_m: float = 10.0
+    erosion_px: int = 2
+    mad_k: float = 2.5
+    min_spread_m: float = 0.005
+    extent_percentile: float = 2.0
+    min_valid_pixels: int = 5
+
+    def __post_init__(self):
+        problems = []
+        if not self.max_range_m > 0:
+            problems.append(f"max_range_m={self.max_range_m} (must be > 0)")
+        if not 0 <= self.erosion_px <= 10:
+            problems.append(f"erosion_px={self.erosion_px} (0..10)")
+        if not self.mad_k > 0:
+            problems.append(f"mad_k={self.mad_k} (must be > 0)")
+        if not self.min_spread_m >= 0:
+            problems.append(f"min_spread_m={self.min_spread_m} (must be >= 0)")
+        if not 0 <= self.extent_percentile < 50:
+            problems.append(f"extent_percentile={self.extent_percentile} (0..50)")
+        if self.min_valid_pixels < 1:
+            problems.append(f"min_valid_pixels={self.min_valid_pixels} (must be >= 1)")
+        if problems:
+            raise ValueError("invalid depth options: " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class Target3D:
+    """The 3D result for one target: ``point`` and ``extent_min/max`` in metres, optical frame.
+
+    ``valid_pixels`` counts the depth pixels the point was computed from (after erosion, range
+    check and outlier rejection). Without a result, ``point`` is None and ``reason`` says why.
+    """
+
+    point: Optional[Vec3] = None
+    extent_min: Optional[Vec3] = None
+    extent_max: Optional[Vec3] = None
+    valid_pixels: int = 0
+    reason: str = ""
+
+    @property
+    def has_3d(self) -> bool:
+        return self.point is not None
+
+    @classmethod
+    def none(cls, reason: str, valid_pixels: int = 0) -> "Target3D":
+        return cls(valid_pixels=valid_pixels, reason=reason)
+
+
+@dataclass(frozen=True)
+class CameraModel:
+    """Intrinsics of the colour camera at one resolution (``width x height`` pixels).
+
+    ``k`` is the 3x3 camera matrix; ``d`` the distortion coefficients of ``distortion_model``
+    (empty or all zero: none).
+    """
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+    distortion_model: str = ""
+    d: Tuple[float, ...] = ()
+
+    @classmethod
+    def from_camera_info(
+        cls,
+        k: Sequence[float],
+        d: Sequence[float],
+        distortion_model: str,
+        width: int,
+        height: int,
+        binning_x: int = 0,
+        binning_y: int = 0,
+        roi_width: int = 0,
+        roi_height: int = 0,
+    ) -> "CameraModel":
+        """The model a ``sensor_msgs/CameraInfo``'s fields describe; ``No3D`` when unusable."""
+        k = np.asarray(k, np.float64).ravel()
+        if k.size != 9 or not np.all(np.isfinite(k)):
+            raise No3D(f"CameraInfo K has {k.size} values or non-finite ones")
+        if not np.any(k):
+            raise No3D("CameraInfo K is all zero (camera not calibrated)")
+        fx, fy, cx, cy = k[0], k[4], k[2], k[5]
+        if fx <= 0 or fy <= 0:
+            raise No3D(f"CameraInfo K has focal lengths fx={fx:g}, fy={fy:g} (must be > 0)")
+        if width <= 0 or height <= 0:
+            raise No3D(f"CameraInfo size {width}x{height} is not set")
+        if binning_x > 1 or binning_y > 1 or roi_width or roi_height:
+            raise No3D("CameraInfo with binning or a region of interest is not handled")
+        coefficients = tuple(float(v) for v in d)
+        if not all(np.isfinite(coefficients)):
+            raise No3D("CameraInfo D has non-finite coefficients")
+        distorted = any(coefficients)
+        if distorted and distortion_model not in SUPPORTED_DISTORTION_MODELS:
+            raise No3D(
+                f"distortion model {distortion_model!r} is not handled "
+                f"(supported: {', '.join(SUPPORTED_DISTORTION_MODELS)}, or all-zero D)"
+            )
+        if distorted and distortion_model in FISHEYE_MODELS and len(coefficients) < 4:
+            raise No3D(
+                f"{distortion_model} distortion needs 4 coefficients, got {len(coefficients)}"
+            )
+        return cls(
+            float(fx),
+            float(fy),
+            float(cx),
+            float(cy),
+            int(width),
+            int(height),
+            distortion_model if distorted else "",
+            coefficients if distorted else (),
+        )
+
+    def scaled_to(self, width: int, height: int) -> "CameraModel":
+        """The same camera at ``width x height`` pixels (a registered depth image's size)."""
+        sx, sy = width / self.width, height / self.height
+        if abs(sx / sy - 1.0) > 0.01:
+            raise No3D(
+                f"depth image {width}x{height} does not have the colour camera's aspect "
+                f"({self.width}x{self.height}): is it registered to the colour camera?"
+            )
+        return CameraModel(
+            self.fx * sx,
+            self.fy * sy,
+            (self.cx + 0.5) * sx - 0.5,
+            (self.cy + 0.5) * sy - 0.5,
+            width,
+            height,
+            self.distortion_model,
+            self.d,
+        )
+
+    def rays(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """``N x 2`` normalised image coordinates (x/z, y/z) of pixels ``(u, v)``, undistorted."""
+        points = np.stack([u, v], 1).astype(np.float64)
+        if not self.distortion_model:
+            return np.stack(
+                [(points[:, 0] - self.cx) / self.fx, (points[:, 1] - self.cy) / self.fy], 1
+            )
+        k = np.array([[self.fx, 0, self.cx], [0, self.fy, self.cy], [0, 0, 1]], np.float64)
+        if self.distortion_model in FISHEYE_MODELS:
+            out = cv2.fisheye.undistortPoints(points.reshape(-1, 1, 2), k, np.array(self.d[:4]))
+        else:
+            out = cv2.undistortPoints(points.reshape(-1, 1, 2), k, np.array(self.d))
+        return out.reshape(-1, 2)
+
+    def project(self, point: Vec3) -> Tuple[float, float]:
+        """Pixel ``(u, v)`` of an optical-frame point (pinhole, no distortion)."""
+        x, y, z = point
+        return self.fx * x / z + self.cx, self.fy * y / z + self.cy
+
+
+def mask_in_depth_frame(
+    mask: np.ndarray, depth_shape: Tuple[int, int]
+) -> Tuple[np.ndarray, int, int]:
+    """The colour-frame mask sampled on the depth grid, cut to the mask's box.
+
+    ``mask``: ``H x W`` bool (colour frame). Returns ``(sub_mask, x0, y0)``: ``sub_mask`` is
+    the nearest-neighbour mask on depth pixels ``[y0, y0 + h') x [x0, x0 + w')``. Only the
+    mask's box is sampled, so a 4K mask costs no more than its target.
+    """
+    height, width = mask.shape
+    dh, dw = depth_shape
+    rows = np.flatnonzero(mask.any(1))
+    cols = np.flatnonzero(mask.any(0))
+    if rows.size == 0:
+        return np.zeros((0, 0), bool), 0, 0
+    sy, sx = dh / height, dw / width
+    # depth pixels whose centre falls inside the mask's colour box
+    y0 = max(0, int(np.floor((rows[0]) * sy)))
+    y1 = min(dh, int(np.ceil((rows[-1] + 1) * sy)))
+    x0 = max(0, int(np.floor((cols[0]) * sx)))
+    x1 = min(dw, int(np.ceil((cols[-1] + 1) * sx)))
+    src_rows = np.clip(((np.arange(y0, y1) + 0.5) / sy).astype(int), 0, height - 1)
+    src_cols = np.clip(((np.arange(x0, x1) + 0.5) / sx).astype(int), 0, width - 1)
+    return mask[src_rows[:, None], src_cols[None, :]], x0, y0
+
+
+def _eroded(mask: np.ndarray, pixels: int) -> np.ndarray:
+    if pixels <= 0 or mask.size == 0:
+        return mask
+    padded = np.pad(mask.astype(np.uint8), pixels)  # outside the box is background
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * pixels + 1, 2 * pixels + 1))
+    return cv2.erode(padded, kernel)[pixels:-pixels, pixels:-pixels].astype(bool)
+
+
+def locate_target(
+    mask: np.ndarray,
+    depth_m: np.ndarray,
+    camera: CameraModel,
+    options: DepthOptions = DepthOptions(),
+) -> Target3D:
+    """The target's 3D point and extent from its mask and an aligned depth image.
+
+    ``mask``: ``H x W`` bool in the colour frame (``camera``'s resolution or any resolution
+    with its aspect); ``depth_m``: ``h x w`` float depths in metres along the optical axis (z),
+    registered to the colour camera (0 or NaN = no depth); ``camera``: the colour camera's
+    model. Never raises for bad input: the result's ``reason`` says what was wrong.
+    """
+    try:
+        return _locate(mask, depth_m, camera, options)
+    except No3D as exc:
+        return Target3D.none(str(exc))
+
+
+def _locate(mask, depth_m, camera, options) -> Target3D:
+    if mask is None or mask.ndim != 2 or not mask.any():
+        raise No3D("empty target mask")
+    if depth_m.ndim != 2 or depth_m.size == 0:
+        raise No3D(f"depth image has shape {depth_m.shape}, expected h x w")
+    if abs((mask.shape[1] / mask.shape[0]) / (camera.width / camera.height) - 1.0) > 0.01:
+        raise No3D(
+            f"colour frame {mask.shape[1]}x{mask.shape[0]} does not match CameraInfo "
+            f"{camera.width}x{camera.height}"
+        )
+    depth_camera = camera.scaled_to(depth_m.shape[1], depth_m.shape[0])
+    sub_mask, x0, y0 = mask_in_depth_frame(mask.astype(bool), depth_m.shape)
+    if not sub_mask.any():
+        raise No3D("target mask covers no depth pixel")
+    for pixels in range(options.erosion_px, -1, -1):  # less erosion for a target a few pixels wide
+        eroded = _eroded(sub_mask, pixels)
+        if np.count_nonzero(eroded) >= options.min_valid_pixels:
+            break
+    vs, us = np.nonzero(eroded)
+    z = depth_m[vs + y0, us + x0].astype(np.float64)
+    valid = np.isfinite(z) & (z > 0) & (z <= options.max_range_m)
+    covered = z.size
+    if np.count_nonzero(valid) < options.min_valid_pixels:
+        raise No3D(
+            f"{np.count_nonzero(valid)} valid depth pixels of {covered} under the mask "
+            f"(need {options.min_valid_pixels}; 0, NaN and > {options.max_range_m:g} m are "
+            "invalid)"
+        )
+    us, vs, z = us[valid], vs[valid], z[valid]
+    median = np.median(z)
+    spread = max(options.mad_k * 1.4826 * np.median(np.abs(z - median)), options.min_spread_m)
+    inliers = np.abs(z - median) <= spread
+    if np.count_nonzero(inliers) < options.min_valid_pixels:
+        raise No3D(
+            f"{np.count_nonzero(inliers)} depth pixels agree on the target's depth "
+            f"(need {options.min_valid_pixels})"
+        )
+    us, vs, z = us[inliers] + x0, vs[inliers] + y0, z[inliers]
+    rays = depth_camera.rays(us, vs)
+    points = np.column_stack([rays * z[:, None], z])
+    point = np.median(points, 0)
+    low, high = np.percentile(
+        points, [options.extent_percentile, 100 - options.extent_percentile], 0
+    )
+    return Target3D(
+        point=tuple(float(v) for v in point),
+        extent_min=tuple(float(v) for v in low),
+        extent_max=tuple(float(v) for v in high),
+        valid_pixels=int(z.size),
+    )
