@@ -106,7 +106,7 @@ def bad_frame(client, scene_4k, **changes):
 @pytest.mark.parametrize("changes, message", [
     ({"step": 100}, "step 100"),
     ({"height": 4000}, "data has"),
-    ({"encoding": "bayer_rggb8"}, "unsupported encoding"),
+    ({"encoding": "nv21"}, "unsupported encoding"),
 ])
 def test_malformed_frames_give_error_outcomes(client, scene_4k, changes, message):
     msg = bad_frame(client, scene_4k, **changes)
