@@ -102,3 +102,101 @@ def test_parse_errors_keep_raw_text(text, reason):
         parse_lpr(text)
     assert reason in info.value.reason
     assert info.value.raw[:50] == text[:50]
+
+
+# --- issue 9: answer location, numbers, truncation ---------------------------------------
+
+QUOTED_TEMPLATE_THEN_ANSWER = (
+    "<think>The prompt's example is <answer>{'bbox':[5,5,6,6],'response':'The object is found.'}"
+    "</answer>, but the car is lower.</think>"
+    '<answer>{"bbox":[1,2,300,400],"response":"The object is found."}</answer>'
+)
+
+
+def test_answer_quoted_inside_think_does_not_win():
+    answer = parse_gse(QUOTED_TEMPLATE_THEN_ANSWER)
+    assert answer.bbox == (1, 2, 300, 400)
+    assert answer.think.startswith("The prompt's example")
+
+
+def test_last_answer_block_wins_without_think():
+    text = ("<answer>{'bbox': [5, 5, 6, 6], 'response': 'x'}</answer> on second thought "
+            "<answer>{'bbox': [7, 8, 9, 10], 'response': 'y'}</answer>")
+    assert parse_gse(text).bbox == (7, 8, 9, 10)
+
+
+@pytest.mark.parametrize("value", [
+    "NaN", "Infinity", "-Infinity", "1e999", "9" * 400, "-" + "9" * 400, "'nan'", "'inf'", "1e7",
+    "0x" + "f" * 600,
+])
+@pytest.mark.parametrize("where", ["gse_bbox", "lpr_bbox", "lpr_point"])
+def test_non_finite_and_absurd_numbers_are_parse_errors(value, where):
+    bbox = f"[10, 20, {value}, 40]" if where != "lpr_point" else "[10, 20, 30, 40]"
+    point = f"[{value}, 25]" if where == "lpr_point" else "[15, 25]"
+    text = (f"<think>x</think><answer>{{'bbox': {bbox}, 'points_1': {point}, 'points_2': [20, 30], "
+            f"'response': 'The object is found.'}}</answer>")
+    parse = parse_gse if where == "gse_bbox" else parse_lpr
+    with pytest.raises(ParseError) as info:
+        parse(text)
+    assert info.value.raw == text
+
+
+def test_string_numbers_are_accepted():
+    text = "<answer>{'bbox': ['12', ' 20', '30.5', 40], 'response': 'The object is found.'}</answer>"
+    assert parse_gse(text).bbox == (12, 20, 30.5, 40)
+    with pytest.raises(ParseError):
+        parse_gse("<answer>{'bbox': ['12', '1_000', 30, 40], 'response': 'x'}</answer>")
+
+
+def test_two_objects_in_one_answer_block_take_the_first():
+    text = ("<think>x</think><answer>{'bbox': [1, 2, 3, 4], 'response': 'The object is found.'}"
+            "{'bbox': [5, 6, 7, 8], 'response': 'The object is found.'}</answer>")
+    assert parse_gse(text).bbox == (1, 2, 3, 4)
+
+
+def test_qwen_bbox_2d_key_is_read_as_the_reference_does():
+    text = "<answer>{'bbox_2d': [1, 2, 3, 4], 'response': 'The object is found.'}</answer>"
+    assert parse_gse(text).bbox == (1, 2, 3, 4)
+
+
+def test_no_object_found_in_open_answer_keeps_the_box():
+    text = "<think>x</think><answer>{'bbox': [10, 20, 266, 276], 'response': 'No object found'}</answer>"
+    for kind in ("open", "reasoning", "option"):
+        answer = parse_gse(text, kind)
+        assert answer.found and answer.bbox == (10, 20, 266, 276) and answer.response == "No object found"
+    assert parse_gse(text).found is False  # a referring answer saying so is "not found"
+
+
+@pytest.mark.parametrize("text", [
+    "<think>The red screw is left of the",
+    "<think>x</think><answer>{'bbox': [1, 2, 3",
+    "<think>x</think><answer>{'bbox': [1, 2, 3, 4], 'response': 'The obj",
+    "<think>quoting <answer>{'bbox': [5, 5, 6, 6], 'response': 'A'}</answer> and then",
+])
+def test_cut_answer_is_a_truncated_answer_error(text):
+    from finers_ros.parsing import TruncatedAnswerError, looks_truncated
+
+    assert looks_truncated(text)
+    with pytest.raises(TruncatedAnswerError) as info:
+        parse_gse(text)
+    assert isinstance(info.value, ParseError) and info.value.truncated
+
+
+def test_unclosed_answer_with_a_complete_object_is_used():
+    from finers_ros.parsing import looks_truncated
+
+    text = "<think>x</think><answer>{'bbox': [1, 2, 3, 4], 'response': 'The object is found.'}"
+    assert parse_gse(text).bbox == (1, 2, 3, 4) and looks_truncated(text)
+    with pytest.raises(ParseError) as info:
+        parse_gse("no tags, no braces")
+    assert not info.value.truncated
+
+
+def test_read_answer_reports_strict_format():
+    from finers_ros.parsing import read_answer
+
+    strict = read_answer(QUOTED_TEMPLATE_THEN_ANSWER)
+    assert strict.strict_format and strict.data["bbox"] == [1, 2, 300, 400]
+    loose = read_answer("Sure! <answer>{'bbox': [1, 2, 3, 4], 'response': 'r'}</answer>")
+    assert not loose.strict_format and loose.data["response"] == "r" and loose.think == ""
+    assert parse_gse(QUOTED_TEMPLATE_THEN_ANSWER).strict_format
