@@ -13,7 +13,8 @@ QUESTION_TYPES = ("referring", "open", "option")
 # FineRS-4k spells the open question type "reasoning".
 _TYPE_ALIASES = {"reasoning": "open", "multiple_choice": "option", "choice": "option"}
 
-_GSE_HEAD = "Based on the '{question}', identify a 256*256 bounding box that best localizes the region most relevant to the query. "
+_GSE_HEAD = ("Based on the '{question}', identify a 256*256 bounding box that best localizes the "
+             "region most relevant to the query. ")
 _LPR_HEAD = "Please find '{question}' with bbox and points. "
 _TASK = {
     "referring": "And respond with whether the object is found.",
@@ -22,20 +23,35 @@ _TASK = {
 }
 _GSE_BODY = (
     "Compare the difference between regions and find the most closely matched one."
-    "Output the thinking process in <think> </think> and final answer in <answer> </answer> tags."
-    "Output the 256*256 region bbox and the final response inside the interested object in JSON format."
+    "Output the thinking process in <think> </think> and final answer in <answer> </answer> "
+    "tags."
+    "Output the 256*256 region bbox and the final response inside the interested object in JSON "
+    "format."
     "i.e., <think> thinking process here </think><answer>{answer}</answer>"
 )
 _LPR_BODY = (
     "Compare the difference between objects and find the most closely matched one."
-    "Output the thinking process in <think> </think> and final answer in <answer> </answer> tags."
-    "Output the one bbox and points of two largest inscribed circles inside the interested object in JSON format."
-    "If the object is not found, output bbox as [0, 0, 0, 0], points_1 and points_2 as [0, 0], and response as 'No object founded'."
+    "Output the thinking process in <think> </think> and final answer in <answer> </answer> "
+    "tags."
+    "Output the one bbox and points of two largest inscribed circles inside the interested object "
+    "in JSON format."
+    "If the object is not found, output bbox as [0, 0, 0, 0], points_1 and points_2 as [0, 0], "
+    "and response as 'No object founded'."
     "i.e., <think> thinking process here </think><answer>{answer}</answer>"
 )
-_EXAMPLE_RESPONSE = {"referring": "The object is found.", "open": "The object is white.", "option": "A"}
-_GSE_EXAMPLE = "{{'bbox': [x_min,y_min,x_min+256,y_min+256], 'response': '{response}'}}"
-_LPR_EXAMPLE = "{{'bbox': [10,100,200,210], 'points_1': [30,110], 'points_2': [35,180], 'response': '{response}'}}"
+# The answer examples differ per stage: the GSE open example has a space before its closing
+# brace and the LPR one has not, as in the training data of the published checkpoints.
+_GSE_EXAMPLE = {
+    "referring": "{'bbox': [x_min,y_min,x_min+256,y_min+256], 'response': 'The object is found.'}",
+    "open": "{'bbox': [x_min,y_min,x_min+256,y_min+256], 'response': 'The object is white.' }",
+    "option": "{'bbox': [x_min,y_min,x_min+256,y_min+256], 'response': 'A'}",
+}
+_LPR_POINTS = "{'bbox': [10,100,200,210], 'points_1': [30,110], 'points_2': [35,180], "
+_LPR_EXAMPLE = {
+    "referring": _LPR_POINTS + "'response': 'The object is found.'}",
+    "open": _LPR_POINTS + "'response': 'The object is white.'}",
+    "option": _LPR_POINTS + "'response': 'A'}",
+}
 
 Options = Union[str, Sequence[str], None]
 
@@ -43,7 +59,8 @@ Options = Union[str, Sequence[str], None]
 def normalize_question_type(question_type: str) -> str:
     kind = _TYPE_ALIASES.get(question_type.strip().lower(), question_type.strip().lower())
     if kind not in QUESTION_TYPES:
-        raise ValueError(f"unknown question type {question_type!r}; expected one of {QUESTION_TYPES}")
+        raise ValueError(f"unknown question type {question_type!r}; "
+                         f"expected one of {QUESTION_TYPES}")
     return kind
 
 
@@ -53,12 +70,13 @@ def normalize_question(question: str) -> str:
 
 
 def format_options(options: Options) -> str:
-    """Options as the reference inserts them: a string as is, a list as a Python list literal."""
+    """Options as the reference inserts them (``str.format`` of the JSON value): a string as
+    is, a list as ``str(list)`` (Python literal, its items' own reprs)."""
     if options is None:
         raise ValueError("an option question needs its options")
     if isinstance(options, str):
         return options
-    return "[" + ", ".join(repr(str(o)) for o in options) + "]"
+    return str(list(options))
 
 
 def _task(kind: str, options: Options) -> str:
@@ -68,7 +86,7 @@ def _task(kind: str, options: Options) -> str:
 def gse_prompt(question: str, question_type: str = "referring", options: Options = None) -> str:
     """Prompt of the global semantic exploration stage (image: the whole frame, GSE frame)."""
     kind = normalize_question_type(question_type)
-    answer = _GSE_EXAMPLE.format(response=_EXAMPLE_RESPONSE[kind])
+    answer = _GSE_EXAMPLE[kind]
     return (_GSE_HEAD.format(question=normalize_question(question)) + _task(kind, options)
             + _GSE_BODY.format(answer=answer))
 
@@ -76,7 +94,7 @@ def gse_prompt(question: str, question_type: str = "referring", options: Options
 def lpr_prompt(question: str, question_type: str = "referring", options: Options = None) -> str:
     """Prompt of the localized perceptual refinement stage (image: the crop, LPR frame)."""
     kind = normalize_question_type(question_type)
-    answer = _LPR_EXAMPLE.format(response=_EXAMPLE_RESPONSE[kind])
+    answer = _LPR_EXAMPLE[kind]
     return (_LPR_HEAD.format(question=normalize_question(question)) + _task(kind, options)
             + _LPR_BODY.format(answer=answer))
 

@@ -3,37 +3,79 @@ import pytest
 from finers_ros.parsing import ParseError, has_think_answer_format, parse_gse, parse_lpr
 from finers_ros.prompts import gse_prompt, is_gse_prompt, lpr_prompt, question_from_prompt
 
+# The six prompts, verbatim as the published checkpoints were trained on them (reference code:
+# verl/utils/rl_dataset.py for GSE, verl/utils/rl_dataset_lr.py for LPR), missing spaces included.
 GSE_REFERRING = (
-    "Based on the 'find the red screw', identify a 256*256 bounding box that best localizes the region most "
-    "relevant to the query. And respond with whether the object is found.Compare the difference between regions "
-    "and find the most closely matched one.Output the thinking process in <think> </think> and final answer in "
-    "<answer> </answer> tags.Output the 256*256 region bbox and the final response inside the interested object "
-    "in JSON format.i.e., <think> thinking process here </think><answer>{'bbox': [x_min,y_min,x_min+256,y_min+256], "
+    "Based on the 'find the red screw', identify a 256*256 bounding box that best localizes the "
+    "region most relevant to the query. And respond with whether the object is found.Compare the "
+    "difference between regions and find the most closely matched one.Output the thinking process "
+    "in <think> </think> and final answer in <answer> </answer> tags.Output the 256*256 region "
+    "bbox and the final response inside the interested object in JSON format.i.e., <think> "
+    "thinking process here </think><answer>{'bbox': [x_min,y_min,x_min+256,y_min+256], "
     "'response': 'The object is found.'}</answer>"
 )
+GSE_OPEN = (
+    "Based on the 'what colour is the car', identify a 256*256 bounding box that best localizes "
+    "the region most relevant to the query. And give me a final response with a word or phrase."
+    "Compare the difference between regions and find the most closely matched one.Output the "
+    "thinking process in <think> </think> and final answer in <answer> </answer> tags.Output the "
+    "256*256 region bbox and the final response inside the interested object in JSON format.i.e., "
+    "<think> thinking process here </think><answer>{'bbox': [x_min,y_min,x_min+256,y_min+256], "
+    "'response': 'The object is white.' }</answer>"
+)
+GSE_OPTION = (
+    "Based on the 'which colour is the car', identify a 256*256 bounding box that best localizes "
+    "the region most relevant to the query. And give me a correct option from ['A. red', "
+    "\"B. driver's blue\", 'C. 3'].Compare the difference between regions and find the most "
+    "closely matched one.Output the thinking process in <think> </think> and final answer in "
+    "<answer> </answer> tags.Output the 256*256 region bbox and the final response inside the "
+    "interested object in JSON format.i.e., <think> thinking process here </think><answer>{'bbox':"
+    " [x_min,y_min,x_min+256,y_min+256], 'response': 'A'}</answer>"
+)
 LPR_REFERRING = (
-    "Please find 'find the red screw' with bbox and points. And respond with whether the object is found.Compare the "
-    "difference between objects and find the most closely matched one.Output the thinking process in <think> "
-    "</think> and final answer in <answer> </answer> tags.Output the one bbox and points of two largest inscribed "
-    "circles inside the interested object in JSON format.If the object is not found, output bbox as [0, 0, 0, 0], "
-    "points_1 and points_2 as [0, 0], and response as 'No object founded'.i.e., <think> thinking process here "
-    "</think><answer>{'bbox': [10,100,200,210], 'points_1': [30,110], 'points_2': [35,180], 'response': 'The object "
-    "is found.'}</answer>"
+    "Please find 'find the red screw' with bbox and points. And respond with whether the object "
+    "is found.Compare the difference between objects and find the most closely matched one.Output "
+    "the thinking process in <think> </think> and final answer in <answer> </answer> tags.Output "
+    "the one bbox and points of two largest inscribed circles inside the interested object in "
+    "JSON format.If the object is not found, output bbox as [0, 0, 0, 0], points_1 and points_2 "
+    "as [0, 0], and response as 'No object founded'.i.e., <think> thinking process here </think>"
+    "<answer>{'bbox': [10,100,200,210], 'points_1': [30,110], 'points_2': [35,180], 'response': "
+    "'The object is found.'}</answer>"
+)
+LPR_OPEN = (
+    "Please find 'what colour is the car' with bbox and points. And give me a final response with "
+    "a word or phrase.Compare the difference between objects and find the most closely matched "
+    "one.Output the thinking process in <think> </think> and final answer in <answer> </answer> "
+    "tags.Output the one bbox and points of two largest inscribed circles inside the interested "
+    "object in JSON format.If the object is not found, output bbox as [0, 0, 0, 0], points_1 and "
+    "points_2 as [0, 0], and response as 'No object founded'.i.e., <think> thinking process here "
+    "</think><answer>{'bbox': [10,100,200,210], 'points_1': [30,110], 'points_2': [35,180], "
+    "'response': 'The object is white.'}</answer>"
+)
+LPR_OPTION = (
+    "Please find 'which colour is the car' with bbox and points. And give me a correct option "
+    "from [1, 2].Compare the difference between objects and find the most closely matched one."
+    "Output the thinking process in <think> </think> and final answer in <answer> </answer> tags.Output "
+    "the one bbox and points of two largest inscribed circles inside the interested object in "
+    "JSON format.If the object is not found, output bbox as [0, 0, 0, 0], points_1 and points_2 "
+    "as [0, 0], and response as 'No object founded'.i.e., <think> thinking process here </think>"
+    "<answer>{'bbox': [10,100,200,210], 'points_1': [30,110], 'points_2': [35,180], 'response': "
+    "'A'}</answer>"
 )
 
 
-def test_prompts_are_verbatim():
+def test_six_prompts_are_verbatim():
     assert gse_prompt("Find the red screw.") == GSE_REFERRING
     assert lpr_prompt("find the red screw") == LPR_REFERRING
+    assert gse_prompt("What colour is the car.", "reasoning") == GSE_OPEN
+    assert lpr_prompt("what colour is the car", "open") == LPR_OPEN
+    options = ["A. red", "B. driver's blue", "C. 3"]
+    assert gse_prompt("which colour is the car", "option", options) == GSE_OPTION
+    # Options render as str() of what the reference is given, numbers included.
+    assert lpr_prompt("which colour is the car", "option", [1, 2]) == LPR_OPTION
 
 
-def test_open_and_option_prompts():
-    open_gse = gse_prompt("what colour is the car", "reasoning")
-    assert "relevant to the query. And give me a final response with a word or phrase.Compare" in open_gse
-    assert "'response': 'The object is white.'" in open_gse
-    option = lpr_prompt("which colour", "option", ["A. red", "B. blue"])
-    assert "And give me a correct option from ['A. red', 'B. blue'].Compare the difference between objects" in option
-    assert "'response': 'A'}" in option
+def test_prompt_argument_errors():
     with pytest.raises(ValueError):
         gse_prompt("x", "option")
     with pytest.raises(ValueError):
@@ -53,7 +95,8 @@ def test_question_type_and_options_read_back_from_prompt():
 
 
 def test_question_round_trips_through_prompt():
-    assert question_from_prompt(gse_prompt("find the driver's red cap")) == "find the driver's red cap"
+    question = "find the driver's red cap"
+    assert question_from_prompt(gse_prompt(question)) == question
     assert question_from_prompt(lpr_prompt("find the red screw")) == "find the red screw"
     assert is_gse_prompt(GSE_REFERRING) and not is_gse_prompt(LPR_REFERRING)
 
@@ -62,13 +105,15 @@ def test_parse_answer_block_first_single_quotes():
     text = ("<think>I compare {'bbox': [1, 2, 3, 4]} candidates</think>"
             "<answer>{'bbox': [100, 200, 356, 456], 'response': 'The object is found.'}</answer>")
     answer = parse_gse(text)
-    assert answer.found and answer.bbox == (100, 200, 356, 456) and answer.response == "The object is found."
+    assert answer.found and answer.bbox == (100, 200, 356, 456)
+    assert answer.response == "The object is found."
     assert answer.think.startswith("I compare")
     assert has_think_answer_format(text)
 
 
 def test_parse_double_quoted_lpr():
-    text = '<think>x</think> <answer>{"bbox": [10, 20, 30, 40], "points_1": [15, 25], "points_2": [20, 30], "response": "The object is found."}</answer>'
+    text = ('<think>x</think> <answer>{"bbox": [10, 20, 30, 40], "points_1": [15, 25], '
+            '"points_2": [20, 30], "response": "The object is found."}</answer>')
     answer = parse_lpr(text)
     assert answer.points == [(15, 25), (20, 30)] and answer.bbox == (10, 20, 30, 40)
 
@@ -81,7 +126,8 @@ def test_parse_without_answer_tag_ignores_think_json():
 
 @pytest.mark.parametrize("text", [
     "<answer>{'bbox': [0, 0, 0, 0], 'response': 'No object founded'}</answer>",
-    "<answer>{'bbox': [3, 4, 50, 60], 'points_1': [0, 0], 'points_2': [0, 0], 'response': 'No object founded'}</answer>",
+    "<answer>{'bbox': [3, 4, 50, 60], 'points_1': [0, 0], 'points_2': [0, 0], "
+    "'response': 'No object founded'}</answer>",
 ])
 def test_not_found(text):
     assert parse_lpr(text).found is False
@@ -92,8 +138,10 @@ def test_not_found(text):
     ("<answer>{'bbox': [1, 2, 3], 'response': 'x'}</answer>", "4 numbers"),
     ("<answer>{'response': 'The object is found.'}</answer>", "no 'bbox'"),
     ("<answer>{'bbox': [1, 2, 3, 4], 'response': 'x'}</answer>", "no 'points_1'"),
-    ("<answer>{'bbox': [30, 2, 3, 4], 'points_1': [1, 1], 'points_2': [1, 1]}</answer>", "out of order"),
-    ("<answer>{'bbox': [1, 2, 3, 4], 'points_1': ['a', 1], 'points_2': [1, 1]}</answer>", "2 numbers"),
+    ("<answer>{'bbox': [30, 2, 3, 4], 'points_1': [1, 1], 'points_2': [1, 1]}</answer>",
+     "out of order"),
+    ("<answer>{'bbox': [1, 2, 3, 4], 'points_1': ['a', 1], 'points_2': [1, 1]}</answer>",
+     "2 numbers"),
     ("<answer>{'bbox': __import__('os').system('true')}</answer>", "unparsable"),
     ("<answer>{" * 20000, "too long"),
 ])
@@ -133,7 +181,8 @@ def test_last_answer_block_wins_without_think():
 def test_non_finite_and_absurd_numbers_are_parse_errors(value, where):
     bbox = f"[10, 20, {value}, 40]" if where != "lpr_point" else "[10, 20, 30, 40]"
     point = f"[{value}, 25]" if where == "lpr_point" else "[15, 25]"
-    text = (f"<think>x</think><answer>{{'bbox': {bbox}, 'points_1': {point}, 'points_2': [20, 30], "
+    text = (f"<think>x</think><answer>{{'bbox': {bbox}, 'points_1': {point}, "
+            "'points_2': [20, 30], "
             f"'response': 'The object is found.'}}</answer>")
     parse = parse_gse if where == "gse_bbox" else parse_lpr
     with pytest.raises(ParseError) as info:
@@ -142,7 +191,7 @@ def test_non_finite_and_absurd_numbers_are_parse_errors(value, where):
 
 
 def test_string_numbers_are_accepted():
-    text = "<answer>{'bbox': ['12', ' 20', '30.5', 40], 'response': 'The object is found.'}</answer>"
+    text = "<answer>{'bbox': ['12', ' 20', '30.5', 40], 'response': 'found'}</answer>"
     assert parse_gse(text).bbox == (12, 20, 30.5, 40)
     with pytest.raises(ParseError):
         parse_gse("<answer>{'bbox': ['12', '1_000', 30, 40], 'response': 'x'}</answer>")
@@ -160,10 +209,12 @@ def test_qwen_bbox_2d_key_is_read_as_the_reference_does():
 
 
 def test_no_object_found_in_open_answer_keeps_the_box():
-    text = "<think>x</think><answer>{'bbox': [10, 20, 266, 276], 'response': 'No object found'}</answer>"
+    text = ("<think>x</think><answer>{'bbox': [10, 20, 266, 276], 'response': 'No object found'}"
+            "</answer>")
     for kind in ("open", "reasoning", "option"):
         answer = parse_gse(text, kind)
-        assert answer.found and answer.bbox == (10, 20, 266, 276) and answer.response == "No object found"
+        assert answer.found and answer.bbox == (10, 20, 266, 276)
+        assert answer.response == "No object found"
     assert parse_gse(text).found is False  # a referring answer saying so is "not found"
 
 
