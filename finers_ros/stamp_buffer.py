@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from typing import Any, Generic, Optional, Tuple, TypeVar
+from typing import Any, Generic, List, Optional, Sequence, Tuple, TypeVar
 
 Item = TypeVar("Item")
 
@@ -35,20 +35,31 @@ class StampBuffer(Generic[Item]):
         with self._lock:
             self._items.clear()
 
+    def entries(self) -> List[Tuple[int, Any]]:
+        """A snapshot of ``(stamp_ns, item)``, oldest first."""
+        with self._lock:
+            return list(self._items)
+
     def nearest(
         self, stamp_ns: int, slop_ns: int, what: str = "depth frame"
     ) -> Tuple[Optional[Item], str]:
         """``(item, "")`` for the item nearest to ``stamp_ns`` within ``slop_ns``, else
         ``(None, reason)``."""
-        with self._lock:
-            items = list(self._items)
-        if not items:
-            return None, f"no {what} received"
-        stamp, item = min(items, key=lambda entry: abs(entry[0] - stamp_ns))
-        gap = abs(stamp - stamp_ns)
-        if gap > slop_ns:
-            return None, (
-                f"no {what} within {slop_ns / 1e6:g} ms of the colour frame "
-                f"(nearest is {gap / 1e6:.0f} ms away, {len(items)} buffered)"
-            )
-        return item, ""
+        return pick_nearest(self.entries(), stamp_ns, slop_ns, what)
+
+
+def pick_nearest(
+    entries: Sequence[Tuple[int, Any]], stamp_ns: int, slop_ns: int, what: str = "depth frame"
+) -> Tuple[Optional[Any], str]:
+    """The item of ``(stamp_ns, item)`` entries nearest to ``stamp_ns`` within ``slop_ns``:
+    ``(item, "")``, or ``(None, reason)`` saying how far the nearest one was."""
+    if not entries:
+        return None, f"no {what} received"
+    stamp, item = min(entries, key=lambda entry: abs(entry[0] - stamp_ns))
+    gap = abs(stamp - stamp_ns)
+    if gap > slop_ns:
+        return None, (
+            f"no {what} within {slop_ns / 1e6:g} ms of the colour frame "
+            f"(nearest is {gap / 1e6:.0f} ms away, {len(entries)} buffered)"
+        )
+    return item, ""

@@ -1,0 +1,172 @@
+"""The node's optional depth input: an aligned depth image and the colour camera's CameraInfo.
+
+Topics (relative names, resolved in the node's namespace; remap them to the camera driver's):
+
+- ``camera/aligned_depth/image_raw``: ``sensor_msgs/Image``, ``16UC1`` (mm) or ``32FC1`` (m),
+  registered to the colour camera (same field of view; any resolution of the same aspect);
+- ``camera/camera_info``: ``sensor_msgs/CameraInfo`` of the colour camera (``K``, ``D``).
+
+Depth frames wait in a small bounded buffer, undecoded. A colour frame is paired with the
+depth frame nearest to its stamp within the slop. Because a request may run for seconds
+while depth keeps streaming, the pairing is also *pinned* when the worker takes the colour
+frame (``pinning`` wraps the frame's decode): the depth frame nearest at that moment is kept
+aside for that stamp, so it is still there when the outcome is published. The 3D result
+itself comes from ``finers_ros.depth3d``.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable, Optional
+
+import numpy as np
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image
+
+from ..depth3d import CameraModel, DepthOptions, No3D, Target3D, locate_target
+from ..stamp_buffer import StampBuffer, pick_nearest
+from .image_codec import ImageFormatError, depth_to_metres
+
+DEPTH_TOPIC = "camera/aligned_depth/image_raw"
+CAMERA_INFO_TOPIC = "camera/camera_info"
+DEPTH_BUFFER = 10  # depth frames kept for pairing (a third of a second at 30 Hz)
+PINNED = 16  # depth frames kept aside for colour frames being served
+
+
+def stamp_ns(stamp) -> int:
+    """A builtin_interfaces/Time as integer nanoseconds."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def camera_model(info: CameraInfo) -> CameraModel:
+    """The colour camera's model from its CameraInfo; ``No3D`` says why it is unusable."""
+    return CameraModel.from_camera_info(
+        info.k,
+        info.d,
+        info.distortion_model,
+        info.width,
+        info.height,
+        info.binning_x,
+        info.binning_y,
+        info.roi.width,
+        info.roi.height,
+    )
+
+
+class DepthInput:
+    """Depth + CameraInfo subscriptions on ``node`` and the 3D result of a target's mask."""
+
+    def __init__(
+        self,
+        node,
+        slop_s: float = 0.05,
+        options: DepthOptions = DepthOptions(),
+        callback_group=None,
+    ):
+        self._node = node
+        self.slop_ns = int(round(slop_s * 1e9))
+        self.options = options
+        self._depths = StampBuffer(DEPTH_BUFFER)
+        self._pinned = StampBuffer(PINNED)
+        self._info: Optional[CameraInfo] = None
+        self._warned = set()
+        self._warn_lock = threading.Lock()
+        self._subscriptions = [
+            node.create_subscription(
+                Image,
+                DEPTH_TOPIC,
+                self._on_depth,
+                qos_profile_sensor_data,
+                callback_group=callback_group,
+            ),
+            node.create_subscription(
+                CameraInfo,
+                CAMERA_INFO_TOPIC,
+                self._on_info,
+                qos_profile_sensor_data,
+                callback_group=callback_group,
+            ),
+        ]
+        self.depth_topic = self._subscriptions[0].topic_name
+        self.camera_info_topic = self._subscriptions[1].topic_name
+
+    # -- intake (executor callbacks: store only, decode nothing) ---------------------------
+    def _on_depth(self, msg: Image) -> None:
+        self._depths.add(stamp_ns(msg.header.stamp), msg)
+
+    def _on_info(self, msg: CameraInfo) -> None:
+        self._info = msg
+        try:
+            camera_model(msg)
+        except No3D as exc:  # said once per problem; every Detection carries the reason
+            self._warn_once(
+                f"CameraInfo on {self.camera_info_topic} is unusable: {exc}; "
+                "no 3D positions until it is fixed"
+            )
+
+    def pin(self, stamp) -> None:
+        """Keep aside the depth frame nearest to the colour stamp (a serving run starts)."""
+        msg, _ = pick_nearest(self._depths.entries(), stamp_ns(stamp), self.slop_ns)
+        if msg is not None:
+            self._pinned.add(stamp_ns(msg.header.stamp), msg)
+
+    def pinning(self, decode: Callable, header) -> Callable:
+        """``decode`` that pins the colour frame's depth first (the worker calls it once)."""
+
+        def decode_and_pin():
+            self.pin(header.stamp)
+            return decode()
+
+        return decode_and_pin
+
+    # -- the 3D result (worker thread) ----------------------------------------------------
+    def locate(self, header, mask: Optional[np.ndarray]) -> Target3D:
+        """The 3D result for a target's ``H x W`` bool mask in the colour frame of ``header``."""
+        if mask is None or not mask.any():
+            return Target3D.none("no target mask")
+        info = self._info
+        if info is None:
+            return Target3D.none(f"no CameraInfo received on {self.camera_info_topic}")
+        try:
+            camera = camera_model(info)
+        except No3D as exc:
+            self._warn_once(
+                f"CameraInfo on {self.camera_info_topic} is unusable: {exc}; "
+                "no 3D positions until it is fixed"
+            )
+            return Target3D.none(str(exc))
+        wanted = stamp_ns(header.stamp)
+        depth_msg, reason = pick_nearest(
+            self._pinned.entries() + self._depths.entries(), wanted, self.slop_ns
+        )
+        if depth_msg is None:
+            return Target3D.none(
+                reason.replace("depth frame", f"depth frame on {self.depth_topic}")
+            )
+        try:
+            depth = depth_to_metres(
+                depth_msg.encoding,
+                depth_msg.width,
+                depth_msg.height,
+                depth_msg.step,
+                depth_msg.data,
+                bool(depth_msg.is_bigendian),
+            )
+        except ImageFormatError as exc:
+            self._warn_once(f"depth image on {self.depth_topic}: {exc}")
+            return Target3D.none(f"bad depth image: {exc}")
+        return locate_target(mask, depth, camera, self.options)
+
+    def _warn_once(self, text: str) -> None:
+        with self._warn_lock:
+            if text in self._warned:
+                return
+            self._warned.add(text)
+        self._node.get_logger().warning(text)
+
+    def close(self) -> None:
+        for subscription in self._subscriptions:
+            self._node.destroy_subscription(subscription)
+        self._subscriptions = []
+        self._depths.clear()
+        self._pinned.clear()
