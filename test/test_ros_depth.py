@@ -1,0 +1,235 @@
+"""3D target position over ROS: depth input, pairing, point and marker messages, and the node
+in its own process answering with a 3D point for a synthetic RGB-D scene.
+
+Isolated ROS domain, loopback-only discovery, the shipped shared-memory Fast DDS profile.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from finers_ros.data.synthetic_depth import (
+    camera_for,
+    corrupt,
+    depth_to_16uc1,
+    disc_scene,
+    raised_mask_scene,
+)
+from finers_ros.depth3d import Target3D, locate_target
+
+HERE = Path(__file__).resolve().parent
+TIMEOUT = 60.0
+COLOUR = camera_for(640, 480)
+CENTRE = (0.02, 0.01, 1.0)
+
+
+def header(stamp_ns, frame_id="camera_color_optical_frame"):
+    from std_msgs.msg import Header
+
+    msg = Header(frame_id=frame_id)
+    msg.stamp.sec, msg.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    return msg
+
+
+def camera_info(camera, stamp_ns=0, k=None, model="plumb_bob", d=(0.0,) * 5):
+    from sensor_msgs.msg import CameraInfo
+
+    k = k if k is not None else [camera.fx, 0, camera.cx, 0, camera.fy, camera.cy, 0, 0, 1]
+    return CameraInfo(
+        header=header(stamp_ns),
+        width=camera.width,
+        height=camera.height,
+        distortion_model=model,
+        d=list(d),
+        k=[float(v) for v in k],
+    )
+
+
+def depth_image(depth_m, stamp_ns, encoding="16UC1"):
+    from sensor_msgs.msg import Image
+
+    if encoding == "16UC1":
+        pixels = depth_to_16uc1(depth_m)
+    else:
+        pixels = depth_m.astype(np.float32)
+    height, width = pixels.shape
+    return Image(
+        header=header(stamp_ns),
+        encoding=encoding,
+        height=height,
+        width=width,
+        step=width * pixels.itemsize,
+        data=pixels.tobytes(),
+    )
+
+
+def disc_depth(seed=0):
+    tilt = (0.0, -math.sin(math.radians(20)), -math.cos(math.radians(20)))
+    scene = disc_scene(COLOUR, CENTRE, 0.02, tilt, height=0.03)
+    return scene, corrupt(scene, np.random.default_rng(seed))
+
+
+# -- messages -------------------------------------------------------------------------------
+def test_markers_point_and_detection_fields():
+    from finers_ros.msg import Detection
+    from finers_ros.ros.markers import fill_detection, label_text, marker_array, point_message
+    from visualization_msgs.msg import Marker
+
+    target = Target3D(
+        point=(0.1, -0.2, 1.5),
+        extent_min=(0.08, -0.22, 1.49),
+        extent_max=(0.12, -0.18, 1.5),
+        valid_pixels=321,
+    )
+    head = header(1_700_000_000_500_000_000)
+    point = point_message(head, target)
+    assert point.header == head and (point.point.x, point.point.y, point.point.z) == target.point
+    markers = marker_array(head, target, label_text("find  the red\nscrew", "a screw"))
+    sphere, box, text = markers.markers
+    assert [m.type for m in markers.markers] == [
+        Marker.SPHERE,
+        Marker.CUBE,
+        Marker.TEXT_VIEW_FACING,
+    ]
+    assert all(m.header == head and m.action == Marker.ADD for m in markers.markers)
+    assert len({m.id for m in markers.markers}) == 3
+    assert (sphere.pose.position.x, sphere.pose.position.z) == (0.1, 1.5)
+    assert box.pose.position.x == pytest.approx(0.10) and box.scale.x == pytest.approx(0.04)
+    assert box.scale.z == pytest.approx(0.01) and box.color.a < 1.0
+    assert text.text == "find the red screw -> a screw" and text.pose.position.y < -0.22
+    detection = Detection()
+    fill_detection(detection, target)
+    assert detection.has_3d and detection.depth_pixels == 321 and detection.reason_3d == ""
+    assert (detection.extent_max_3d.x, detection.point_3d.z) == (0.12, 1.5)
+
+
+def test_without_3d_markers_are_cleared_and_detection_says_why():
+    from finers_ros.msg import Detection
+    from finers_ros.ros.markers import fill_detection, label_text, marker_array
+    from visualization_msgs.msg import Marker
+
+    target = Target3D.none("no depth frame within 50 ms of the colour frame")
+    (clear,) = marker_array(header(5), target, "x").markers
+    assert clear.action == Marker.DELETEALL
+    detection = Detection()
+    fill_detection(detection, target)
+    assert not detection.has_3d and "within 50 ms" in detection.reason_3d
+    untouched = Detection()
+    fill_detection(untouched, None)  # 3D off: the message is as before
+    assert untouched == Detection()
+    long_label = label_text("x" * 500, "")
+    assert len(long_label) == 80 and long_label.endswith("...")
+
+
+# -- the depth input, in this process -------------------------------------------------------
+@pytest.fixture(scope="module")
+def domain():
+    from domain_coordinator import domain_id
+
+    from finers_ros.ros.launcher import clean_shared_memory, ros_environment
+
+    with domain_id() as value:
+        saved = dict(os.environ)
+        os.environ.update(ros_environment(value))
+        yield value
+        os.environ.clear()
+        os.environ.update(saved)
+    clean_shared_memory()
+
+
+@pytest.fixture
+def depth_input(domain):
+    import rclpy
+    from rclpy.context import Context
+
+    from finers_ros.ros.depth_input import DepthInput
+
+    context = Context()
+    rclpy.init(context=context, domain_id=domain)
+    node = rclpy.create_node("depth_input_test", context=context)
+    depth = DepthInput(node, slop_s=0.05)
+    yield depth
+    depth.close()
+    node.destroy_node()
+    rclpy.try_shutdown(context=context)
+
+
+T0 = 1_700_000_000_000_000_000
+
+
+def test_depth_input_locates_the_target_of_the_paired_frame(depth_input):
+    scene, depth = disc_depth()
+    depth_input._on_info(camera_info(COLOUR))
+    far = np.full_like(depth, 3.0)
+    for ms in (0, 33, 66):  # only the frame at 33 ms shows the target
+        depth_input._on_depth(depth_image(depth if ms == 33 else far, T0 + ms * 1_000_000))
+    result = depth_input.locate(header(T0 + 40_000_000), scene.target_mask)
+    assert result.has_3d and np.linalg.norm(np.subtract(result.point, CENTRE)) < 0.005, result
+
+
+def test_pinned_depth_survives_a_long_run(depth_input):
+    # the worker takes the colour frame (decode pins its depth); 40 more depth frames arrive
+    # while the model runs; the outcome still gets the depth of its own frame
+    scene, depth = disc_depth(1)
+    depth_input._on_info(camera_info(COLOUR))
+    depth_input._on_depth(depth_image(depth, T0))
+    decode = depth_input.pinning(lambda: "pixels", header(T0 + 10_000_000))
+    assert decode() == "pixels"
+    for i in range(1, 41):
+        depth_input._on_depth(depth_image(np.full_like(depth, 2.0), T0 + i * 33_000_000))
+    result = depth_input.locate(header(T0 + 10_000_000), scene.target_mask)
+    assert result.has_3d and abs(result.point[2] - CENTRE[2]) < 0.01, result
+    # an unpinned old stamp has fallen out of the bounded buffer
+    lost = depth_input.locate(header(T0 + 100_000_000), scene.target_mask)
+    assert (
+        not lost.has_3d
+        and "no depth frame on /camera/aligned_depth/image_raw within" in lost.reason
+    )
+
+
+@pytest.mark.parametrize(
+    "case, reason",
+    [
+        ("no camera info", "no CameraInfo received on /camera/camera_info"),
+        ("zero K", "K is all zero"),
+        ("unknown distortion", "distortion model 'fancy_model' is not handled"),
+        ("no depth", "no depth frame on /camera/aligned_depth/image_raw received"),
+        ("depth too old", "nearest is 200 ms away"),
+        ("bad depth encoding", "unsupported depth encoding 'rgb8'"),
+        ("no mask", "no target mask"),
+    ],
+)
+def test_depth_input_reasons(depth_input, case, reason):
+    scene, depth = disc_depth()
+    mask = scene.target_mask
+    if case != "no camera info":
+        k = [0.0] * 9 if case == "zero K" else None
+        model, d = ("fancy_model", (0.1, 0, 0, 0)) if case == "unknown distortion" else ("", ())
+        depth_input._on_info(camera_info(COLOUR, k=k, model=model, d=d))
+    if case not in ("no depth", "bad depth encoding"):
+        depth_input._on_depth(
+            depth_image(depth, T0 - 200_000_000 if case == "depth too old" else T0)
+        )
+    if case == "bad depth encoding":
+        bad = depth_image(depth, T0)
+        bad.encoding = "rgb8"
+        depth_input._on_depth(bad)
+    if case == "no mask":
+        mask = np.zeros_like(mask)
+    result = depth_input.locate(header(T0), mask)
+    assert not result.has_3d and reason in result.reason, result.reason
+
+
+def test_camera_info_at_colour_resolution_with_half_resolution_depth():
+    # what the node computes for finers-demo: a 4K colour frame, depth at 1920x1080
+    colour = camera_for(3840, 2160)
+    mask = np.zeros((2160, 3840), bool)
+    mask[1000:1030, 2000:2024] = True
+    scene = raised_mask_scene(colour.scaled_to(1920, 1080), mask, plane_z=1.0, height=0.03)
+    result = locate_target(mask, scene.depth_m, colour)
+    assert result.has_3d and np.linalg.norm(np.subtract(result.point, scene.centre)) < 0.002
