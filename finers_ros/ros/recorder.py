@@ -50,13 +50,30 @@ class RecorderError(RuntimeError):
 
 
 def detection_msgdef_path() -> Path:
-    return share_dir() / "msg" / "Detection.msg"
+    """Detection.msg of the built interface that rclpy serialises (install prefix share/)."""
+    import finers_ros.msg
+
+    # <prefix>/lib/pythonX.Y/site-packages/finers_ros/msg/__init__.py
+    prefix = Path(finers_ros.msg.__file__).resolve().parents[5]
+    built = prefix / "share" / "finers_ros" / "msg" / "Detection.msg"
+    return built if built.is_file() else share_dir() / "msg" / "Detection.msg"
 
 
 def episode_typestore():
-    """ROS 2 Kilted standard types plus ``finers_ros/msg/Detection`` from its .msg file."""
+    """ROS 2 Kilted standard types plus ``finers_ros/msg/Detection`` from its .msg file.
+
+    Raises RecorderError when that file does not describe the Detection rclpy serialises
+    (msg/ edited but not rebuilt): the bag would be unreadable.
+    """
+    from finers_ros.msg import Detection
+
     store = get_typestore(Stores.ROS2_KILTED)
-    store.register(get_types_from_msg(detection_msgdef_path().read_text(), DETECTION_TYPE))
+    path = detection_msgdef_path()
+    store.register(get_types_from_msg(path.read_text(), DETECTION_TYPE))
+    described = [name for name, _ in store.fielddefs[DETECTION_TYPE][1]]
+    if described != list(Detection.get_fields_and_field_types()):
+        raise RecorderError(f"{path} does not match the built finers_ros/msg/Detection "
+                            f"(rebuild the interfaces: make interfaces)")
     return store
 
 

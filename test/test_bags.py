@@ -1,0 +1,202 @@
+"""Reading episodes from bags laid out as `ros2 bag record` writes them (MCAP and sqlite3)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from rosbags.rosbag2 import StoragePlugin, Writer
+
+from finers_training.bags import BagError, bag_paths, default_typestore, read_episodes
+
+SEC = 1_000_000_000
+T0 = 1_750_000_000 * SEC
+W, H = 64, 48
+
+
+def message(store, typename, **given):
+    """A rosbags message of ``typename``: ``given`` fields, zeros/empties for the rest."""
+    from rosbags.typesys.base import Nodetype
+
+    values = dict(given)
+    for name, (kind, spec) in store.fielddefs[typename][1]:
+        if name in values:
+            continue
+        if kind == Nodetype.NAME:
+            values[name] = message(store, spec)
+        elif kind in (Nodetype.ARRAY, Nodetype.SEQUENCE):
+            (inner_kind, inner), count = spec
+            base = inner[0] if inner_kind == Nodetype.BASE else None
+            values[name] = ([""] * count if base == "string" else
+                            np.zeros(count, base) if base else [])
+        else:
+            values[name] = {"string": "", "bool": False}.get(spec[0], 0)
+    return store.types[typename](**values)
+
+
+class BagMaker:
+    """A bag of camera frames, commands and Detections with rosbags' typestore (no ROS)."""
+
+    def __init__(self, path, storage=StoragePlugin.MCAP):
+        self.store = default_typestore()
+        self.types = self.store.types
+        self.writer = Writer(path, version=9, storage_plugin=storage)
+        self.writer.open()
+        self.conns = {}
+
+    def _conn(self, topic, msgtype):
+        if topic not in self.conns:
+            self.conns[topic] = self.writer.add_connection(topic, msgtype, typestore=self.store)
+        return self.conns[topic]
+
+    def _header(self, stamp_ns, frame_id="cam"):
+        time = self.types["builtin_interfaces/msg/Time"](sec=stamp_ns // SEC,
+                                                         nanosec=stamp_ns % SEC)
+        return self.types["std_msgs/msg/Header"](stamp=time, frame_id=frame_id)
+
+    def write(self, topic, msgtype, log_ns, msg):
+        data = self.store.serialize_cdr(msg, msgtype)
+        self.writer.write(self._conn(topic, msgtype), log_ns, data)
+
+    def frame(self, log_ns, stamp_ns, value, topic="/camera/image_raw"):
+        """A bgr8 frame whose pixels are all ``value`` (blue channel ``value + 1``)."""
+        pixels = np.full((H, W, 3), value, np.uint8)
+        pixels[..., 0] = value + 1
+        msg = self.types["sensor_msgs/msg/Image"](
+            header=self._header(stamp_ns), height=H, width=W, encoding="bgr8", is_bigendian=0,
+            step=W * 3, data=pixels.reshape(-1))
+        self.write(topic, "sensor_msgs/msg/Image", log_ns, msg)
+
+    def command(self, log_ns, text):
+        self.write("/finers/command", "std_msgs/msg/String", log_ns,
+                   self.types["std_msgs/msg/String"](data=text))
+
+    def detection(self, log_ns, stamp_ns, instruction, request_id, error="", mask_bytes=24):
+        """A Detection whose mask is 4 x 6 at (10, 20) (``mask_bytes`` of it are sent)."""
+        types = self.types
+        msg = message(
+            self.store, "finers_ros/msg/Detection", header=self._header(stamp_ns),
+            request_id=request_id, instruction=instruction,
+            found=not error, answer="The object is found.", error=error,
+            error_stage="gse" if error else "",
+            box=np.array([10, 20, 15, 23], np.float32),
+            points=[types["geometry_msgs/msg/Point32"](x=12.0, y=21.0, z=0.0)] * 2,
+            region=np.zeros(4, np.float32), crop=np.zeros(4, np.int32), score=float("nan"),
+            image_width=W, image_height=H,
+            mask_roi=types["sensor_msgs/msg/RegionOfInterest"](
+                x_offset=10, y_offset=20, height=4, width=6 if mask_bytes else 0,
+                do_rectify=False),
+            mask=np.ones(mask_bytes, np.uint8),
+            timing_names=[], timings_ms=np.zeros(0, np.float32), backend="bringup")
+        self.write("/finers/detections", "finers_ros/msg/Detection", log_ns, msg)
+
+    def close(self):
+        self.writer.close()
+
+
+def frame_value(image):
+    """The ``value`` a BagMaker frame was painted with (the decoded image is RGB)."""
+    assert np.all(image[..., 2] == image[0, 0, 2]) and np.all(image[..., 0] == image[0, 0, 0])
+    assert image[0, 0, 2] == image[0, 0, 0] + 1  # bgr8 was converted to RGB
+    return int(image[0, 0, 0])
+
+
+def recorded_session(path, storage):
+    """10 Hz frames (stamp = log time - 30 ms, pixels = index); instructions answered on
+    frames that are not the newest at answer time, one unanswered, one error, one whose frame
+    was not recorded."""
+    bag = BagMaker(path, storage)
+    for index in range(20):
+        bag.frame(T0 + index * SEC // 10, T0 + index * SEC // 10 - 30_000_000, index)
+    stamp = [T0 + index * SEC // 10 - 30_000_000 for index in range(20)]
+    bag.command(T0 + 250_000_000, "find the red screw")
+    bag.detection(T0 + 650_000_000, stamp[3], "find the red screw", "cmd-1")
+    option = {"instruction": "what colour is the disc", "question_type": "option",
+              "options": ["A. red", "B. blue"], "id": "job-7"}
+    bag.command(T0 + 660_000_000, json.dumps(option))
+    bag.detection(T0 + 1_200_000_000, stamp[7], "what colour is the disc", "job-7")
+    bag.command(T0 + 1_310_000_000, "find the blue bolt")  # never answered
+    bag.command(T0 + 1_400_000_000, "explode")
+    bag.detection(T0 + 1_450_000_000, stamp[14], "explode", "cmd-3", error="model crashed",
+                  mask_bytes=0)
+    bag.command(T0 + 1_460_000_000, "find the torn mask")
+    bag.detection(T0 + 1_470_000_000, stamp[14], "find the torn mask", "cmd-5", mask_bytes=7)
+    bag.detection(T0 + 1_500_000_000, T0 + 5, "find the green nut", "cmd-4")  # frame not in bag
+    bag.close()
+
+
+@pytest.mark.parametrize("storage", [StoragePlugin.MCAP, StoragePlugin.SQLITE3])
+def test_instructions_pair_with_the_frames_their_detections_echo(tmp_path, storage):
+    recorded_session(tmp_path / "session", storage)
+    episodes = list(read_episodes([tmp_path / "session"]))
+    assert len(episodes) == 6  # every instruction, usable or not
+    usable = {e.instruction: e for e in episodes if not e.problem}
+    problems = {e.instruction: e.problem for e in episodes if e.problem}
+    assert set(usable) == {"find the red screw", "what colour is the disc", "find the blue bolt"}
+    assert "error [gse]: model crashed" in problems["explode"]
+    assert "no frame stamped" in problems["find the green nut"]
+    assert "malformed Detection: mask of 7 bytes" in problems["find the torn mask"]
+
+    red = usable["find the red screw"]
+    assert frame_value(red.image) == 3 and red.request_id == "cmd-1"
+    assert red.question_type == "referring" and red.detection.found
+    expected = np.zeros((H, W), bool)
+    expected[20:24, 10:16] = True
+    assert np.array_equal(red.detection.mask, expected)
+    assert red.detection.box == (10.0, 20.0, 15.0, 23.0) and red.frame_id == "cam"
+
+    disc = usable["what colour is the disc"]
+    assert frame_value(disc.image) == 7 and disc.request_id == "job-7"
+    assert disc.question_type == "option" and disc.options == ["A. red", "B. blue"]
+
+    # without a Detection: the first frame logged at or after the instruction (1.31 s -> 14)
+    bolt = usable["find the blue bolt"]
+    assert frame_value(bolt.image) == 14 and bolt.detection is None
+
+
+def test_commands_without_any_detection_topic(tmp_path):
+    bag = BagMaker(tmp_path / "plain")
+    for index in range(5):
+        bag.frame(T0 + index * SEC, T0 + index * SEC, index)
+    bag.command(T0 + SEC + 1, "find the red screw")
+    bag.command(T0 + 10 * SEC, "too late")
+    bag.close()
+    episodes = list(read_episodes([tmp_path / "plain"]))
+    assert [(e.instruction, e.problem) for e in episodes] == [
+        ("too late", "no camera frame after the instruction"), ("find the red screw", "")]
+    assert frame_value(episodes[1].image) == 2
+
+
+def test_several_camera_topics_need_a_name(tmp_path):
+    bag = BagMaker(tmp_path / "two")
+    bag.frame(T0, T0, 1, topic="/left/image_raw")
+    bag.frame(T0 + 1, T0 + 1, 2, topic="/right/image_raw")
+    bag.frame(T0 + 2, T0 + 2, 3, topic="/finers/overlay")  # the node's own output: ignored
+    bag.command(T0 + 3, "find it")
+    bag.frame(T0 + 4, T0 + 4, 4, topic="/right/image_raw")
+    bag.close()
+    with pytest.raises(BagError, match="/left/image_raw, /right/image_raw"):
+        list(read_episodes([tmp_path / "two"]))
+    (episode,) = read_episodes([tmp_path / "two"], camera_topic="/right/image_raw")
+    assert frame_value(episode.image) == 4
+
+
+def test_bag_paths_expand_folders_of_bags_and_refuse_others(tmp_path):
+    for name in ("b", "a"):
+        bag = BagMaker(tmp_path / "rec" / name)
+        bag.frame(T0, T0, 1)
+        bag.close()
+    assert [p.name for p in bag_paths([tmp_path / "rec"])] == ["a", "b"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BagError, match="neither a rosbag2 bag"):
+        bag_paths([tmp_path / "empty"])
+    with pytest.raises(BagError, match="no such bag"):
+        bag_paths([tmp_path / "missing"])
+
+
+def test_reading_bags_needs_no_ros():
+    code = ("import sys, finers_training.bags\n"
+            "assert not any(m.startswith(('rclpy', 'rosidl')) for m in sys.modules), 'ROS loaded'")
+    subprocess.run([sys.executable, "-c", code], check=True)

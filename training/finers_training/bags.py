@@ -1,0 +1,294 @@
+"""Episodes from rosbag2 recordings (MCAP or sqlite3), read with ``rosbags``: no ROS needed.
+
+Two kinds of bag read the same way: the node's own episode bags (``record_dir``) and bags a
+user recorded with ``ros2 bag record`` of the camera topic, ``finers/command`` and
+``finers/detections``. Each instruction becomes one ``BagEpisode``:
+
+- with a Detection: the Detection's header echoes the stamp of the frame it was answered on,
+  and that frame (the last one logged with that stamp before the Detection) is the episode's;
+  its command is the one with the Detection's request id, else the oldest unanswered command
+  with the same instruction text;
+- a command without a Detection gets the first frame logged at or after it.
+
+Bags are read twice (stamps first, then only the frames episodes need), so a long 4K
+recording never sits in memory. Episodes that cannot be used carry a one-line ``problem``
+instead of being left out, so callers count them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+from rosbags.highlevel import AnyReader, AnyReaderError
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+from finers_ros.commands import parse_command
+from finers_ros.ros.image_codec import ImageFormatError, compressed_to_rgb, image_to_rgb
+from finers_ros.ros.paths import share_dir
+
+IMAGE_TYPE = "sensor_msgs/msg/Image"
+COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
+STRING_TYPE = "std_msgs/msg/String"
+DETECTION_TYPE = "finers_ros/msg/Detection"
+NODE_IMAGE_OUTPUTS = ("finers/mask", "finers/overlay")
+
+
+class BagError(ValueError):
+    """A bag that cannot be read, or whose topics are ambiguous; one line."""
+
+
+@dataclass
+class BagDetection:
+    """What the node answered (native pixels of the frame, XYXY inclusive boxes)."""
+
+    found: bool
+    answer: str
+    error: str
+    error_stage: str
+    box: Tuple[float, float, float, float]
+    points: List[Tuple[float, float]]
+    region: Tuple[float, float, float, float]
+    score: float
+    backend: str
+    mask: Optional[np.ndarray]  # H x W bool, the full frame; None when the node sent none
+
+
+@dataclass
+class BagEpisode:
+    """One instruction and the frame it belongs to; ``problem`` says why it is unusable."""
+
+    bag: Path
+    instruction: str
+    question_type: str = "referring"  # as sent on the command topic (referring|open|option|...)
+    options: Optional[List[str]] = None
+    request_id: str = ""
+    stamp_ns: int = 0  # the frame's header stamp
+    frame_id: str = ""
+    image: Optional[np.ndarray] = None  # H x W x 3 uint8 RGB
+    detection: Optional[BagDetection] = None
+    problem: str = ""
+
+
+@dataclass
+class _Index:
+    """Pass one: what the bag holds, without pixels."""
+
+    commands: List[Tuple[int, dict]] = field(default_factory=list)  # (log ns, parsed command)
+    detections: List[Tuple[int, object]] = field(default_factory=list)  # (log ns, message)
+    # (log ns, header stamp ns, frame_id) of every camera frame
+    frames: List[Tuple[int, int, str]] = field(default_factory=list)
+
+
+def default_typestore():
+    """Kilted standard types and the Detection, for bags without embedded definitions."""
+    store = get_typestore(Stores.ROS2_KILTED)
+    msg = share_dir() / "msg" / "Detection.msg"
+    if msg.is_file():
+        store.register(get_types_from_msg(msg.read_text(), DETECTION_TYPE))
+    return store
+
+
+def bag_paths(paths: Iterable[str | Path]) -> List[Path]:
+    """Bags named by ``paths``: bag folders, .mcap/.db3 files, or folders of bags.
+
+    A folder whose MCAP file has no metadata.yaml (a recorder that was killed) is read
+    through its .mcap files directly.
+    """
+    found: List[Path] = []
+    for path in map(Path, paths):
+        if not path.exists():
+            raise BagError(f"{path}: no such bag")
+        if path.is_file() or (path / "metadata.yaml").is_file():
+            found.append(path)
+            continue
+        inner = sorted(p for p in path.iterdir()
+                       if p.is_dir() and (p / "metadata.yaml").is_file())
+        files = sorted(path.glob("*.mcap")) + sorted(path.glob("*.db3"))
+        orphans = sorted(p for p in path.iterdir()
+                         if p.is_dir() and not (p / "metadata.yaml").exists())
+        found += inner + files + [f for o in orphans for f in sorted(o.glob("*.mcap"))]
+        if not inner and not files and not orphans:
+            raise BagError(f"{path}: neither a rosbag2 bag nor a folder of bags")
+    return found
+
+
+def _stamp_ns(header) -> int:
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+def _pick(connections, msgtypes: Sequence[str], topic: Optional[str], suffix: str,
+          exclude: Sequence[str] = ()) -> list:
+    """Connections of the wanted topic: the given name, else the one topic of that type."""
+    typed = [c for c in connections if c.msgtype in msgtypes]
+    if topic:
+        return [c for c in typed if c.topic == topic]
+    typed = [c for c in typed if not any(c.topic.endswith(e) for e in exclude)]
+    named = [c for c in typed if c.topic.endswith(suffix)] if suffix else []
+    chosen = named or typed
+    topics = sorted({c.topic for c in chosen})
+    if len(topics) > 1:
+        raise BagError(f"several {'/'.join(msgtypes)} topics ({', '.join(topics)}): name one")
+    return chosen
+
+
+def _detection(msg) -> BagDetection:
+    """The Detection's fields; raises ValueError when its mask does not fit its ROI/frame."""
+    mask = None
+    roi, width, height = msg.mask_roi, msg.image_width, msg.image_height
+    if roi.width and roi.height:
+        pixels = np.asarray(msg.mask, np.uint8)
+        if (pixels.size != roi.width * roi.height or roi.x_offset + roi.width > width
+                or roi.y_offset + roi.height > height):
+            raise ValueError(f"mask of {pixels.size} bytes, mask_roi {roi.width}x{roi.height} "
+                             f"at ({roi.x_offset}, {roi.y_offset}) in a {width}x{height} frame")
+        mask = np.zeros((height, width), bool)
+        mask[roi.y_offset:roi.y_offset + roi.height, roi.x_offset:roi.x_offset + roi.width] = (
+            pixels.reshape(roi.height, roi.width) > 0)
+    return BagDetection(
+        found=bool(msg.found), answer=msg.answer, error=msg.error, error_stage=msg.error_stage,
+        box=tuple(float(v) for v in msg.box), region=tuple(float(v) for v in msg.region),
+        points=[(float(p.x), float(p.y)) for p in msg.points], score=float(msg.score),
+        backend=msg.backend, mask=mask)
+
+
+class BagEpisodes:
+    """The episodes of one bag; iterate to get them in frame order (pixels decoded lazily)."""
+
+    def __init__(self, path: str | Path, camera_topic: Optional[str] = None,
+                 command_topic: Optional[str] = None, detections_topic: Optional[str] = None):
+        self.path = Path(path)
+        self.topics = {"camera": camera_topic, "command": command_topic,
+                       "detections": detections_topic}
+
+    def _open(self) -> AnyReader:
+        try:
+            reader = AnyReader([self.path], default_typestore=default_typestore())
+            reader.open()
+        except (AnyReaderError, OSError, ValueError, KeyError) as exc:
+            raise BagError(f"{self.path}: cannot read the bag: {exc}") from exc
+        return reader
+
+    def _connections(self, reader: AnyReader) -> Dict[str, list]:
+        conns = reader.connections
+        picked = {
+            "camera": _pick(conns, (IMAGE_TYPE, COMPRESSED_TYPE), self.topics["camera"], "",
+                            NODE_IMAGE_OUTPUTS),
+            "command": _pick(conns, (STRING_TYPE,), self.topics["command"], "finers/command"),
+            "detections": _pick(conns, (DETECTION_TYPE,), self.topics["detections"],
+                                "finers/detections"),
+        }
+        if not picked["camera"]:
+            raise BagError(f"{self.path}: no camera topic (sensor_msgs Image or CompressedImage)")
+        if not picked["command"] and not picked["detections"]:
+            raise BagError(f"{self.path}: neither a finers/command nor a Detection topic")
+        return picked
+
+    def _index(self, reader: AnyReader, picked: Dict[str, list]) -> _Index:
+        index = _Index()
+        kinds = {c.id: kind for kind, cs in picked.items() for c in cs}
+        wanted = [c for cs in picked.values() for c in cs]
+        for conn, log_ns, raw in reader.messages(connections=wanted):
+            msg = reader.deserialize(raw, conn.msgtype)
+            kind = kinds[conn.id]
+            if kind == "command":
+                index.commands.append((log_ns, parse_command(msg.data)))
+            elif kind == "detections":
+                index.detections.append((log_ns, msg))
+            else:
+                index.frames.append((log_ns, _stamp_ns(msg.header), msg.header.frame_id))
+        return index
+
+    def _pair(self, index: _Index) -> Tuple[List[BagEpisode], Dict[int, List[BagEpisode]]]:
+        """Episodes without a frame, and episodes by the index of the frame they need."""
+        used: set = set()
+        loose: List[BagEpisode] = []
+        by_frame: Dict[int, List[BagEpisode]] = {}
+
+        def command_for(log_ns: int, msg) -> dict:
+            """The Detection's command: same request id, else oldest unanswered same text."""
+            waiting = [i for i, (t, _) in enumerate(index.commands)
+                       if i not in used and t <= log_ns]
+            same_id = [i for i in waiting
+                       if msg.request_id and index.commands[i][1]["request_id"] == msg.request_id]
+            same_text = [i for i in waiting
+                         if index.commands[i][1]["instruction"][:4096] == msg.instruction]
+            chosen = (same_id or same_text or [None])[0]
+            if chosen is None:  # the command was not recorded: the Detection repeats its text
+                return {"instruction": msg.instruction, "question_type": "referring",
+                        "options": None}
+            used.add(chosen)
+            return index.commands[chosen][1]
+
+        for log_ns, msg in index.detections:
+            command = command_for(log_ns, msg)
+            stamp = _stamp_ns(msg.header)
+            episode = BagEpisode(self.path, command["instruction"], command["question_type"],
+                                 command["options"], msg.request_id, stamp, msg.header.frame_id)
+            try:
+                episode.detection = _detection(msg)
+            except ValueError as exc:
+                episode.problem = f"malformed Detection: {exc}"
+            matches = [i for i, (t, s, f) in enumerate(index.frames)
+                       if s == stamp and f == msg.header.frame_id and t <= log_ns]
+            if episode.detection and episode.detection.error:
+                episode.problem = (f"the node answered with an error [{msg.error_stage}]: "
+                                   f"{msg.error}")
+            elif not matches and not episode.problem:
+                episode.problem = (f"no frame stamped {stamp / 1e9:.9f} s "
+                                   f"({msg.header.frame_id!r}) on the camera topic")
+            if episode.problem:
+                loose.append(episode)
+            else:  # the newest frame with that stamp: the one the node had
+                by_frame.setdefault(matches[-1], []).append(episode)
+        for i, (log_ns, command) in enumerate(index.commands):
+            if i in used:
+                continue
+            episode = BagEpisode(self.path, command["instruction"], command["question_type"],
+                                 command["options"], command["request_id"])
+            after = next((n for n, frame in enumerate(index.frames) if frame[0] >= log_ns), None)
+            if after is None:
+                episode.problem = "no camera frame after the instruction"
+                loose.append(episode)
+            else:
+                episode.stamp_ns, episode.frame_id = index.frames[after][1:]
+                by_frame.setdefault(after, []).append(episode)
+        return loose, by_frame
+
+    def __iter__(self) -> Iterator[BagEpisode]:
+        reader = self._open()
+        try:
+            picked = self._connections(reader)
+            loose, by_frame = self._pair(self._index(reader, picked))
+            yield from loose
+            if not by_frame:
+                return
+            for number, (conn, _, raw) in enumerate(reader.messages(connections=picked["camera"])):
+                if number not in by_frame:
+                    continue
+                try:
+                    image, problem = _decode(reader.deserialize(raw, conn.msgtype)), ""
+                except ImageFormatError as exc:
+                    image, problem = None, f"unreadable frame: {exc}"
+                for episode in by_frame.pop(number):
+                    episode.image, episode.problem = image, problem
+                    yield episode
+                if not by_frame:
+                    break
+        finally:
+            reader.close()
+
+
+def _decode(msg) -> np.ndarray:
+    """``H x W x 3 uint8 RGB`` of an Image or CompressedImage (the node's own decoders)."""
+    if hasattr(msg, "encoding"):
+        return image_to_rgb(msg.encoding, msg.width, msg.height, msg.step, msg.data,
+                            bool(msg.is_bigendian))
+    return compressed_to_rgb(msg.format, msg.data)
+
+
+def read_episodes(paths: Iterable[str | Path], **topics) -> Iterator[BagEpisode]:
+    """Episodes of every bag under ``paths`` (see ``bag_paths``), bag by bag."""
+    for path in bag_paths(paths):
+        yield from BagEpisodes(path, **topics)
