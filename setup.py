@@ -14,6 +14,7 @@ setup(
             "finers-eval=finers_ros.cli.evaluate:main",
             "finers-make-scenes=finers_ros.cli.make_scenes:main",
             "finers-export-sam=finers_ros.cli.export_sam:main",
+            "finers-build-engines=finers_ros.cli.build_engines:main",
             "finers-perception=finers_ros.ros.main:main",
             "finers-demo=finers_ros.ros.demo:main",
         ]

@@ -10,18 +10,10 @@ def build_segmenter(config: SegmenterConfig) -> Segmenter:
         from .bringup import BringupSegmenter
 
         return BringupSegmenter()
-    from .sam import SamSegmenter, TorchDecoder
+    from .sam import SamSegmenter
     from .sam_model import load_sam
+    from .sam_runtimes import build_decoder, build_encoder
 
     sam = load_sam(config.model_type, config.checkpoint, config.device)
-    if config.runtime == "torch":
-        decoder = TorchDecoder(sam)
-    elif config.runtime == "onnxruntime":
-        from .sam_onnx import OnnxRuntimeDecoder
-
-        decoder = OnnxRuntimeDecoder(config.decoder_onnx, device=config.device)
-    else:
-        from .sam_tensorrt import TensorRTDecoder
-
-        decoder = TensorRTDecoder(config.decoder_onnx)
-    return SamSegmenter(sam, decoder)
+    encoder = None if config.encoder_runtime == "torch" else build_encoder(config, sam)
+    return SamSegmenter(sam, build_decoder(config, sam), encoder)

@@ -64,16 +64,19 @@ def prompt_arrays(box: Box, points: Sequence[Point]) -> Tuple[np.ndarray, np.nda
 class SamSegmenter:
     """Crop ``h x w x 3 uint8 RGB`` in, ``h x w`` bool mask out."""
 
-    def __init__(self, sam, decoder: MaskDecoderRuntime):
+    def __init__(self, sam, decoder: MaskDecoderRuntime, encoder=None):
         from segment_anything import SamPredictor
 
         self.sam = sam
         self.predictor = SamPredictor(sam)
         self.decoder = decoder
+        self.encoder = encoder  # sam_encoder runtime; None = SamPredictor in PyTorch
         self.name = f"sam:{getattr(decoder, 'name', 'custom')}"
 
     def embed(self, crop: np.ndarray) -> torch.Tensor:
         """The crop's image embedding (``1 x C x 64 x 64``), computed once per request."""
+        if self.encoder is not None:
+            return self.encoder.embed(crop)
         with torch.inference_mode():
             self.predictor.set_image(np.ascontiguousarray(crop), image_format="RGB")
         return self.predictor.get_image_embedding()

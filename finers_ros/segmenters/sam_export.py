@@ -77,3 +77,38 @@ def export_decoder(sam, path: str | Path, opset: int = 17) -> Path:
             opset_version=opset, dynamo=False,
         )
     return path
+
+
+ENCODER_INPUT_NAMES = ["image"]
+ENCODER_OUTPUT_NAMES = ["image_embeddings"]
+
+
+def export_encoder(sam, path: str | Path, opset: int = 17) -> Path:
+    """Write SAM's image encoder: ``image`` ``B x 3 x S x S`` float32 (normalised, padded,
+    see ``sam_encoder.encoder_input``) -> ``image_embeddings`` ``B x C x S/16 x S/16``.
+
+    Only the batch axis is dynamic; the image side is fixed by the architecture (1024).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    encoder = sam.image_encoder.cpu().eval()
+    side = encoder.img_size
+    with torch.no_grad():
+        torch.onnx.export(
+            encoder, (torch.randn(1, 3, side, side),), str(path),
+            input_names=ENCODER_INPUT_NAMES, output_names=ENCODER_OUTPUT_NAMES,
+            dynamic_axes={"image": {0: "batch"}, "image_embeddings": {0: "batch"}},
+            opset_version=opset, dynamo=False,
+        )
+    return path
+
+
+def quantize_int8(fp32_path: str | Path, int8_path: str | Path) -> Path:
+    """Dynamic int8 quantisation of the graph's MatMul/Gemm weights (activations stay float,
+    quantised per batch at run time); convolutions stay fp32 (ConvInteger is slow on CPU)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    int8_path = Path(int8_path)
+    quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8,
+                     op_types_to_quantize=["MatMul", "Gemm"], per_channel=False)
+    return int8_path

@@ -5,26 +5,24 @@ from pathlib import Path
 
 import numpy as np
 
+from .ort_session import open_session
+
 
 class OnnxRuntimeDecoder:
     name = "onnxruntime"
 
-    def __init__(self, path: str | Path, device: str = "cpu", threads: int = 0):
-        import onnxruntime as ort
-
+    def __init__(self, path: str | Path, device: str = "cpu", threads: int = 0,
+                 graph_optimization: str = "all"):
         path = Path(path or "")
         if not path.is_file():
             raise FileNotFoundError(f"SAM decoder ONNX file not found: {path}")
-        providers = ["CPUExecutionProvider"]
-        if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), options, providers=providers)
+        self.session = open_session(path, device, threads, graph_optimization)
+        self.providers = self.session.get_providers()
 
     def decode(self, embedding, coords, labels, crop_hw):
+        embedding = embedding.detach().float().cpu().numpy() if hasattr(embedding, "detach") else embedding
         feeds = {
-            "image_embeddings": embedding.detach().float().cpu().numpy(),
+            "image_embeddings": np.ascontiguousarray(embedding, np.float32),
             "point_coords": coords[None].astype(np.float32),
             "point_labels": labels[None].astype(np.float32),
             "crop_like": np.zeros(tuple(crop_hw), np.uint8),
