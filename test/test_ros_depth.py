@@ -233,3 +233,14 @@ def test_camera_info_at_colour_resolution_with_half_resolution_depth():
     scene = raised_mask_scene(colour.scaled_to(1920, 1080), mask, plane_z=1.0, height=0.03)
     result = locate_target(mask, scene.depth_m, colour)
     assert result.has_3d and np.linalg.norm(np.subtract(result.point, scene.centre)) < 0.002
+
+
+def test_rviz_config_shows_the_3d_target():
+    import yaml
+
+    config = yaml.safe_load((HERE.parent / "rviz" / "finers.rviz").read_text())
+    displays = {d["Class"]: d for d in config["Visualization Manager"]["Displays"]}
+    from finers_ros.ros.markers import MARKERS_TOPIC, POINT_TOPIC
+
+    assert displays["rviz_default_plugins/MarkerArray"]["Topic"]["Value"] == MARKERS_TOPIC
+    assert displays["rviz_default_plugins/PointStamped"]["Topic"]["Value"] == POINT_TOPIC
