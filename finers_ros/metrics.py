@@ -1,13 +1,23 @@
 """FineRS evaluation metrics (reference section 7), one implementation for eval and training.
 
 Per sample ``I = |P and G|`` and ``U = |P or G|`` on full-resolution masks (an empty
-prediction when the sample failed). gIoU = mean of I/U (1 when U = 0); cIoU = sum I / sum U.
-Size buckets by ``area_percent``: S > 0.055, XXS < 0.017, XS otherwise.
+prediction when the sample failed). gIoU = mean of I/U (1 when U = 0); cIoU = sum I / sum U
+(0 when that is 0). Size buckets by ``area_percent``: S > 0.055, XXS < 0.017, XS otherwise.
+
+Two protocols. ``reference`` scores exactly as the authors' evaluation script
+(JiazuoYu/Fines, ``inference_scripts/eval_hd_reasoning_seg_zero_cascade_qa_add_dist_for_``
+``region_prompt_cross_stage.py``): its epsilons (I / (U + 1e-5), sum I / (sum U + 1e-10)),
+its option regex, which also takes the article "a" for option A, its whitespace word split
+for open answers (both sides lower-cased), and region recall over the samples whose GSE gave
+a region. ``fixed`` (the default) is the same except: exact ratios, the article "a" is not
+an option, punctuation around a word is not part of it, and region recall is over all
+samples.
 """
 from __future__ import annotations
 
 import difflib
 import re
+import string
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional
@@ -17,6 +27,7 @@ import numpy as np
 S_MIN = 0.055
 XXS_MAX = 0.017
 BUCKETS = ("S", "XS", "XXS")
+PROTOCOLS = ("fixed", "reference")
 
 
 def size_bucket(area_percent: float) -> str:
@@ -38,35 +49,92 @@ def intersection_union(pred: Optional[np.ndarray], gt: np.ndarray) -> tuple:
     return int(np.logical_and(pred, gt).sum()), int(np.logical_or(pred, gt).sum())
 
 
-def giou(pairs: Iterable[tuple]) -> Optional[float]:
-    values = [i / u if u else 1.0 for i, u in pairs]
+def _check(protocol: str) -> bool:
+    """True for the reference protocol; a ValueError for an unknown one."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
+    return protocol == "reference"
+
+
+def giou(pairs: Iterable[tuple], protocol: str = "fixed") -> Optional[float]:
+    """Mean per-sample IoU of ``(I, U)`` pairs; a sample with U = 0 counts 1."""
+    if _check(protocol):
+        values = [i / (u + 1e-5) + (1.0 if u == 0 else 0.0) for i, u in pairs]
+    else:
+        values = [i / u if u else 1.0 for i, u in pairs]
     return float(np.mean(values)) if values else None
 
 
-def ciou(pairs: Iterable[tuple]) -> Optional[float]:
+def ciou(pairs: Iterable[tuple], protocol: str = "fixed") -> Optional[float]:
+    """Cumulative IoU: sum I / sum U; 0 when nothing was predicted nor annotated."""
+    reference = _check(protocol)
     pairs = list(pairs)
     if not pairs:
         return None
-    union = sum(u for _, u in pairs)
-    return float(sum(i for i, _ in pairs) / union) if union else 1.0
+    intersection, union = sum(i for i, _ in pairs), sum(u for _, u in pairs)
+    if reference:
+        return float(intersection / (union + 1e-10))
+    return float(intersection / union) if union else 0.0
 
 
-_LETTER_RE = re.compile(r"\b([A-F])\b")
+# The ground-truth letter, standalone or bracketed/quoted (the reference's pattern).
+_OPTION_PATTERN = r"(?:\b|[\(\[\{{'\" ]){letter}(?:\b|[\)\]\}}'\" ,.!?])"
+# "a" followed by a word is the article ("a red car"), unless the word joins options ("a or b").
+_ARTICLE_NEXT_RE = re.compile(r"\s+([^\W\d_]{2,})")
+_NOT_A_NOUN = {"or", "and", "is", "was"}
 
 
-def option_correct(response: str, answer: str) -> bool:
-    """The ground-truth letter is the one standalone capital option letter (A-F) in the
-    response; the lower-case article 'a' does not count, nor does naming two options."""
-    letters = set(_LETTER_RE.findall(response or ""))
-    return letters == {answer.strip().upper()[:1]}
+def _is_article(text: str, end: int) -> bool:
+    following = _ARTICLE_NEXT_RE.match(text, end)
+    return bool(following) and following.group(1) not in _NOT_A_NOUN
 
 
-def open_correct(response: str, answer: str, threshold: float = 0.8) -> bool:
-    """Some word of the response is close (difflib ratio >= threshold) to the answer, any case."""
-    target = answer.strip().lower().rstrip(".")
-    words = re.findall(r"[a-z0-9\-]+", (response or "").lower())
-    candidates = words + [" ".join(words)]
-    return any(difflib.SequenceMatcher(None, w, target).ratio() >= threshold for w in candidates)
+def option_correct(response: str, answer: str, protocol: str = "fixed") -> bool:
+    """The ground-truth option letter appears in the response (case-insensitive), as the
+    reference's regex finds it: "b", "(b)", "The answer is b.", "A red car, option B".
+
+    ``fixed``: an "a" used as the article ("a red car") is not option A.
+    """
+    reference = _check(protocol)
+    text = str(response or "").lower()
+    letter = str(answer or "").lower() if reference else str(answer or "").strip().lower()
+    if not letter:
+        return False
+    try:
+        # The reference inserts its ground truth unescaped; FineRS-4k's are single letters.
+        pattern = re.compile(_OPTION_PATTERN.format(
+            letter=letter if reference else re.escape(letter)))
+    except re.error:
+        return False
+    for match in pattern.finditer(text):
+        if reference or letter != "a":
+            return True
+        end = match.start() + match.group(0).index("a") + 1
+        if not _is_article(text, end):
+            return True
+    return False
+
+
+# ASCII punctuation and the General Punctuation block (curly quotes, dashes, ellipsis).
+_EDGE_PUNCTUATION = (string.punctuation
+                     + "".join(chr(c) for c in range(0x2000, 0x2070)))
+
+
+def open_correct(response: str, answer: str, threshold: float = 0.8,
+                 protocol: str = "fixed") -> bool:
+    """Some whitespace-separated word of the response is close to the whole answer
+    (difflib ratio >= threshold), both lower-cased, as the reference compares them.
+
+    Any letters count (no ASCII filter). ``fixed`` also strips punctuation around each word
+    ("(red)." is "red") and compares case-folded text.
+    """
+    if _check(protocol):
+        target = str(answer or "").lower()
+        words = str(response or "").lower().split()
+    else:
+        target = str(answer or "").strip().casefold().strip(_EDGE_PUNCTUATION)
+        words = [w.strip(_EDGE_PUNCTUATION) for w in str(response or "").casefold().split()]
+    return any(difflib.SequenceMatcher(None, w, target).ratio() >= threshold for w in words)
 
 
 @dataclass
@@ -81,22 +149,28 @@ class Sample:
     failed: bool = False
     timings_ms: Dict[str, float] = field(default_factory=dict)
     grounding: str = ""
+    located: bool = True  # the GSE gave a region (the reference's region-recall population)
 
 
 def _percentiles(values: List[float]) -> dict:
     if not values:
         return {"median": None, "p90": None, "count": 0}
-    return {"median": round(float(np.median(values)), 2), "p90": round(float(np.percentile(values, 90)), 2),
-            "count": len(values)}
+    return {"median": round(float(np.median(values)), 2),
+            "p90": round(float(np.percentile(values, 90)), 2), "count": len(values)}
 
 
-def summarize(samples: List[Sample]) -> dict:
-    """metrics.json content: segmentation per bucket, region recall, VQA accuracy, latency."""
-    pairs = [(s.intersection, s.union) for s in samples]
-    seg = {"all": {"gIoU": giou(pairs), "cIoU": ciou(pairs), "count": len(pairs)}}
+def summarize(samples: List[Sample], protocol: str = "fixed") -> dict:
+    """metrics.json content: segmentation per bucket, region recall, VQA accuracy, latency;
+    ``protocol`` (fixed | reference) is recorded in it."""
+    reference = _check(protocol)
+
+    def scores(pairs: list) -> dict:
+        return {"gIoU": giou(pairs, protocol), "cIoU": ciou(pairs, protocol), "count": len(pairs)}
+
+    seg = {"all": scores([(s.intersection, s.union) for s in samples])}
     for bucket in BUCKETS:
-        chosen = [(s.intersection, s.union) for s in samples if size_bucket(s.area_percent) == bucket]
-        seg[bucket] = {"gIoU": giou(chosen), "cIoU": ciou(chosen), "count": len(chosen)}
+        seg[bucket] = scores([(s.intersection, s.union) for s in samples
+                              if size_bucket(s.area_percent) == bucket])
     by_grounding = defaultdict(list)
     for s in samples:
         if s.q_type == "referring":
@@ -108,19 +182,24 @@ def summarize(samples: List[Sample]) -> dict:
         for s in chosen:
             per_attribute[s.attribute].append(bool(s.answer_correct))
         vqa[name] = {
-            "accuracy": float(np.mean([bool(s.answer_correct) for s in chosen])) if chosen else None,
+            "accuracy": (float(np.mean([bool(s.answer_correct) for s in chosen]))
+                         if chosen else None),
             "count": len(chosen),
-            "per_attribute": {k: {"accuracy": float(np.mean(v)), "count": len(v)} for k, v in sorted(per_attribute.items())},
+            "per_attribute": {k: {"accuracy": float(np.mean(v)), "count": len(v)}
+                              for k, v in sorted(per_attribute.items())},
         }
     stages = sorted({k for s in samples for k in s.timings_ms})
+    recall_over = [s for s in samples if s.located] if reference else samples
     return {
+        "protocol": protocol,
         "samples": len(samples),
         "failed": sum(s.failed for s in samples),
         "segmentation": seg,
-        "referring_by_grounding": {k: {"gIoU": giou(v), "cIoU": ciou(v), "count": len(v)}
-                                   for k, v in sorted(by_grounding.items())},
-        "region_recall": float(np.mean([s.region_hit for s in samples])) if samples else None,
+        "referring_by_grounding": {k: scores(v) for k, v in sorted(by_grounding.items())},
+        "region_recall": (float(np.mean([s.region_hit for s in recall_over]))
+                          if recall_over else None),
         **vqa,
-        "latency_ms": {stage: _percentiles([s.timings_ms[stage] for s in samples if stage in s.timings_ms])
+        "latency_ms": {stage: _percentiles([s.timings_ms[stage] for s in samples
+                                            if stage in s.timings_ms])
                        for stage in stages},
     }

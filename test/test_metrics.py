@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from finers_ros.metrics import (Sample, ciou, giou, intersection_union, open_correct, option_correct, size_bucket,
-                                summarize)
+from finers_ros.metrics import (Sample, ciou, giou, intersection_union, open_correct,
+                                option_correct, size_bucket, summarize)
 
 
 def square(size, x0, y0, side):
@@ -21,10 +21,27 @@ def test_intersection_union_on_hand_made_masks():
 
 
 def test_giou_and_ciou_differ_as_defined():
-    pairs = [(50, 150), (10, 10), (0, 0)]  # 1/3, 1, empty/empty counts 1
-    assert giou(pairs) == pytest.approx((1 / 3 + 1 + 1) / 3)
-    assert ciou(pairs) == pytest.approx(60 / 160)
+    pairs = [(50, 150), (10, 10), (0, 0), (0, 40)]  # 1/3, 1, empty/empty counts 1, a miss 0
+    assert giou(pairs) == pytest.approx((1 / 3 + 1 + 1 + 0) / 4)  # 0.58333
+    assert ciou(pairs) == pytest.approx(60 / 200)
     assert giou([]) is None and ciou([]) is None
+
+
+def test_ciou_with_no_union_at_all_is_zero():
+    assert ciou([(0, 0), (0, 0)]) == 0.0
+    assert ciou([(0, 0)], protocol="reference") == 0.0
+
+
+def test_reference_protocol_keeps_its_epsilons():
+    # The reference divides by U + 1e-5 per sample (and adds 1 when U = 0), and by
+    # sum U + 1e-10 overall: values a hair below the exact ratios.
+    pairs = [(50, 150), (10, 10), (0, 0), (0, 40)]
+    expected = (50 / 150.00001 + 10 / 10.00001 + 1 + 0) / 4
+    assert giou(pairs, protocol="reference") == pytest.approx(expected, rel=1e-12)
+    assert giou(pairs, protocol="reference") < giou(pairs)
+    assert ciou(pairs, protocol="reference") == pytest.approx(60 / (200 + 1e-10), rel=1e-12)
+    with pytest.raises(ValueError):
+        giou(pairs, protocol="paper")
 
 
 def test_size_buckets():
@@ -32,20 +49,48 @@ def test_size_buckets():
     assert size_bucket(0.017) == "XS" and size_bucket(0.0169) == "XXS"
 
 
-def test_option_and_open_answers():
-    assert option_correct("B", "B") and option_correct("The answer is (B).", "B")
-    assert not option_correct("a red one", "A")  # the article is not an option
-    assert not option_correct("A or B", "A")
-    assert not option_correct("C", "B")
-    assert open_correct("The object is White.", "white")  # case-insensitive
-    assert open_correct("It is a triangl", "triangle")
-    assert not open_correct("It is a circle", "triangle")
+@pytest.mark.parametrize("response, answer, fixed, reference", [
+    ("b", "B", True, True),
+    ("(b)", "B", True, True),
+    ("The answer is b.", "B", True, True),
+    ("[d]", "D", True, True),
+    ("Option A", "a", True, True),
+    ("The answer is a.", "A", True, True),
+    ("A or B", "A", True, True),  # the reference's regex accepts naming two options
+    ("A red car, option B", "B", True, True),
+    # The reference counts the article "a" as option A: fixed by default only.
+    ("A red car, option B", "A", False, True),
+    ("a red one", "A", False, True),
+    ("C", "B", False, False),
+    ("bark", "B", False, False),
+    ("", "B", False, False),
+])
+def test_option_answers_as_the_reference_scores_them(response, answer, fixed, reference):
+    assert option_correct(response, answer) is fixed
+    assert option_correct(response, answer, protocol="reference") is reference
+
+
+@pytest.mark.parametrize("response, answer, fixed, reference", [
+    ("The object is White.", "white", True, True),  # both sides lower-cased
+    ("It is a triangl", "triangle", True, True),
+    ("It is a circle", "triangle", False, False),
+    ("\u7ea2\u8272", "\u7ea2\u8272", True, True),  # non-ASCII letters are kept
+    ("Es ist gr\u00fcn.", "Gr\u00fcn", True, True),
+    ("wh ite", "white", False, False),  # word by word, never the whole response
+    ("(red)", "red", True, False),  # fixed: punctuation around a word is not part of it
+    ("", "red", False, False),
+])
+def test_open_answers_as_the_reference_scores_them(response, answer, fixed, reference):
+    assert open_correct(response, answer) is fixed
+    assert open_correct(response, answer, protocol="reference") is reference
 
 
 def test_summary_buckets_vqa_and_empty_subsets():
     samples = [
-        Sample("referring", 0.01, 50, 100, True, None, "colors", timings_ms={"gse": 10, "total": 20}, grounding="colour"),
-        Sample("referring", 0.03, 0, 80, False, None, "colors", failed=True, timings_ms={"total": 5}),
+        Sample("referring", 0.01, 50, 100, True, None, "colors",
+               timings_ms={"gse": 10, "total": 20}, grounding="colour"),
+        Sample("referring", 0.03, 0, 80, False, None, "colors", failed=True,
+               timings_ms={"total": 5}),
         Sample("option", 0.03, 0, 40, True, True, "colors"),
         Sample("reasoning", 0.01, 0, 40, False, False, "shape"),
     ]
@@ -57,7 +102,29 @@ def test_summary_buckets_vqa_and_empty_subsets():
     assert metrics["region_recall"] == 0.5 and metrics["failed"] == 1
     assert metrics["MVQA"]["accuracy"] == 1.0 and metrics["OVQA"]["accuracy"] == 0.0
     assert metrics["MVQA"]["per_attribute"]["colors"]["count"] == 1
-    assert metrics["latency_ms"]["total"]["count"] == 2 and metrics["latency_ms"]["gse"]["median"] == 10
+    assert metrics["latency_ms"]["total"]["count"] == 2
+    assert metrics["latency_ms"]["gse"]["median"] == 10
     assert metrics["referring_by_grounding"]["colour"]["gIoU"] == 0.5
     empty = summarize([])
     assert empty["segmentation"]["all"]["gIoU"] is None and empty["MVQA"]["accuracy"] is None
+
+
+def test_summary_buckets_by_hand():
+    samples = [
+        Sample("referring", 0.10, 30, 60, True),   # S: 0.5
+        Sample("referring", 0.06, 10, 40, True),   # S: 0.25
+        Sample("referring", 0.03, 0, 50, False),   # XS: 0
+        Sample("referring", 0.001, 9, 10, True),   # XXS: 0.9
+        Sample("referring", 0.002, 0, 0, False, located=False),  # XXS: empty/empty = 1
+    ]
+    seg = summarize(samples)["segmentation"]
+    assert seg["S"]["gIoU"] == pytest.approx(0.375) and seg["S"]["cIoU"] == pytest.approx(0.4)
+    assert seg["XS"]["gIoU"] == 0 and seg["XS"]["cIoU"] == 0
+    assert seg["XXS"]["gIoU"] == pytest.approx(0.95) and seg["XXS"]["cIoU"] == pytest.approx(0.9)
+    assert seg["all"]["gIoU"] == pytest.approx((0.5 + 0.25 + 0 + 0.9 + 1) / 5)
+    assert seg["all"]["cIoU"] == pytest.approx(49 / 160)
+    fixed, reference = summarize(samples), summarize(samples, protocol="reference")
+    assert fixed["protocol"] == "fixed" and reference["protocol"] == "reference"
+    # The reference counts region recall over the samples whose GSE gave a region.
+    assert fixed["region_recall"] == pytest.approx(3 / 5)
+    assert reference["region_recall"] == pytest.approx(3 / 4)
