@@ -12,7 +12,8 @@ user recorded with ``ros2 bag record`` of the camera topic, ``finers/command`` a
 
 Bags are read twice (stamps first, then only the frames episodes need), so a long 4K
 recording never sits in memory. Episodes that cannot be used carry a one-line ``problem``
-instead of being left out, so callers count them.
+instead of being left out, so callers count them; the text before its first colon is
+a stable kind to count by.
 """
 from __future__ import annotations
 
@@ -233,11 +234,11 @@ class BagEpisodes:
             matches = [i for i, (t, s, f) in enumerate(index.frames)
                        if s == stamp and f == msg.header.frame_id and t <= log_ns]
             if episode.detection and episode.detection.error:
-                episode.problem = (f"the node answered with an error [{msg.error_stage}]: "
+                episode.problem = (f"the node answered with an error: [{msg.error_stage}] "
                                    f"{msg.error}")
             elif not matches and not episode.problem:
-                episode.problem = (f"no frame stamped {stamp / 1e9:.9f} s "
-                                   f"({msg.header.frame_id!r}) on the camera topic")
+                episode.problem = (f"its frame is not in the bag: none on the camera topic is "
+                                   f"stamped {stamp / 1e9:.9f} s ({msg.header.frame_id!r})")
             if episode.problem:
                 loose.append(episode)
             else:  # the newest frame with that stamp: the one the node had

@@ -1,0 +1,76 @@
+"""``finers-train lpr|gse|search --config FILE``: the two GRPO stages and the best-region search.
+
+Order (reference section 5): ``finers-train lpr`` (random 512 crops holding the GT) ->
+``finers-train search`` (best_region with that LPR, written to ``--out``) -> ``finers-train
+gse`` on the searched annotations. Flags override the YAML's keys of the same name.
+Exit 0 on success, 2 with a one-line reason on bad configuration or data.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from finers_ros.data.annotations import DatasetError
+from finers_ros.stages.qwen_vl import CheckpointError
+
+from .config import TrainConfigError, load_config
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="finers-train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=("lpr", "gse", "search"))
+    parser.add_argument("--config", type=Path, required=True, help="TrainConfig YAML (training/configs/)")
+    parser.add_argument("--base-model", help="checkpoint directory to start from")
+    parser.add_argument("--annotations", help="FineRS-4k JSON")
+    parser.add_argument("--images-dir", help="image folder (default: the JSON's folder)")
+    parser.add_argument("--output-dir", help="run directory (lpr, gse)")
+    parser.add_argument("--max-steps", type=int)
+    parser.add_argument("--max-samples", type=int)
+    parser.add_argument("--online-lpr-checkpoint", help="frozen LPR of the online GSE reward")
+    parser.add_argument("--gse-reward", choices=("offline", "online"))
+    parser.add_argument("--lpr", dest="search_checkpoint", help="trained LPR directory (search)")
+    parser.add_argument("--out", type=Path, help="search: annotations JSON with best_region")
+    return parser
+
+
+def _absolute(value):
+    return str(Path(value).resolve()) if value else None
+
+
+def main(argv=None) -> int:
+    args = make_parser().parse_args(argv)
+    overrides = dict(
+        base_model=_absolute(args.base_model), annotations=_absolute(args.annotations),
+        images_dir=_absolute(args.images_dir), output_dir=_absolute(args.output_dir),
+        online_lpr_checkpoint=_absolute(args.online_lpr_checkpoint),
+        search_checkpoint=_absolute(args.search_checkpoint), max_steps=args.max_steps,
+        max_samples=args.max_samples, gse_reward=args.gse_reward)
+    if args.command in ("lpr", "gse"):
+        overrides["stage"] = args.command
+    try:
+        config = load_config(args.config, **overrides)
+        if args.command == "search":
+            from .retrospective import search
+
+            if args.out is None:
+                raise TrainConfigError("search needs --out (the annotations JSON to write)")
+            counts = search(config, args.out)
+            print(f"best-region search: {counts['samples']} samples ({counts['resumed']} resumed), "
+                  f"{counts['windows']} windows answered, {counts['unparsable']} unparsable, "
+                  f"{counts['not_found']} not found, {counts['skipped']} unreadable -> {args.out}")
+            return 0
+        if not config.base_model or not config.annotations:
+            raise TrainConfigError("base_model and annotations are required")
+        from .train import train
+
+        out = train(config)
+        print(f"trained {config.stage} -> {out}")
+        return 0
+    except (TrainConfigError, DatasetError, CheckpointError, ValueError) as exc:
+        print(f"finers-train: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

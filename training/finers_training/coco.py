@@ -1,0 +1,146 @@
+"""FineRS-4k records <-> COCO polygons, for correcting annotations in common tools.
+
+A FineRS-4k record (reference section 6) holds one question and one target polygon in
+native pixels. In COCO each record is one annotation (category ``target``) with a polygon
+``segmentation`` and the record's text in ``attributes`` (``question``, ``answer``,
+``question_type``, ``options`` as JSON), the field CVAT and similar tools keep per
+annotation. Masks become polygons through OpenCV contours.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import cv2
+import numpy as np
+
+from finers_ros import geometry as geo
+from finers_ros.prompts import normalize_question_type
+
+CATEGORY = {"id": 1, "name": "target", "supercategory": "finers"}
+FINERS_QTYPE = {"referring": "referring", "open": "reasoning", "option": "option"}
+
+
+def mask_polygon(mask: np.ndarray) -> Tuple[Optional[List[List[int]]], int]:
+    """(outer contour of the largest part as ``[[x, y], ...]`` native pixels, number of parts).
+
+    ``mask`` is ``H x W`` bool. None when no part has 3 corners. Rasterised with
+    ``geometry.polygon_to_mask`` the polygon gives back the part (contour pixels included).
+    """
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL,
+                                   cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return None, 0
+    largest = max(contours, key=lambda c: (cv2.contourArea(c), len(c)))
+    points = largest.reshape(-1, 2)
+    if len(points) < 3:
+        return None, len(contours)
+    return [[int(x), int(y)] for x, y in points], len(contours)
+
+
+def finers_question_type(question_type: str) -> str:
+    """The FineRS-4k ``Q-type`` (referring | reasoning | option) of a command's type."""
+    return FINERS_QTYPE[normalize_question_type(question_type)]
+
+
+def area_percent(polygon, size: geo.Size) -> float:
+    """Target area in percent of the image, from the rasterised polygon (size = W, H)."""
+    return float(geo.polygon_to_mask(polygon, size).sum()) * 100.0 / (size[0] * size[1])
+
+
+def to_coco(records: List[dict], sizes: dict) -> dict:
+    """A COCO document of FineRS-4k records; ``sizes``: image_path -> (W, H)."""
+    images, annotations, ids = [], [], {}
+    for record in records:
+        path = record["image_path"]
+        if path not in ids:
+            ids[path] = len(images) + 1
+            width, height = sizes[path]
+            images.append({"id": ids[path], "file_name": path, "width": width, "height": height})
+        xs = [p[0] for p in record["points"]]
+        ys = [p[1] for p in record["points"]]
+        width, height = sizes[path]
+        annotations.append({
+            "id": len(annotations) + 1, "image_id": ids[path], "category_id": CATEGORY["id"],
+            "segmentation": [[float(v) for p in record["points"] for v in p]],
+            "area": round(record["area_percent"] * width * height / 100.0, 1),
+            "bbox": [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)], "iscrowd": 0,
+            "attributes": {"question": record["Q"], "answer": record.get("A", ""),
+                           "question_type": record["Q-type"],
+                           "options": json.dumps(record.get("options")) if record.get("options")
+                           else ""}})
+    return {"info": {"description": "FineRS-4k records for correction (finers-dataset export)"},
+            "images": images, "annotations": annotations, "categories": [CATEGORY]}
+
+
+def _largest_polygon(segmentation) -> Tuple[Optional[list], int]:
+    if not isinstance(segmentation, list):
+        return None, 0  # RLE
+    polygons = [np.asarray(s, np.float64).reshape(-1, 2) for s in segmentation
+                if isinstance(s, list) and len(s) >= 6 and len(s) % 2 == 0]
+    if not polygons:
+        return None, 0
+    best = max(polygons, key=lambda p: abs(cv2.contourArea(p.astype(np.float32))))
+    return [[round(float(x), 2), round(float(y), 2)] for x, y in best], len(polygons)
+
+
+def _options(value) -> Optional[list]:
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    if isinstance(value, str) and value.strip():
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return [v.strip() for v in value.split(";") if v.strip()]
+        return [str(v) for v in parsed] if isinstance(parsed, list) else None
+    return None
+
+
+def from_coco(document: dict, image_base: Path, out_base: Path) -> Tuple[List[dict], Counter]:
+    """FineRS-4k records of a (corrected) COCO document, and counts of what was skipped.
+
+    ``file_name`` is resolved against ``image_base`` and written relative to ``out_base``
+    (the output JSON's folder) when it lies below it. Skipped, with a count each: an
+    annotation without a polygon (RLE, fewer than 3 corners), without a question, with an
+    unknown question type or image; an image left without annotation. Of several polygons
+    in one annotation the largest is kept (counted as ``kept largest of several parts``).
+    """
+    images = {image["id"]: image for image in document.get("images", [])}
+    annotated, records, counts = set(), [], Counter()
+    for annotation in document.get("annotations", []):
+        image = images.get(annotation.get("image_id"))
+        attributes = annotation.get("attributes") or {}
+        polygon, parts = _largest_polygon(annotation.get("segmentation"))
+        question = str(attributes.get("question", "")).strip()
+        try:
+            q_type = finers_question_type(str(attributes.get("question_type") or "referring"))
+        except ValueError:
+            q_type = None
+        options = _options(attributes.get("options"))
+        problem = ("unknown image" if image is None else
+                   "no polygon segmentation" if polygon is None else
+                   "no question attribute" if not question else
+                   "unknown question type" if q_type is None else
+                   "option question without options" if q_type == "option" and not options
+                   else "")
+        if problem:
+            counts[problem] += 1
+            continue
+        annotated.add(image["id"])
+        if parts > 1:
+            counts["kept largest of several parts"] += 1
+        path = (image_base / image["file_name"]).resolve()
+        try:
+            shown = str(path.relative_to(out_base.resolve()))
+        except ValueError:
+            shown = str(path)
+        record = {"image_path": shown, "Q": question, "A": str(attributes.get("answer", "")),
+                  "Q-type": q_type, "points": polygon, "attribute": "",
+                  "area_percent": area_percent(polygon, (image["width"], image["height"]))}
+        if q_type == "option":
+            record["options"] = options
+        records.append(record)
+    counts["image without annotation"] += len(set(images) - annotated)
+    return records, +counts

@@ -1,0 +1,143 @@
+"""``TrainConfig``: one dataclass that is the Python API and the YAML schema of a run.
+
+Defaults are the reference recipe (section 5): 8 rollouts at temperature 1.0, KL 5e-3 (k3),
+clip 0.2, entropy bonus 1e-3, lr 1e-6 constant from the first step (no warm-up, so no
+lr-0 first update), AdamW, grad clip 1.0, bf16 on GPU. Paths in a YAML file are relative
+to that file.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import yaml
+
+from finers_ros.config import StageConfig
+
+STAGES = ("lpr", "gse")
+GSE_REWARDS = ("offline", "online")
+_PATH_KEYS = ("base_model", "annotations", "images_dir", "output_dir", "online_lpr_checkpoint",
+              "search_checkpoint")
+
+
+class TrainConfigError(ValueError):
+    """A configuration value that cannot work; the message names the key and value."""
+
+
+@dataclass
+class TrainConfig:
+    """A GRPO run of one stage (or the retrospective search)."""
+
+    stage: str = "lpr"  # lpr | gse
+    base_model: str = ""  # local Qwen2.5-VL checkpoint directory to start from
+    annotations: str = ""  # FineRS-4k JSON (for gse: with best_region, from finers-train search)
+    images_dir: Optional[str] = None  # default: the JSON's folder
+    output_dir: str = "runs/train"  # checkpoints, logs, the final model (node-loadable)
+    max_samples: Optional[int] = None
+    data_seed: int = 0  # LPR crop placement and GT point jitter
+    crop_size: int = 512
+    lpr_size: Tuple[int, int] = (512, 512)
+    gse_size: Tuple[int, int] = (1920, 1080)
+    system_prompt: str = StageConfig().system_prompt  # the node's default
+    # GRPO (TRL GRPOConfig)
+    num_generations: int = 8
+    temperature: float = 1.0
+    beta: float = 5e-3  # KL (k3) to the frozen start model
+    epsilon: float = 0.2  # PPO clip
+    entropy_coef: float = 1e-3
+    loss_type: str = "grpo"  # per-sequence mean, as the reference
+    learning_rate: float = 1e-6
+    max_grad_norm: float = 1.0
+    per_device_train_batch_size: int = 8  # completions per device per micro-step
+    gradient_accumulation_steps: int = 2
+    max_steps: int = 280
+    max_completion_length: int = 512
+    save_steps: int = 50
+    save_total_limit: Optional[int] = 2
+    bf16: str = "auto"  # auto (on CUDA) | true | false
+    seed: int = 42
+    gradient_checkpointing: bool = False
+    resume: bool = True  # continue from the newest checkpoint-N in output_dir
+    # rewards
+    reward_weights: Dict[str, float] = field(default_factory=dict)  # term name -> weight (1)
+    reference_rewards: bool = False  # the reference's text matching (see rewards.py)
+    gse_reward: str = "offline"  # offline (best_region terms) | online (frozen LPR IoU)
+    online_lpr_checkpoint: Optional[str] = None
+    online_lpr_max_new_tokens: int = 128
+    # LoRA through peft (merged into the saved model so the node loads it unchanged)
+    lora: bool = False
+    lora_r: int = 64
+    lora_alpha: int = 128
+    lora_dropout: float = 0.05
+    lora_target_modules: List[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj",
+                                                                   "o_proj"])
+    # retrospective search (finers-train search)
+    search_checkpoint: Optional[str] = None  # the trained LPR
+    search_batch_size: int = 2  # samples per generate call (x 5 windows)
+    search_max_new_tokens: int = 256
+    device: str = "auto"  # auto | cpu | cuda (search and the online reward's frozen LPR)
+
+    def __post_init__(self) -> None:
+        self.lpr_size = tuple(self.lpr_size)
+        self.gse_size = tuple(self.gse_size)
+
+    def validate(self) -> "TrainConfig":
+        if self.stage not in STAGES:
+            raise TrainConfigError(f"stage={self.stage!r}: expected one of {STAGES}")
+        if self.gse_reward not in GSE_REWARDS:
+            raise TrainConfigError(f"gse_reward={self.gse_reward!r}: expected one of {GSE_REWARDS}")
+        if self.stage == "gse" and self.gse_reward == "online" and not self.online_lpr_checkpoint:
+            raise TrainConfigError("gse_reward=online needs online_lpr_checkpoint (a trained LPR)")
+        if self.num_generations < 2:
+            raise TrainConfigError(f"num_generations={self.num_generations}: GRPO needs at least 2")
+        per_step = self.per_device_train_batch_size * self.gradient_accumulation_steps
+        if per_step % self.num_generations:
+            raise TrainConfigError(
+                f"per_device_train_batch_size x gradient_accumulation_steps = {per_step} must be a "
+                f"multiple of num_generations={self.num_generations}")
+        if str(self.bf16).lower() not in ("auto", "true", "false"):
+            raise TrainConfigError(f"bf16={self.bf16!r}: expected auto, true or false")
+        for key in ("learning_rate", "max_steps", "max_completion_length", "crop_size"):
+            if getattr(self, key) <= 0:
+                raise TrainConfigError(f"{key}={getattr(self, key)}: must be positive")
+        return self
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["lpr_size"], data["gse_size"] = list(self.lpr_size), list(self.gse_size)
+        return data
+
+
+def config_from_dict(data: Mapping[str, Any] | None, base: Path | None = None) -> TrainConfig:
+    """A validated config from a mapping; relative paths resolve against ``base``."""
+    data = dict(data or {})
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise TrainConfigError(f"unknown key(s) {unknown}; known: {sorted(known)}")
+    if base is not None:
+        for key in _PATH_KEYS:
+            if data.get(key):
+                path = Path(str(data[key])).expanduser()
+                data[key] = str(path if path.is_absolute() else (base / path).resolve())
+    try:
+        return TrainConfig(**data).validate()
+    except TypeError as exc:
+        raise TrainConfigError(str(exc)) from exc
+
+
+def load_config(path: str | Path, **overrides: Any) -> TrainConfig:
+    """The YAML file over the defaults, then ``overrides`` (keys of TrainConfig, not None)."""
+    path = Path(path)
+    if not path.is_file():
+        raise TrainConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise TrainConfigError(f"invalid YAML in {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise TrainConfigError(f"{path}: expected a mapping of TrainConfig keys")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return config_from_dict(data, path.parent)

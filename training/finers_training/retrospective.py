@@ -1,0 +1,207 @@
+"""The retrospective target: which GSE region lets the trained LPR find the object best.
+
+Offline (``search``, reference section 4): for each sample the LPR answers 5 candidate
+native windows (4 random placements holding the GT box, 1 centred on it); the window whose
+mapped-back LPR box has the highest IoU with the GT box becomes ``best_region``, stored in
+the nominal GSE frame (1920x1080). Ties go to the centred window (listed first), so a
+sample on which the LPR finds nothing keeps a region that holds the target.
+
+Online (``OnlineRetrospectiveReward``): each GSE rollout's region is cropped from the native
+frame the way the node crops it, a frozen LPR answers the crop, and the reward is the IoU of
+its mapped-back box with the GT box: the joint coupling the reference left unfinished.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from finers_ros import geometry as geo
+from finers_ros.data.annotations import DatasetError, load_annotations, read_rgb
+from finers_ros.parsing import ParseError, parse_gse, parse_lpr
+from finers_ros.prompts import lpr_prompt
+
+from .config import TrainConfig
+from .data import gt_box, random_window
+from .generation import FrozenModel
+from .rewards import completion_text, rows
+
+RANDOM_WINDOWS = 4
+
+
+def candidate_windows(box: geo.Box, native: geo.Size, crop_size: int,
+                      rng: np.random.Generator) -> List[geo.CropWindow]:
+    """The centred window first, then ``RANDOM_WINDOWS`` random ones, all holding ``box``."""
+    centred = geo.crop_for_region(box, native, crop_size)
+    return [centred] + [random_window(box, native, crop_size, rng) for _ in range(RANDOM_WINDOWS)]
+
+
+def lpr_native_box(text: str, window: geo.CropWindow, lpr_size: geo.Size) -> Tuple[Optional[geo.Box], str]:
+    """(native box, status) of an LPR answer on ``window``; status ok | not_found | unparsable."""
+    try:
+        answer = parse_lpr(text)
+    except ParseError:
+        return None, "unparsable"
+    if not answer.found or answer.bbox is None or not all(np.isfinite(answer.bbox)):
+        return None, "not_found" if not answer.found else "unparsable"
+    crop_box = geo.clip_box(geo.lpr_to_crop_box(answer.bbox, window, lpr_size), (window.width, window.height))
+    return geo.crop_to_native_box(crop_box, window), "ok"
+
+
+def lpr_image(image: np.ndarray, window: geo.CropWindow, lpr_size: geo.Size) -> np.ndarray:
+    """The LPR input of a window: its native pixels resized to the LPR frame (as the node)."""
+    return geo.resize_image(np.ascontiguousarray(window.cut(image)), lpr_size)
+
+
+def _best(ious: Sequence[float]) -> int:
+    return int(np.argmax(ious))  # first maximum: the centred window on ties
+
+
+def search(config: TrainConfig, out_path: Path, progress: bool = True) -> dict:
+    """Add ``best_region`` (GSE frame) to every record; resumable through ``<out>.partial.jsonl``.
+
+    Returns counts: samples, windows, unparsable, not_found, skipped (unreadable images)."""
+    from tqdm import tqdm
+
+    if not config.search_checkpoint:
+        raise ValueError("search needs search_checkpoint (the trained LPR directory)")
+    records = load_annotations(config.annotations, config.images_dir)
+    if config.max_samples is not None:
+        records = records[: config.max_samples]
+    raw = json.loads(Path(config.annotations).read_text())["annotations"][: len(records)]
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = out_path.with_name(out_path.name + ".partial.jsonl")
+    done = {}
+    if partial.is_file():
+        for line in partial.read_text().splitlines():
+            if line.strip():
+                entry = json.loads(line)
+                done[entry["index"]] = entry
+    model = FrozenModel(config.search_checkpoint, config.system_prompt, config.device,
+                        config.search_max_new_tokens)
+    todo = [i for i in range(len(records)) if i not in done]
+    counts = {"samples": len(records), "windows": 0, "unparsable": 0, "not_found": 0, "skipped": 0,
+              "resumed": len(done)}
+    bar = tqdm(total=len(records), initial=len(done), desc="best-region search", unit="sample",
+               disable=not progress)
+    with partial.open("a") as sink:
+        for start in range(0, len(todo), max(1, config.search_batch_size)):
+            batch = todo[start:start + config.search_batch_size]
+            images, prompts, owners, windows, natives = [], [], [], {}, {}
+            for index in batch:
+                record = records[index]
+                try:
+                    image = read_rgb(record.image_path)
+                except DatasetError as exc:
+                    entry = {"index": index, "best_region": None, "error": str(exc)}
+                    sink.write(json.dumps(entry) + "\n")
+                    done[index] = entry
+                    counts["skipped"] += 1
+                    continue
+                native = (image.shape[1], image.shape[0])
+                rng = np.random.default_rng([config.data_seed, index])
+                windows[index] = candidate_windows(gt_box(record), native, config.crop_size, rng)
+                natives[index] = native
+                prompt = lpr_prompt(record.question, record.q_type, record.options)
+                for window in windows[index]:
+                    images.append(lpr_image(image, window, config.lpr_size))
+                    prompts.append(prompt)
+                    owners.append(index)
+            texts = model.answer(images, prompts) if images else []
+            for index in windows:
+                own = [t for t, o in zip(texts, owners) if o == index]
+                ious, statuses = [], []
+                for text, window in zip(own, windows[index]):
+                    box, status = lpr_native_box(text, window, config.lpr_size)
+                    statuses.append(status)
+                    ious.append(geo.box_iou(box, gt_box(records[index])) if box else 0.0)
+                    counts["windows"] += 1
+                    if status != "ok":
+                        counts[status] += 1
+                best = windows[index][_best(ious)]
+                region = geo.native_to_gse_box(best.box, natives[index], config.gse_size)
+                entry = {"index": index, "best_region": [round(v, 2) for v in region],
+                         "ious": [round(v, 4) for v in ious], "statuses": statuses}
+                sink.write(json.dumps(entry) + "\n")
+                sink.flush()
+                done[index] = entry
+            bar.update(len(batch))
+    bar.close()
+    for index, (item, record) in enumerate(zip(raw, records)):
+        # image paths stay valid next to the new JSON
+        item["image_path"] = os.path.relpath(record.image_path.resolve(), out_path.parent.resolve())
+        if done.get(index, {}).get("best_region") is not None:
+            item["best_region"] = done[index]["best_region"]
+    out_path.write_text(json.dumps({"annotations": raw}, indent=1))
+    return counts
+
+
+class OnlineRetrospectiveReward:
+    """TRL reward ``gse_retro_online``: IoU of a frozen LPR's box on each rollout's region.
+
+    Sample columns: ``source_image`` (the native frame file), ``gt_box_native``, ``q_type``,
+    ``question``, ``options_json``. An unparsable or not-found GSE or LPR answer scores 0.
+    """
+
+    __name__ = "gse_retro_online"
+
+    def __init__(self, config: TrainConfig):
+        self.config = config
+        self._model: Optional[FrozenModel] = None
+        self._frames: dict = {}
+        self.counts = {"rollouts": 0, "gse_unusable": 0, "lpr_unusable": 0}
+
+    @property
+    def model(self) -> FrozenModel:
+        if self._model is None:  # loaded on first use: the trainer may move processes first
+            self._model = FrozenModel(self.config.online_lpr_checkpoint, self.config.system_prompt,
+                                      self.config.device, self.config.online_lpr_max_new_tokens)
+        return self._model
+
+    def _frame(self, path: str) -> np.ndarray:
+        if path not in self._frames:
+            self._frames = {path: read_rgb(path)}  # rollouts of one prompt share a frame
+        return self._frames[path]
+
+    def region_window(self, completion: str, native: geo.Size) -> Optional[geo.CropWindow]:
+        """The node's LPR crop for a GSE answer, or None when the answer has no usable region."""
+        try:
+            answer = parse_gse(completion)
+        except ParseError:
+            return None
+        if not answer.found or answer.bbox is None or not all(np.isfinite(answer.bbox)):
+            return None
+        region = geo.gse_to_native_box(answer.bbox, native, self.config.gse_size)
+        try:
+            return geo.crop_for_region(region, native, self.config.crop_size)
+        except ValueError:
+            return None
+
+    def __call__(self, prompts=None, completions=(), **columns) -> List[float]:
+        samples = rows(columns, len(completions))
+        rewards = [0.0] * len(completions)
+        images, prompts_lpr, jobs = [], [], []
+        for i, (completion, sample) in enumerate(zip(completions, samples)):
+            self.counts["rollouts"] += 1
+            frame = self._frame(sample["source_image"])
+            native = (frame.shape[1], frame.shape[0])
+            window = self.region_window(completion_text(completion), native)
+            if window is None:
+                self.counts["gse_unusable"] += 1
+                continue
+            options = json.loads(sample.get("options_json") or "null")
+            images.append(lpr_image(frame, window, self.config.lpr_size))
+            prompts_lpr.append(lpr_prompt(sample["question"], sample["q_type"], options))
+            jobs.append((i, window, tuple(sample["gt_box_native"])))
+        texts = self.model.answer(images, prompts_lpr) if images else []
+        for (i, window, gt), text in zip(jobs, texts):
+            box, status = lpr_native_box(text, window, self.config.lpr_size)
+            if box is None:
+                self.counts["lpr_unusable"] += 1
+                continue
+            rewards[i] = geo.box_iou(box, gt)
+        return rewards

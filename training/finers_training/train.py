@@ -1,0 +1,183 @@
+"""One GRPO stage (LPR or GSE) with TRL's GRPOTrainer, saved where the node can load it.
+
+``output_dir`` ends up holding the trained model and its processor (the directory a
+pipeline config's ``checkpoint`` points at), ``checkpoint-N/`` folders to resume from,
+``finers_train.yaml`` (the config that produced it), ``finers_train_hashes.json`` (data
+and config hashes), ``data/`` (the built set) and ``log.jsonl`` (every logged step, with
+the per-term reward means ``rewards/<term>/mean``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import yaml
+
+from .config import TrainConfig
+from .data import DataOptions, ROWS, build_set, files_hash, load_dataset, set_hash
+from .rewards import make_reward_terms
+
+OFFLINE_ONLY_TERMS = ("gse_region_l1", "gse_region_iou")  # need best_region
+
+
+def use_bf16(config: TrainConfig) -> bool:
+    import torch
+
+    flag = str(config.bf16).lower()
+    return torch.cuda.is_available() if flag == "auto" else flag == "true"
+
+
+def reward_functions(config: TrainConfig) -> Tuple[list, List[float]]:
+    """(TRL reward functions, their weights) of the configured stage and GSE reward."""
+    online = config.stage == "gse" and config.gse_reward == "online"
+    funcs: list = make_reward_terms(config.stage, config.reference_rewards,
+                                    exclude=OFFLINE_ONLY_TERMS if online else ())
+    if online:
+        from .retrospective import OnlineRetrospectiveReward
+
+        funcs.append(OnlineRetrospectiveReward(config))
+    names = [f.__name__ for f in funcs]
+    unknown = sorted(set(config.reward_weights) - set(names))
+    if unknown:
+        raise ValueError(f"reward_weights names unknown term(s) {unknown}; this run's terms: {names}")
+    return funcs, [float(config.reward_weights.get(n, 1.0)) for n in names]
+
+
+def grpo_args(config: TrainConfig, weights: List[float], **extra):
+    """TRL GRPOConfig of the recipe: constant lr from step one, no warm-up."""
+    from trl import GRPOConfig
+
+    bf16 = use_bf16(config)
+    return GRPOConfig(
+        output_dir=config.output_dir,
+        num_generations=config.num_generations,
+        temperature=config.temperature,
+        beta=config.beta,
+        epsilon=config.epsilon,
+        entropy_coef=config.entropy_coef,
+        loss_type=config.loss_type,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        optim="adamw_torch",
+        max_grad_norm=config.max_grad_norm,
+        per_device_train_batch_size=config.per_device_train_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        max_steps=config.max_steps,
+        max_completion_length=config.max_completion_length,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        logging_steps=1,
+        bf16=bf16,
+        model_init_kwargs={"dtype": "bfloat16" if bf16 else "float32"},
+        reward_weights=weights,
+        seed=config.seed,
+        report_to="none",
+        remove_unused_columns=False,
+        **({"gradient_checkpointing": True} if config.gradient_checkpointing else {}),
+        **extra,
+    )
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def prepare_data(config: TrainConfig) -> Path:
+    """Build the stage's set under ``output_dir/data`` (kept on resume); returns rows.jsonl."""
+    rows_path = Path(config.output_dir) / "data" / ROWS
+    if rows_path.is_file() and config.resume:
+        return rows_path
+    options = DataOptions(seed=config.data_seed, crop_size=config.crop_size, lpr_size=config.lpr_size,
+                          gse_size=config.gse_size, max_samples=config.max_samples)
+    rows_path, counts = build_set(config.stage, config.annotations, rows_path.parent, options,
+                                  config.images_dir)
+    print(f"{config.stage} set: {counts['samples']} samples, {counts['skipped']} skipped -> {rows_path}")
+    return rows_path
+
+
+def _log_callback(path: Path):
+    from transformers import TrainerCallback
+
+    class JsonlLog(TrainerCallback):
+        """Every log line (loss, reward, per-term means) appended to ``log.jsonl``."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero and logs:
+                with path.open("a") as sink:
+                    sink.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+                terms = {k.split("/")[1]: v for k, v in logs.items()
+                         if k.startswith("rewards/") and k.endswith("/mean")}
+                if terms:
+                    shown = "  ".join(f"{k} {v:.3f}" for k, v in terms.items())
+                    print(f"step {state.global_step}: reward {logs.get('reward', float('nan')):.3f}  {shown}")
+
+    return JsonlLog()
+
+
+def build_trainer(config: TrainConfig, rows_path: Path, **extra):
+    """A GRPOTrainer for the config (model loaded by TRL from ``base_model``)."""
+    from transformers import AutoProcessor
+    from trl import GRPOTrainer
+
+    funcs, weights = reward_functions(config)
+    dataset = load_dataset(rows_path, config.system_prompt)
+    processor = AutoProcessor.from_pretrained(config.base_model, local_files_only=True)
+    peft_config = None
+    if config.lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                                 target_modules=list(config.lora_target_modules), task_type="CAUSAL_LM")
+    trainer = GRPOTrainer(model=config.base_model, reward_funcs=funcs, args=grpo_args(config, weights, **extra),
+                          train_dataset=dataset, processing_class=processor, peft_config=peft_config)
+    trainer.add_callback(_log_callback(Path(config.output_dir) / "log.jsonl"))
+    return trainer
+
+
+def last_checkpoint(output_dir: str | Path) -> Optional[str]:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    output_dir = Path(output_dir)
+    return get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+
+
+def save_final(trainer, config: TrainConfig, rows_path: Path) -> Path:
+    """Model + processor in ``output_dir`` (LoRA merged), plus the config and hashes."""
+    out = Path(config.output_dir)
+    if config.lora:
+        merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
+        if trainer.accelerator.is_main_process:
+            merged.save_pretrained(str(out), safe_serialization=True)
+            trainer.processing_class.save_pretrained(str(out))
+    else:
+        trainer.save_model(str(out))
+    if trainer.accelerator.is_main_process:
+        (out / "finers_train.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        hashes = {"data_set_sha256": set_hash(rows_path), "annotations_sha256": _sha256(Path(config.annotations)),
+                  "config_sha256": hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest(),
+                  "base_model_config_sha256": files_hash([Path(config.base_model) / "config.json"]),
+                  "steps": trainer.state.global_step}
+        (out / "finers_train_hashes.json").write_text(json.dumps(hashes, indent=1))
+    return out
+
+
+def train(config: TrainConfig) -> Path:
+    """Build the data, run GRPO (resuming from the newest checkpoint), save; returns output_dir."""
+    config.validate()
+    Path(config.output_dir).mkdir(parents=True, exist_ok=True)
+    from accelerate import PartialState
+
+    state = PartialState()
+    with state.main_process_first():  # rank 0 builds the set, the others read it
+        rows_path = (prepare_data(config) if state.is_main_process
+                     else Path(config.output_dir) / "data" / ROWS)
+    trainer = build_trainer(config, rows_path)
+    resume = last_checkpoint(config.output_dir) if config.resume else None
+    if resume:
+        print(f"resuming from {resume}")
+    trainer.train(resume_from_checkpoint=resume)
+    return save_final(trainer, config, rows_path)
