@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, Mapping, Optional, Tuple, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -30,9 +30,14 @@ class StageConfig:
     dtype: str = "auto"  # auto | float32 | bfloat16 | float16
     device: str = "cpu"  # cpu | cuda | cuda:N
     attn_implementation: str = "sdpa"  # sdpa | eager | flash_attention_2
-    max_new_tokens: int = 512
+    max_new_tokens: int = 1024  # the reference evaluation's limit
     do_sample: bool = False  # greedy by default
     system_prompt: str = "You are a helpful assistant."
+    # Image resolution limits for the processor (pixels after Qwen's rounding to 28); the
+    # published values: 1920x1080 -> 2691 visual tokens, 512x512 -> 324.
+    min_pixels: int = 3136
+    max_pixels: int = 12845056
+    answer_only: bool = False  # skip the reasoning (<think> left empty): lower latency
 
     def validate(self, name: str) -> None:
         if self.backend not in STAGE_BACKENDS:
@@ -43,6 +48,9 @@ class StageConfig:
             raise ConfigError(f"{name}.max_new_tokens={self.max_new_tokens}: must be positive")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ConfigError(f"{name}.dtype={self.dtype!r}: expected auto, float32, bfloat16 or float16")
+        if not 0 < self.min_pixels <= self.max_pixels:
+            raise ConfigError(f"{name}.min_pixels={self.min_pixels}, {name}.max_pixels={self.max_pixels}: "
+                              "expected 0 < min_pixels <= max_pixels")
 
 
 @dataclass
@@ -96,6 +104,7 @@ class PipelineConfig:
     max_instruction_chars: int = 2000
 
     def validate(self) -> "PipelineConfig":
+        check_types(self)
         self.gse.validate("gse")
         self.lpr.validate("lpr")
         self.segmenter.validate()
@@ -127,6 +136,47 @@ class PipelineConfig:
         return dataclasses.asdict(self)
 
 
+def _type_problem(value, hint) -> Optional[str]:
+    """What ``value`` lacks to be a ``hint`` (None when it fits). Numbers are not strings:
+    ``"512"`` in YAML is a quoting mistake worth reporting, not a value to guess at."""
+    if get_origin(hint) is Union:
+        args = [a for a in get_args(hint) if a is not type(None)]
+        if value is None and len(args) < len(get_args(hint)):
+            return None
+        return _type_problem(value, args[0]) if len(args) == 1 else None
+    if hint is bool:
+        return None if isinstance(value, bool) else "expected true or false"
+    if hint is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else "expected an integer"
+    if hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return None if ok else "expected a number"
+    if hint is str:
+        return None if isinstance(value, str) else "expected a string"
+    if get_origin(hint) is tuple:
+        args = get_args(hint)
+        if (not isinstance(value, (tuple, list)) or len(value) != len(args)
+                or any(_type_problem(v, a) for v, a in zip(value, args))):
+            noun = {int: "integers", float: "numbers", str: "strings"}.get(args[0], "values")
+            return f"expected a list of {len(args)} {noun}"
+    return None
+
+
+def check_types(config, where: str = "") -> None:
+    """Raise ConfigError naming the first key whose value has the wrong type (nested)."""
+    hints = get_type_hints(type(config))
+    for item in dataclasses.fields(config):
+        value = getattr(config, item.name)
+        key = f"{where}.{item.name}".lstrip(".")
+        if dataclasses.is_dataclass(value):
+            check_types(value, key)
+            continue
+        problem = _type_problem(value, hints[item.name])
+        if problem:
+            shown = list(value) if isinstance(value, tuple) else value
+            raise ConfigError(f"{key}={shown!r}: {problem}")
+
+
 def _build(cls, data: Mapping[str, Any], where: str):
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
@@ -139,8 +189,8 @@ def _build(cls, data: Mapping[str, Any], where: str):
         default = getattr(cls(), name)
         if dataclasses.is_dataclass(default):
             kwargs[name] = _build(type(default), value or {}, f"{where}.{name}".lstrip("."))
-        elif isinstance(default, tuple):
-            kwargs[name] = tuple(value)
+        elif isinstance(default, tuple) and isinstance(value, list):
+            kwargs[name] = tuple(value)  # YAML has lists; check_types says if it is not a pair
         else:
             kwargs[name] = value
     return cls(**kwargs)

@@ -144,7 +144,7 @@ class FineRSPipeline:
         with _guard("gse"):
             result.gse_text = _text_of(generation, "gse")
             _record_generation(result, "gse", generation)
-            gse = _parse(parse_gse, result.gse_text, "gse", generation)
+            gse = _parse(parse_gse, result.gse_text, "gse", generation, kind)
             result.answer = gse.response
             if not gse.found:
                 return
@@ -157,7 +157,7 @@ class FineRSPipeline:
         with _guard("lpr"):
             result.lpr_text = _text_of(generation, "lpr")
             _record_generation(result, "lpr", generation)
-            lpr = _parse(parse_lpr, result.lpr_text, "lpr", generation)
+            lpr = _parse(parse_lpr, result.lpr_text, "lpr", generation, kind)
             if not lpr.found:
                 return
             box_crop, points_crop = _lpr_prompts(lpr, crop, geometry.lpr_size)
@@ -211,13 +211,17 @@ def _record_generation(result: FineRSResult, stage: str, generation) -> None:
     result.timings_ms[f"{stage}_decode_ms"] = decode * 1000.0
 
 
-def _parse(parse, text: str, stage: str, generation=None):
+def _parse(parse, text: str, stage: str, generation, kind: str):
+    """The stage's answer; a text cut by the token limit is reported as such, not as
+    unparsable (the fix is a larger ``max_new_tokens``, not a better model)."""
     try:
-        return parse(text)
+        return parse(text, kind)
     except ParseError as exc:
         if getattr(generation, "truncated", False):
             raise StageFailure(stage, f"{stage.upper()} answer cut at max_new_tokens "
                                       f"({generation.generated_tokens} tokens): {exc.reason}") from exc
+        if getattr(exc, "truncated", False):
+            raise StageFailure(stage, f"{stage.upper()} answer cut short: {exc.reason}") from exc
         raise StageFailure(stage, f"unparsable {stage.upper()} output: {exc.reason}") from exc
 
 

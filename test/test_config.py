@@ -48,3 +48,34 @@ def test_missing_and_broken_files(tmp_path):
     bad.write_text("gse: [unclosed\n")
     with pytest.raises(ConfigError, match="invalid YAML"):
         load_config(bad)
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"geometry": {"crop_size": "512"}}, "geometry.crop_size='512': expected an integer"),
+    ({"geometry": {"gse_size": ["a", "b"]}}, "geometry.gse_size=['a', 'b']: expected a list of 2 integers"),
+    ({"geometry": {"lpr_size": 512}}, "geometry.lpr_size=512: expected a list of 2 integers"),
+    ({"geometry": {"gse_size": [1920, 1080, 3]}}, "geometry.gse_size=[1920, 1080, 3]"),
+    ({"gse": {"max_new_tokens": 1.5}}, "gse.max_new_tokens=1.5: expected an integer"),
+    ({"lpr": {"do_sample": "no"}}, "lpr.do_sample='no': expected true or false"),
+    ({"lpr": {"answer_only": 1}}, "lpr.answer_only=1: expected true or false"),
+    ({"gse": {"checkpoint": 7}}, "gse.checkpoint=7: expected a string"),
+    ({"max_instruction_chars": None}, "max_instruction_chars=None: expected an integer"),
+    ({"gse": {"min_pixels": 5000, "max_pixels": 4000}}, "expected 0 < min_pixels <= max_pixels"),
+])
+def test_wrong_types_are_config_errors_naming_the_key(data, message):
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(data)
+    assert message in str(info.value)
+
+
+def test_types_are_checked_for_configs_built_in_python():
+    config = PipelineConfig()
+    config.geometry.crop_size = "512"
+    with pytest.raises(ConfigError, match="geometry.crop_size"):
+        config.validate()
+
+
+def test_stage_defaults_follow_the_reference_evaluation():
+    stage = load_config(None).gse
+    assert stage.max_new_tokens == 1024 and not stage.answer_only
+    assert (stage.min_pixels, stage.max_pixels) == (3136, 12845056)

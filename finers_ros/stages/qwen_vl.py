@@ -115,10 +115,7 @@ class QwenVLModel:
 
     def chat_text(self, prompt: str) -> str:
         """The full prompt text: system turn, user turn (image, then text), assistant turn."""
-        messages = [
-            {"role": "system", "content": [{"type": "text", "text": self.config.system_prompt}]},
-            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]},
-        ]
+        messages = chat_messages(prompt, self.config.system_prompt)
         text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return text + self.answer_prefix
 
