@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 from rosbags.rosbag2 import StoragePlugin, Writer
@@ -135,8 +136,8 @@ def test_instructions_pair_with_the_frames_their_detections_echo(tmp_path, stora
     usable = {e.instruction: e for e in episodes if not e.problem}
     problems = {e.instruction: e.problem for e in episodes if e.problem}
     assert set(usable) == {"find the red screw", "what colour is the disc", "find the blue bolt"}
-    assert "error [gse]: model crashed" in problems["explode"]
-    assert "no frame stamped" in problems["find the green nut"]
+    assert problems["explode"] == "the node answered with an error: [gse] model crashed"
+    assert problems["find the green nut"].startswith("its frame is not in the bag: none ")
     assert "malformed Detection: mask of 7 bytes" in problems["find the torn mask"]
 
     red = usable["find the red screw"]
@@ -200,3 +201,111 @@ def test_reading_bags_needs_no_ros():
     code = ("import sys, finers_training.bags\n"
             "assert not any(m.startswith(('rclpy', 'rosidl')) for m in sys.modules), 'ROS loaded'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def shaped_detection(bag, log_ns, stamp_ns, instruction, request_id, mask):
+    """A found Detection carrying ``mask`` (H x W bool) as the node sends it."""
+    ys, xs = np.nonzero(mask)
+    x1, y1, x2, y2 = xs.min(), ys.min(), xs.max(), ys.max()
+    types = bag.types
+    msg = message(
+        bag.store, "finers_ros/msg/Detection", header=bag._header(stamp_ns),
+        request_id=request_id, instruction=instruction, found=True, answer="A",
+        box=np.array([x1, y1, x2, y2], np.float32), score=0.8, image_width=W, image_height=H,
+        mask_roi=types["sensor_msgs/msg/RegionOfInterest"](
+            x_offset=int(x1), y_offset=int(y1), height=int(y2 - y1 + 1), width=int(x2 - x1 + 1),
+            do_rectify=False),
+        mask=mask[y1:y2 + 1, x1:x2 + 1].astype(np.uint8).reshape(-1), backend="bringup")
+    bag.write("/finers/detections", "finers_ros/msg/Detection", log_ns, msg)
+
+
+def test_export_then_import_corrected_coco(tmp_path):
+    from finers_ros.data.annotations import load_annotations, read_rgb
+    from finers_ros.geometry import annotation_mask
+    from finers_training.dataset_cli import main
+
+    disc = np.zeros((H, W), np.uint8)
+    cv2.circle(disc, (20, 25), 9, 1, -1)
+    two_parts = np.zeros((H, W), np.uint8)
+    two_parts[5:15, 40:60] = 1
+    two_parts[30:33, 5:8] = 1
+    bag = BagMaker(tmp_path / "bag")
+    for index in range(4):
+        bag.frame(T0 + index * SEC, T0 + index * SEC, 10 * index)
+    option = {"instruction": "what colour is the disc", "question_type": "option",
+              "options": ["A. red", "B. blue"], "id": "q1"}
+    bag.command(T0 + 1, json.dumps(option))
+    shaped_detection(bag, T0 + 2, T0, "what colour is the disc", "q1", disc.astype(bool))
+    bag.command(T0 + SEC + 1, "find the blue box")
+    shaped_detection(bag, T0 + SEC + 2, T0 + SEC, "find the blue box", "cmd-2",
+                     two_parts.astype(bool))
+    bag.command(T0 + 2 * SEC + 1, "find the unicorn")
+    bag.detection(T0 + 2 * SEC + 2, T0 + 2 * SEC, "find the unicorn", "cmd-3", mask_bytes=0)
+    bag.close()
+
+    out = tmp_path / "export"
+    assert main(["export", str(tmp_path / "bag"), "--out", str(out)]) == 0
+    records = load_annotations(out / "annotations.json")
+    assert [r.question for r in records] == ["what colour is the disc", "find the blue box"]
+    assert records[0].q_type == "option" and records[0].options == ["A. red", "B. blue"]
+    assert records[0].answer == "A" and records[0].extra["source"]["request_id"] == "q1"
+    assert frame_value(read_rgb(records[0].image_path)) == 0
+    assert np.array_equal(annotation_mask(records[0].polygon, (W, H)), disc.astype(bool))
+    big_part = two_parts.copy()
+    big_part[30:33, 5:8] = 0
+    assert np.array_equal(annotation_mask(records[1].polygon, (W, H)), big_part.astype(bool))
+    assert records[0].area_percent == pytest.approx(100 * disc.sum() / (W * H))
+
+    coco = json.loads((out / "coco.json").read_text())
+    assert len(coco["images"]) == 2 and len(coco["annotations"]) == 2
+    first = coco["annotations"][0]
+    assert first["attributes"]["question"] == "what colour is the disc"
+    assert first["segmentation"][0] == [float(v) for p in records[0].polygon for v in p]
+
+    # a person corrects the disc, deletes the box annotation and adds an RLE mask
+    first["segmentation"] = [[30, 30, 40, 30, 40, 40, 30, 40], [0, 0, 1, 0, 1, 1]]
+    del coco["annotations"][1]
+    coco["annotations"].append({"id": 9, "image_id": 2, "category_id": 1, "iscrowd": 1,
+                                "segmentation": {"counts": [0, 5], "size": [H, W]},
+                                "attributes": {"question": "find the blue box"}})
+    corrected = tmp_path / "corrected.json"
+    corrected.write_text(json.dumps(coco))
+    target = out / "fixed.json"
+    assert main(["import", str(corrected), "--out", str(target),
+                 "--images", str(out)]) == 0
+    (fixed,) = load_annotations(target)
+    assert fixed.polygon == [[30, 30], [40, 30], [40, 40], [30, 40]]
+    assert (fixed.question, fixed.q_type, fixed.options) == (
+        "what colour is the disc", "option", ["A. red", "B. blue"])
+    assert fixed.image_path == records[0].image_path
+    assert read_rgb(fixed.image_path).shape == (H, W, 3)
+    assert fixed.area_percent == pytest.approx(100 * 121 / (W * H))
+
+
+def test_export_counts_what_it_skips(tmp_path, capsys):
+    from finers_training.dataset_cli import main
+
+    recorded_session(tmp_path / "session", StoragePlugin.MCAP)
+    out = tmp_path / "export"
+    assert main(["export", str(tmp_path / "session"), "--out", str(out)]) == 0
+    summary = capsys.readouterr().out.strip().splitlines()
+    head, skipped = summary[-1].split("; skipped ")
+    assert head == f"exported 2 record(s) on 2 frame(s) to {out}"
+    assert sorted(skipped.split(", ")) == [
+        "1 (its frame is not in the bag)", "1 (malformed Detection)",
+        "1 (no Detection to pre-annotate from)", "1 (the node answered with an error)"]
+    assert sum(line.startswith("skipped session ") for line in summary) == 4
+
+
+def test_export_of_nothing_usable_and_import_of_a_non_coco_file(tmp_path, capsys):
+    from finers_training.dataset_cli import main
+
+    bag = BagMaker(tmp_path / "bag")
+    bag.frame(T0, T0, 1)
+    bag.command(T0 + 10, "find it")
+    bag.close()
+    assert main(["export", str(tmp_path / "bag"), "--out", str(tmp_path / "out")]) == 1
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2]")
+    assert main(["import", str(bad), "--out", str(tmp_path / "x.json")]) == 2
+    assert "not a COCO document" in capsys.readouterr().err

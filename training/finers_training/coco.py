@@ -105,7 +105,7 @@ def from_coco(document: dict, image_base: Path, out_base: Path) -> Tuple[List[di
     (the output JSON's folder) when it lies below it. Skipped, with a count each: an
     annotation without a polygon (RLE, fewer than 3 corners), without a question, with an
     unknown question type or image; an image left without annotation. Of several polygons
-    in one annotation the largest is kept (counted as ``kept largest of several parts``).
+    in one annotation the largest is kept (the others are counted).
     """
     images = {image["id"]: image for image in document.get("images", [])}
     annotated, records, counts = set(), [], Counter()
@@ -130,7 +130,7 @@ def from_coco(document: dict, image_base: Path, out_base: Path) -> Tuple[List[di
             continue
         annotated.add(image["id"])
         if parts > 1:
-            counts["kept largest of several parts"] += 1
+            counts["polygon parts dropped, the largest kept"] += parts - 1
         path = (image_base / image["file_name"]).resolve()
         try:
             shown = str(path.relative_to(out_base.resolve()))
