@@ -77,11 +77,103 @@ def test_eval_reports_metrics_on_generated_scenes(tmp_path):
     data = json.loads((scenes / "annotations.json").read_text())
     data["annotations"].append(dict(data["annotations"][0], image_path="images/missing.png"))
     (scenes / "annotations.json").write_text(json.dumps(data))
-    done = run("finers-eval", "--annotations", scenes / "annotations.json", "--out", tmp_path / "eval")
+    done = run("finers-eval", "--annotations", scenes / "annotations.json", "--out", tmp_path / "eval",
+               "--protocol", "reference")
     assert done.returncode == 0, done.stderr
+    assert "reference protocol" in done.stdout
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert metrics["samples"] == 7 and metrics["failed"] == 1
+    assert metrics["samples"] == 7 and metrics["failed"] == 1 and metrics["protocol"] == "reference"
     assert {"S", "XS", "XXS", "all"} <= set(metrics["segmentation"])
     assert "gse" in metrics["latency_ms"] and metrics["latency_ms"]["total"]["median"] > 0
     report = (tmp_path / "eval" / "report.md").read_text()
     assert "gIoU" in report and "Region recall" in report
+
+
+# --- finers-eval scoring, in process: hand-made answers, a run that raises ------------------
+
+def _gse_text(response: str) -> str:
+    return ("<think>x</think><answer>{'bbox': [100, 100, 356, 356], "
+            f"'response': '{response}'}}</answer>")
+
+
+LPR_NOT_FOUND = ("<think>x</think><answer>{'bbox': [0, 0, 0, 0], 'points_1': [0, 0], "
+                 "'points_2': [0, 0], 'response': 'No object founded'}</answer>")
+HAND_MADE = [  # question, Q-type, GT answer, GSE response
+    ("which option is the car", "option", "A", "A red car, option B"),  # reference: right
+    ("which option is the cap", "option", "B", "(b)"),
+    ("what colour is the car", "reasoning", "red", "(red)"),  # reference: wrong
+    ("what colour is the cap", "reasoning", "white", "The object is White."),
+    ("find the red screw", "referring", "", "The object is found."),
+    ("explode on this one", "referring", "", "The object is found."),
+]
+
+
+class ScriptedModel:
+    """Stands in for the GSE/LPR models: fixed answers per question, so that what is tested
+    is the scoring of those answers, not a model."""
+
+    name = "scripted"
+
+    def __init__(self, answers):
+        self.answers = answers
+
+    def generate(self, image, prompt):
+        from finers_ros.prompts import question_from_prompt
+        from finers_ros.stages.base import Generation
+
+        return Generation(self.answers.get(question_from_prompt(prompt), LPR_NOT_FOUND), 1, 1, 0.0)
+
+    def close(self):
+        pass
+
+
+def _scripted_pipeline():
+    from finers_ros.pipeline import FineRSPipeline
+    from finers_ros.segmenters.bringup import BringupSegmenter
+
+    class ExplodingPipeline(FineRSPipeline):
+        def run(self, image, instruction, *args, **kwargs):
+            if "explode" in instruction:
+                raise OverflowError("cannot convert float infinity to integer")
+            return super().run(image, instruction, *args, **kwargs)
+
+    gse = ScriptedModel({q: _gse_text(r) for q, _, _, r in HAND_MADE})
+    return ExplodingPipeline(gse, ScriptedModel({}), BringupSegmenter())
+
+
+@pytest.fixture(scope="module")
+def hand_made_records(tmp_path_factory):
+    from finers_ros.data.annotations import load_annotations
+
+    folder = tmp_path_factory.mktemp("hand_made")
+    cv2.imwrite(str(folder / "frame.png"), np.zeros((1080, 1920, 3), np.uint8))
+    # GT polygon reaching x = 511.7: its pixels end at column 511, inside the 512 crop at x0 = 0.
+    polygon = [[300, 300], [511.7, 300], [511.7, 319.9], [300, 319.9]]
+    annotations = [{"image_path": "frame.png", "Q": q, "A": a, "Q-type": t, "points": polygon,
+                    "area_percent": 0.01, "attribute": "colors",
+                    **({"options": ["A. red", "B. white"]} if t == "option" else {})}
+                   for q, t, a, _ in HAND_MADE]
+    (folder / "annotations.json").write_text(json.dumps({"annotations": annotations}))
+    return load_annotations(folder / "annotations.json")
+
+
+def test_eval_scores_hand_made_answers_under_both_protocols(tmp_path, hand_made_records):
+    from finers_ros.cli.evaluate import evaluate
+
+    fixed = evaluate(_scripted_pipeline(), hand_made_records, tmp_path / "fixed", "scripted")
+    reference = evaluate(_scripted_pipeline(), hand_made_records, tmp_path / "ref", "scripted",
+                         protocol="reference")
+    assert fixed["protocol"] == "fixed" and reference["protocol"] == "reference"
+    assert json.loads((tmp_path / "ref" / "metrics.json").read_text())["protocol"] == "reference"
+    assert (fixed["MVQA"]["accuracy"], fixed["OVQA"]["accuracy"]) == (0.5, 1.0)
+    assert (reference["MVQA"]["accuracy"], reference["OVQA"]["accuracy"]) == (1.0, 0.5)
+    # The run that raised is one failed sample; the evaluation went on past it.
+    assert fixed["samples"] == 6 and fixed["failed"] == 1
+    assert "OverflowError" in fixed["failures_listed"][0]["error"]
+    # GT pixel box (x <= 511) inside the crop [0, 512): every sample that ran is a region hit;
+    # the reference counts recall over the samples whose GSE gave a region only.
+    assert fixed["region_recall"] == pytest.approx(5 / 6)
+    assert reference["region_recall"] == 1.0
+    # Nothing was segmented (LPR: not found): gIoU and cIoU are 0 under both.
+    assert fixed["segmentation"]["all"]["cIoU"] == 0 == reference["segmentation"]["all"]["cIoU"]
+    assert "reference protocol" in (tmp_path / "ref" / "report.md").read_text()

@@ -1,7 +1,9 @@
-"""FineRS-4k annotation JSON: ``{"annotations": [record, ...]}`` (reference section 6)."""
+"""FineRS-4k annotation JSON: ``{"annotations": [record, ...]}`` (reference section 6), and
+its ground truth rasterised exactly as the reference evaluation does."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
@@ -9,7 +11,10 @@ from typing import List, Optional
 import cv2
 import numpy as np
 
+from ..geometry import Box, Size, mask_box
 from ..prompts import normalize_question_type
+
+MAX_VERTEX_COORDINATE = 1_000_000  # int32-safe, far beyond any frame
 
 
 class DatasetError(ValueError):
@@ -47,8 +52,10 @@ def load_annotations(path: str | Path, images_dir: str | Path | None = None) -> 
     records = []
     for index, item in enumerate(items):
         try:
+            polygons(item["points"])
             image_path = Path(item["image_path"])
-            known = {"image_path", "Q", "A", "Q-type", "points", "area_percent", "attribute", "options"}
+            known = {"image_path", "Q", "A", "Q-type", "points", "area_percent", "attribute",
+                     "options"}
             records.append(Record(
                 image_path=image_path if image_path.is_absolute() else base / image_path,
                 question=str(item["Q"]), answer=str(item.get("A", "")), q_type=str(item["Q-type"]),
@@ -59,6 +66,54 @@ def load_annotations(path: str | Path, images_dir: str | Path | None = None) -> 
         except (KeyError, TypeError, ValueError) as exc:
             raise DatasetError(f"{path}: record {index} is malformed ({exc!r})") from exc
     return records
+
+
+def polygons(points) -> List[np.ndarray]:
+    """The polygons of a ``points`` field (one ``[[x, y], ...]`` or a list of them) as
+    ``N x 2`` float arrays, native pixels; ValueError when malformed or non-finite."""
+    if not isinstance(points, (list, tuple)) or not points:
+        raise ValueError("'points' must be a non-empty list of [x, y] vertices")
+    first = points[0]
+    nested = (isinstance(first, (list, tuple)) and bool(first)
+              and isinstance(first[0], (list, tuple)))
+    result = []
+    for polygon in (points if nested else [points]):
+        try:
+            array = np.asarray(polygon, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"'points' holds a non-numeric vertex ({exc})") from exc
+        if array.ndim != 2 or array.shape[1] != 2 or len(array) == 0:
+            raise ValueError(f"'points' polygon must be N x 2 vertices, got shape {array.shape}")
+        if not np.isfinite(array).all() or np.abs(array).max() > MAX_VERTEX_COORDINATE:
+            raise ValueError("'points' holds a non-finite or absurd coordinate")
+        result.append(array)
+    return result
+
+
+def gt_mask(points, size: Size) -> np.ndarray:
+    """``H x W`` bool ground-truth mask of a ``points`` field, ``size`` = (W, H), rasterised
+    as the reference evaluation does: vertices truncated to int32, the closed outline drawn
+    1 px wide (``cv2.polylines``), then the polygon filled (``cv2.fillPoly``)."""
+    mask = np.zeros((size[1], size[0]), np.uint8)
+    for polygon in polygons(points):
+        vertices = polygon.astype(np.int32)[np.newaxis]  # 1 x N x 2, truncated toward zero
+        cv2.polylines(mask, vertices, True, 1, 1)
+        cv2.fillPoly(mask, vertices, 1)
+    return mask.astype(bool)
+
+
+def gt_box(mask: np.ndarray) -> Optional[Box]:
+    """The inclusive pixel box of a ground-truth mask (what region recall tests against the
+    crop, as the reference does), or None when the mask is empty."""
+    return mask_box(mask)
+
+
+def gt_pixel_count(points) -> int:
+    """Pixels of the ground-truth mask when the image (hence its size) is unknown: the
+    polygon rasterised on a canvas just large enough to hold it."""
+    corner = max(polygon.max(axis=0) for polygon in polygons(points))
+    width, height = (max(0, math.floor(v)) + 2 for v in corner)
+    return int(gt_mask(points, (width, height)).sum())
 
 
 def read_rgb(path: str | Path) -> np.ndarray:

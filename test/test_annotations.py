@@ -1,0 +1,45 @@
+"""FineRS-4k ground truth: polygons rasterised as the reference evaluation does."""
+import json
+
+import numpy as np
+import pytest
+
+from finers_ros.data.annotations import DatasetError, gt_box, gt_mask, load_annotations
+
+
+def test_polygon_vertices_are_truncated_then_filled_with_outline():
+    # Truncated to int: (1, 1) (5, 1) (5, 4) (1, 4), a 5 x 4 block; rounding would tilt it.
+    mask = gt_mask([[1.9, 1.9], [5.7, 1.2], [5.2, 4.8], [1.1, 4.9]], (8, 7))
+    expected = np.zeros((7, 8), bool)
+    expected[1:5, 1:6] = True
+    np.testing.assert_array_equal(mask, expected)
+
+
+def test_sliver_polygon_truncates_to_one_row():
+    # Truncation keeps the sliver on row 0; rounding would move (9.9, 0.9) to (10, 1).
+    # (The reference's 1-px outline adds no pixel to OpenCV's fill; it is drawn all the same.)
+    mask = gt_mask([[0, 0], [9, 0], [9.9, 0.9], [0, 0.5]], (12, 3))
+    expected = np.zeros((3, 12), bool)
+    expected[0, 0:10] = True
+    np.testing.assert_array_equal(mask, expected)
+
+
+def test_several_polygons_and_box_of_the_pixels():
+    two = gt_mask([[[0, 0], [3.9, 0], [3.9, 3.9], [0, 3.9]],
+                   [[10, 10], [14, 10], [14, 14], [10, 14]]], (20, 20))
+    assert two.sum() == 16 + 25
+    # The region-recall box is the mask's inclusive pixel box, not the float polygon's.
+    assert gt_box(gt_mask([[2.2, 3.7], [511.7, 3.7], [511.7, 9.9], [2.2, 9.9]], (600, 20))) == (
+        2, 3, 511, 9)
+    assert gt_box(np.zeros((4, 4), bool)) is None
+
+
+def test_malformed_polygons_are_dataset_errors(tmp_path):
+    base = {"image_path": "a.png", "Q": "find it", "A": "", "Q-type": "referring",
+            "area_percent": 0.01}
+    for points in ([[1, 2], [3, "x"], [4, 5]], [[1, 2, 3]], [[1, float("nan")], [2, 2], [3, 3]],
+                   "nope", []):
+        path = tmp_path / "a.json"
+        path.write_text(json.dumps({"annotations": [dict(base, points=points)]}))
+        with pytest.raises(DatasetError, match="record 0"):
+            load_annotations(path)
