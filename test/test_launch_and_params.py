@@ -44,7 +44,7 @@ def test_parameter_file_covers_every_setting():
     defaults = parameter_defaults()
     assert set(defaults) == {f.name for f in fields(NodeSettings)}
     settings = NodeSettings(**defaults).validate()
-    assert settings.frame_reliability == "best_effort" and settings.camera_topic == "/camera/image_raw"
+    assert settings.frame_reliability == "best_effort" and not settings.allow_degraded
     data = yaml.safe_load((ROOT / "config" / "perception.yaml").read_text())
     assert list(data) == ["/**"]
 
@@ -52,7 +52,7 @@ def test_parameter_file_covers_every_setting():
 @pytest.mark.parametrize("change, message", [
     ({"frame_reliability": "sometimes"}, "frame_reliability"),
     ({"request_timeout_s": 0.0}, "request_timeout_s=0.0"),
-    ({"command_topic": ""}, "command_topic is empty"),
+    ({"queue_limit": 0}, "queue_limit=0"),
     ({"pipeline_factory": "nocolon"}, "module:function"),
     ({"pipeline_config": "/no/such/file.yaml"}, "config file not found"),
 ])
@@ -74,11 +74,13 @@ def test_console_script_adds_default_params_file_like_launch():
 
 
 def test_command_parsing():
-    from finers_ros.ros.node import parse_command
+    from finers_ros.commands import parse_command
 
     assert parse_command("find the red screw")["instruction"] == "find the red screw"
-    parsed = parse_command('{"instruction": "which colour", "question_type": "option", "options": ["A. red"], "id": 7}')
-    assert parsed == {"instruction": "which colour", "question_type": "option", "options": ["A. red"], "request_id": "7"}
+    parsed = parse_command('{"instruction": "which colour", "question_type": "option", '
+                           '"options": ["A. red"], "id": 7}')
+    assert parsed == {"instruction": "which colour", "question_type": "option",
+                      "options": ["A. red"], "request_id": "7"}
     assert parse_command("{not json")["instruction"] == "{not json"
 
 

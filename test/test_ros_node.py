@@ -198,12 +198,158 @@ def test_action_result_feedback_and_cancel(client, frame_msg, domain):
         action.destroy()
 
 
+def test_failed_goal_is_aborted_with_the_error_in_its_result(client, frame_msg):
+    from action_msgs.msg import GoalStatus
+    from rclpy.action import ActionClient
+
+    from finers_ros.action import Segment
+
+    msg, _ = frame_msg
+    action = ActionClient(client.node, Segment, "/finers/segment")
+    assert action.wait_for_server(timeout_sec=TIMEOUT)
+    client.stream(msg, hz=3.0)
+    try:
+        handle = _wait_future(action.send_goal_async(Segment.Goal(instruction="explode it")))
+        wrapped = _wait_future(handle.get_result_async())
+    finally:
+        client.stop_stream()
+        action.destroy()
+    assert wrapped.status == GoalStatus.STATUS_ABORTED
+    assert wrapped.result.detection.error_stage == "pipeline"
+    assert "simulated model crash" in wrapped.result.detection.error
+
+
 def _wait_future(future, timeout=TIMEOUT):
     deadline = time.monotonic() + timeout
     while not future.done():
         assert time.monotonic() < deadline, "future timed out"
         time.sleep(0.02)
     return future.result()
+
+
+class Lifecycle:
+    """Lifecycle services of one node, called from the test's client node."""
+
+    def __init__(self, node, name="/finers_perception"):
+        from lifecycle_msgs.srv import ChangeState, GetState
+
+        self.node = node
+        self.change_client = node.create_client(ChangeState, f"{name}/change_state")
+        self.get_client = node.create_client(GetState, f"{name}/get_state")
+        assert self.change_client.wait_for_service(timeout_sec=TIMEOUT)
+        assert self.get_client.wait_for_service(timeout_sec=TIMEOUT)
+
+    def change(self, transition_id):
+        """(success, seconds the transition took)."""
+        from lifecycle_msgs.msg import Transition
+        from lifecycle_msgs.srv import ChangeState
+
+        started = time.monotonic()
+        request = ChangeState.Request(transition=Transition(id=transition_id))
+        reply = _wait_future(self.change_client.call_async(request))
+        return reply.success, time.monotonic() - started
+
+    def state(self):
+        from lifecycle_msgs.srv import GetState
+
+        return _wait_future(self.get_client.call_async(GetState.Request())).current_state.label
+
+    def close(self):
+        self.node.destroy_client(self.change_client)
+        self.node.destroy_client(self.get_client)
+
+
+@pytest.fixture(scope="module")
+def lifecycle(client):
+    services = Lifecycle(client.node)
+    yield services
+    services.close()
+
+
+def small_frame(client, scene_4k):
+    return client.frame_message(scene_4k[0][1000:1480, 1600:2240].copy())
+
+
+def test_twenty_goals_and_topic_instructions_while_frames_stream(client, scene_4k):
+    """Goals never hold executor threads: frames keep arriving, each request ends once."""
+    from action_msgs.msg import GoalStatus
+    from rclpy.action import ActionClient
+
+    from finers_ros.action import Segment
+
+    from rclpy.qos import QoSProfile
+
+    backlog = QoSProfile(depth=100)  # the default depth (10) drops part of a burst of 20
+    action = ActionClient(client.node, Segment, "/finers/segment",
+                          goal_service_qos_profile=backlog, result_service_qos_profile=backlog)
+    assert action.wait_for_server(timeout_sec=TIMEOUT)
+    client.stream(small_frame(client, scene_4k), hz=10.0)
+    try:
+        assert client.wait_until(lambda: client.status.frames_received > 0, 10)
+        before = len(client.detections)
+        goals = [action.send_goal_async(Segment.Goal(instruction=f"find the red screw {i}"))
+                 for i in range(20)]
+        ids = [f"topic-{i}" for i in range(10)]
+        for request_id in ids:
+            client.send(json.dumps({"instruction": "find the red screw", "id": request_id}))
+        handles = [_wait_future(goal) for goal in goals]
+        frames_then = client.status.frames_received
+        # frames are counted while the goals are queued and running (status every second)
+        assert client.wait_until(lambda: client.status.frames_received >= frames_then + 5, 10)
+        results = [_wait_future(h.get_result_async()) for h in handles if h.accepted]
+        assert client.wait_until(lambda: len(client.detections) >= before + len(ids), TIMEOUT)
+        time.sleep(1.0)
+    finally:
+        client.stop_stream()
+        action.destroy()
+    assert results, "no goal accepted"
+    for wrapped in results:  # one terminal state each, never "no camera frame"
+        detection = wrapped.result.detection
+        assert wrapped.status in (GoalStatus.STATUS_SUCCEEDED, GoalStatus.STATUS_ABORTED)
+        assert (wrapped.status == GoalStatus.STATUS_ABORTED) == bool(detection.error)
+        assert detection.error_stage in ("", "queue"), detection.error
+    topic = [d for d in client.detections[before:] if d.request_id.startswith("topic-")]
+    assert sorted(d.request_id for d in topic) == sorted(ids)
+    assert {d.error_stage for d in topic} <= {"", "queue"}
+    goal_ids = {d.request_id for d in client.detections[before:]} - set(ids)
+    assert len(goal_ids) == len(results)  # each accepted goal published exactly one outcome
+
+
+def test_deactivate_during_a_slow_request_ten_times(client, scene_4k, frame_msg, lifecycle):
+    """Deactivate cancels the request in flight at once; activate always has a worker."""
+    from lifecycle_msgs.msg import Transition
+
+    client.stream(small_frame(client, scene_4k), hz=10.0)
+    try:
+        for cycle in range(10):
+            before = len(client.detections)
+            slow, queued = f"slow-{cycle}", f"queued-{cycle}"
+            client.send(json.dumps({"instruction": "hang on the red screw", "id": slow}))
+            client.send(json.dumps({"instruction": "find the red screw", "id": queued}))
+            time.sleep(0.6)  # the slow one is inside the pipeline now
+            ok, seconds = lifecycle.change(Transition.TRANSITION_DEACTIVATE)
+            assert ok and seconds < 2.5, f"deactivate took {seconds:.1f} s"
+            assert client.wait_until(lambda: len(client.detections) >= before + 2, 10)
+            outcomes = {d.request_id: d for d in client.detections[before:]}
+            assert set(outcomes) == {slow, queued}
+            assert outcomes[slow].error_stage == "cancelled"
+            assert "node deactivated" in outcomes[slow].error
+            assert "node deactivated" in outcomes[queued].error
+            if cycle == 0:  # the command topic stays up while inactive and says why
+                inactive = ask(client, "find the red screw")
+                assert inactive.error_stage == "node" and "not active" in inactive.error
+            ok, _ = lifecycle.change(Transition.TRANSITION_ACTIVATE)
+            assert ok
+            assert client.wait_until(lambda: client.camera.get_subscription_count() > 0, 10)
+    finally:
+        client.stop_stream()
+    msg, record = frame_msg
+    client.stream(msg, hz=3.0)
+    try:
+        served = ask(client, record["Q"])
+    finally:
+        client.stop_stream()
+    assert served.error == "" and served.found
 
 
 def test_lifecycle_deactivate_and_activate(client, frame_msg):
@@ -267,5 +413,6 @@ def test_invalid_parameters_fail_loudly(domain):
     node = NodeProcess(domain, parameters={"frame_policy": "whenever", "queue_limit": 0})
     assert node.process.wait(60) == 2
     log = node.log()
-    assert "frame_policy='whenever'" in log and "queue_limit=0" in log
+    assert "frame_policy='whenever'" in log and "queue_limit out of range" in log
+    assert len(log.strip().splitlines()) == 1
     node.stop()

@@ -5,6 +5,8 @@ script that wants "ask and wait" over topics (the action is the other way).
 """
 from __future__ import annotations
 
+import itertools
+import json
 import threading
 import time
 from typing import Callable, List, Optional
@@ -21,15 +23,18 @@ from finers_ros.msg import Detection, Status
 
 from .image_codec import rgb_fields
 
+PING_PREFIX = "finers-client-ping-"
+
 
 class PerceptionClient:
-    def __init__(self, domain_id: Optional[int] = None, namespace: str = "", camera_topic: str = "/camera/image_raw",
-                 name: str = "finers_client"):
+    def __init__(self, domain_id: Optional[int] = None, namespace: str = "",
+                 camera_topic: Optional[str] = None, name: str = "finers_client"):
         self.context = Context()
         rclpy.init(context=self.context, domain_id=domain_id)
         self.node = rclpy.create_node(name, context=self.context)
         prefix = f"/{namespace.strip('/')}" if namespace.strip("/") else ""
         reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        camera_topic = camera_topic or f"{prefix}/camera/image_raw"
         self.camera = self.node.create_publisher(Image, camera_topic, qos_profile_sensor_data)
         self.commands = self.node.create_publisher(String, f"{prefix}/finers/command", reliable)
         self.detections: List[Detection] = []
@@ -38,18 +43,25 @@ class PerceptionClient:
         self.status: Optional[Status] = None
         self._cond = threading.Condition()
         images = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
-        self.node.create_subscription(Detection, f"{prefix}/finers/detections", self._keep(self.detections), reliable)
-        self.node.create_subscription(Image, f"{prefix}/finers/mask", self._keep(self.masks), images)
-        self.node.create_subscription(Image, f"{prefix}/finers/overlay", self._keep(self.overlays), images)
+        self._detections_sub = self.node.create_subscription(
+            Detection, f"{prefix}/finers/detections", self._on_detection, reliable)
+        self.node.create_subscription(Image, f"{prefix}/finers/mask", self._keep(self.masks),
+                                      images)
+        self.node.create_subscription(Image, f"{prefix}/finers/overlay",
+                                      self._keep(self.overlays), images)
         self.node.create_subscription(
             Status, f"{prefix}/finers/status", self._on_status,
-            QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
-        self.topics = {"detections": f"{prefix}/finers/detections", "command": f"{prefix}/finers/command"}
+            QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                       durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        self.topics = {"detections": f"{prefix}/finers/detections",
+                       "command": f"{prefix}/finers/command"}
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._spinner = threading.Thread(target=self._spin, daemon=True)
         self._spinner.start()
         self._streaming: Optional[threading.Event] = None
+        self._pings = itertools.count(1)
+        self._pongs: set = set()  # answered pings (kept out of ``detections``)
 
     def _spin(self) -> None:
         try:
@@ -63,6 +75,14 @@ class PerceptionClient:
                 store.append(msg)
                 self._cond.notify_all()
         return callback
+
+    def _on_detection(self, msg: Detection) -> None:
+        with self._cond:
+            if msg.request_id.startswith(PING_PREFIX):
+                self._pongs.add(msg.request_id)
+            else:
+                self.detections.append(msg)
+            self._cond.notify_all()
 
     def _on_status(self, msg: Status) -> None:
         with self._cond:
@@ -79,15 +99,32 @@ class PerceptionClient:
                 self._cond.wait(min(left, 0.1))
         return True
 
-    def wait_for_node(self, timeout: float = 30.0) -> bool:
-        """Until the node's frame/command subscriptions and detection publisher matched us."""
+    def wait_for_node(self, timeout: float = 30.0, camera: bool = True) -> bool:
+        """Until the node answers over the real endpoints, both ways.
+
+        Waits for matched endpoints (not graph discovery): the node's command subscription
+        (and frame subscription when ``camera``) matched our publishers and its detection
+        publisher matched our subscription; then sends an empty instruction until its
+        "empty instruction" outcome comes back (a volatile message sent before the
+        reverse match would be lost, so one send is not enough). The ping outcomes are
+        kept out of ``detections``.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if (self.camera.get_subscription_count() > 0 and self.commands.get_subscription_count() > 0
-                    and self.node.count_publishers(self.topics["detections"]) > 0):
-                time.sleep(0.3)  # let the reverse direction finish matching too
-                return True
+            if ((self.camera.get_subscription_count() > 0 or not camera)
+                    and self.commands.get_subscription_count() > 0
+                    and self._detections_sub.get_publisher_count() > 0):
+                break
             time.sleep(0.05)
+        else:
+            return False
+        ping = f"{PING_PREFIX}{next(self._pings)}"
+        text = json.dumps({"instruction": "", "id": ping})
+        while time.monotonic() < deadline:
+            self.send(text)
+            if self.wait_until(lambda: ping in self._pongs,
+                               min(1.0, max(0.0, deadline - time.monotonic()))):
+                return True
         return False
 
     def frame_message(self, image: np.ndarray, stamp_ns: Optional[int] = None, frame_id: str = "camera") -> Image:

@@ -70,7 +70,10 @@ def main(argv=None) -> int:
         finally:
             client.close()
             code = node.stop()
-            clean_shared_memory()
+            try:
+                clean_shared_memory()
+            except RuntimeError as exc:
+                print(f"finers-demo: {exc}")
     timings = dict(zip(detection.timing_names, detection.timings_ms))
     gt = annotation_mask(record["points"], (image.shape[1], image.shape[0]))
     mask = detection_mask(detection)

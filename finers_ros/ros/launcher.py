@@ -46,7 +46,9 @@ class NodeProcess:
                                         start_new_session=True)
 
     def log(self) -> str:
-        self._log.flush()
+        """Everything the node printed so far."""
+        if not self._log.closed:
+            self._log.flush()
         return Path(self.log_path).read_text(errors="replace")
 
     def alive(self) -> bool:
@@ -71,8 +73,21 @@ class NodeProcess:
         self.stop()
 
 
-def clean_shared_memory() -> None:
-    """Remove Fast DDS shared-memory segments left by killed processes."""
-    fastdds = shutil.which("fastdds", path=str(Path(sys.executable).parent))
-    if fastdds:
-        subprocess.run([fastdds, "shm", "clean"], capture_output=True, timeout=30)
+def clean_shared_memory() -> str:
+    """Remove Fast DDS shared-memory segments left by killed processes; the tool's report.
+
+    The venv's ``fastdds`` script runs ``python3`` from PATH, so the venv's bin directory goes
+    first on PATH (the system Python lacks the tool's ``psutil``). Raises RuntimeError when
+    the tool is missing or fails, so a cleanup that did nothing is not silent.
+    """
+    bin_dir = Path(sys.executable).parent
+    fastdds = shutil.which("fastdds", path=str(bin_dir))
+    if not fastdds:
+        raise RuntimeError(f"fastdds not found in {bin_dir}")
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    done = subprocess.run([fastdds, "shm", "clean"], capture_output=True, text=True,
+                          timeout=60, env=env)
+    if done.returncode != 0 or "shm.clean:" not in done.stdout:
+        raise RuntimeError(f"fastdds shm clean failed ({done.returncode}): "
+                           f"{(done.stderr or done.stdout).strip()[-300:]}")
+    return " ".join(done.stdout.split())

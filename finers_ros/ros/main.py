@@ -1,17 +1,32 @@
 """``finers-perception [--ros-args ...]``: start the node as ``ros2 launch`` would.
 
 Without ``--params-file`` in the ROS arguments, the package's config/perception.yaml is
-used, as the launch file does. Invalid parameters exit with status 2 and one line.
+used, as the launch file does. Invalid parameters, and a params file that is missing or
+unreadable, exit with status 2 and one line.
+
+Shutdown (SIGINT, SIGTERM, or the lifecycle ``shutdown`` transition) runs in order: stop
+intake, cancel the request in flight, join the worker (bounded), stop the executor,
+destroy the node, shut the context down. Further signals during shutdown are ignored
+(``ros2 launch`` without a TTY sends SIGINT again).
 """
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import threading
+from pathlib import Path
 from typing import List, Optional
 
+from .memory import tune_malloc
 from .paths import default_params_file
+
+EXECUTOR_THREADS = 4
+JOIN_S = 2.0
 
 
 def with_default_params(argv: List[str]) -> List[str]:
+    """``argv`` with the shipped params file added unless one is given."""
     if "--params-file" in argv:
         return argv
     extra = ["--params-file", str(default_params_file())]
@@ -20,37 +35,92 @@ def with_default_params(argv: List[str]) -> List[str]:
     return argv + ["--ros-args"] + extra
 
 
+def params_file_problem(argv: List[str]) -> Optional[str]:
+    """Why a ``--params-file`` argument cannot be used (missing, unreadable, not YAML)."""
+    import yaml
+
+    for index, arg in enumerate(argv[:-1]):
+        if arg != "--params-file":
+            continue
+        path = Path(argv[index + 1])
+        try:
+            data = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            return f"params file not found: {path}"
+        except (OSError, UnicodeDecodeError) as exc:
+            return f"params file unreadable: {path}: {exc}"
+        except yaml.YAMLError as exc:
+            return f"params file is not valid YAML: {path}: {' '.join(str(exc).split())}"
+        if not isinstance(data, dict):
+            return f"params file has no parameters mapping: {path}"
+    return None
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    """Run the node until a signal or the shutdown transition; the exit status."""
+    tune_malloc()  # first: keep 25 MB frame buffers mapped (see memory.py)
+    stop = threading.Event()
+
+    def on_signal(signum, frame) -> None:  # a second signal only repeats the request
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    args = with_default_params(list(sys.argv if argv is None else argv))
+    problem = params_file_problem(args)
+    if problem:
+        print(f"finers-perception: {problem}", file=sys.stderr)
+        return 2
+
     import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
 
     from .node import PerceptionNode
     from .params import ParameterError
 
-    args = with_default_params(list(sys.argv if argv is None else argv))
-    rclpy.init(args=args)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     try:
-        node = PerceptionNode()
+        node = PerceptionNode(on_finalized=stop.set)
     except ParameterError as exc:
         print(f"finers-perception: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
-    executor = MultiThreadedExecutor(num_threads=4)
+    executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
     executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+    failure: list = []
+
+    def spin() -> None:
+        try:
+            executor.spin()
+        except Exception as exc:  # a real failure: end the process with it
+            if not stop.is_set():
+                failure.append(exc)
+        finally:
+            stop.set()
+
+    spinner = threading.Thread(target=spin, name="finers-executor", daemon=True)
+    spinner.start()
+    while not stop.wait(0.2):
         pass
-    except Exception:
-        if rclpy.ok():  # a real failure, not the context going away under a signal
-            raise
-    finally:
-        if node.server is not None:
-            node.server.stop("node shutting down")
-        node.destroy_node()
-        executor.shutdown(timeout_sec=1.0)
-        rclpy.try_shutdown()
-    return 0
+    node.stop_serving("node shutting down")
+    node.wait_goals_ended(JOIN_S)  # their results go out before the executor stops
+    executor.shutdown(timeout_sec=JOIN_S)
+    spinner.join(JOIN_S)
+    node.destroy_node()
+    rclpy.try_shutdown()
+    code = 1 if failure else 0
+    if failure:
+        print(f"finers-perception: executor failed: {failure[0]!r}", file=sys.stderr)
+    lingering = [t for t in threading.enumerate()
+                 if t is not threading.current_thread() and t.is_alive()]
+    if lingering:
+        # an abandoned model run may be inside native code: interpreter teardown under it
+        # can crash, so leave without it
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

@@ -1,55 +1,70 @@
 """The finers_perception lifecycle node: camera frames + instructions in, detections out.
 
 Lifecycle phases follow cost: parameters are declared and validated in the constructor;
-publishers, the action server and the pipeline (models) come up on configure; frame and
-instruction subscriptions on activate; the worker stops on deactivate (queued instructions
-get an error outcome); models are released on cleanup. With ``autostart`` the node
-configures and activates itself.
+publishers, the command subscription, the action server and the pipeline (models) come up
+on configure (parameters are re-read there); frame subscriptions and the worker on
+activate; deactivate cancels the request in flight and answers the queued ones; cleanup
+releases the models; the ``shutdown`` transition ends the process (``on_finalized``).
 
-A pipeline that cannot load (missing weights, ...) does not stop the node: it stays up,
-reports the reason on the status topic and in the log, and answers every instruction with
-that error.
+A pipeline that cannot load fails ``configure`` (a lifecycle manager sees FAILURE), unless
+``allow_degraded`` or ``autostart``: then the node stays up, reports the reason on the
+status topic and answers every instruction with it.
+
+Where to hook in: frames arrive in ``_frame``; every outcome, of topic instructions and of
+action goals alike, passes through ``_publish_outcome``.
 """
 from __future__ import annotations
 
 import importlib
 import itertools
-import json
 import threading
-from typing import Optional
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rcl_interfaces.msg import SetParametersResult
 from sensor_msgs.msg import CompressedImage, Image
-from std_msgs.msg import Header, String
+from std_msgs.msg import String
 
 from finers_ros.action import Segment
-from finers_ros.msg import Detection, Status
+from finers_ros.msg import Status
 
+from ..commands import parse_command
 from ..config import load_config
-from ..overlay import draw_overlay
 from ..pipeline import FineRSPipeline
 from ..serving import Outcome, PerceptionServer, Request, error_result
+from . import params
+from .diagnostics import Counters, FrameFlowWatch, diagnostic_array, status_message
 from .image_codec import compressed_to_rgb, image_to_rgb
-from .messages import detection_message, mask_image, outcome_header, rgb_image
-from .params import declare_and_read
+from .messages import detection_message, outcome_header
+from .outcomes import OutcomePublisher
+from .paths import fastdds_profile
 
 NODE_NAME = "finers_perception"
+CAMERA_TOPIC = "camera/image_raw"
+COMPRESSED_TOPIC = "camera/image_raw/compressed"
+COMMAND_TOPIC = "finers/command"
+STATUS_TOPIC = "finers/status"
+ACTION_NAME = "finers/segment"
+WATCH_PERIOD_S = 0.5
+ACTION_BACKLOG = 100
 
 
 def _logged(transition):
-    """rclpy turns an exception in a transition into a silent ERROR: log it first."""
+    """Rclpy turns an exception in a transition into a silent ERROR: log it first."""
 
     def wrapper(self, state):
         try:
             return transition(self, state)
         except Exception as exc:
             self.get_logger().error(f"{transition.__name__} failed: {type(exc).__name__}: {exc}")
-            self.last_error = f"{transition.__name__} failed: {exc}"
+            self.counters.last_error = f"{transition.__name__} failed: {exc}"
             raise
 
     wrapper.__name__ = transition.__name__
@@ -57,50 +72,69 @@ def _logged(transition):
     return wrapper
 
 
-def parse_command(text: str) -> dict:
-    """A command string: plain instruction text, or a JSON object with ``instruction``,
-    ``question_type``, ``options`` and ``id``. Malformed JSON is treated as plain text."""
-    stripped = text.strip()
-    if stripped.startswith("{") and len(stripped) < 1_000_000:
-        try:
-            data = json.loads(stripped)
-        except ValueError:
-            data = None
-        if isinstance(data, dict) and isinstance(data.get("instruction"), str):
-            options = data.get("options")
-            return {"instruction": data["instruction"], "question_type": str(data.get("question_type") or "referring"),
-                    "options": [str(o) for o in options] if isinstance(options, list) else None,
-                    "request_id": str(data.get("id", ""))}
-    return {"instruction": text, "question_type": "referring", "options": None, "request_id": ""}
+@dataclass
+class _Goal:
+    """An accepted action goal waiting for its outcome."""
+
+    request: Request
+    deadline: float  # time.monotonic() after which the goal is cancelled by the node
+    cancel_requested: bool = False
 
 
 class PerceptionNode(LifecycleNode):
-    def __init__(self, **kwargs):
+    """FineRS perception as a ROS 2 lifecycle node (topics, action, status, diagnostics)."""
+
+    def __init__(self, on_finalized: Optional[Callable[[], None]] = None, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
-        self.settings = declare_and_read(self)  # raises ParameterError: refuse to start
+        self.settings = params.declare(self)  # raises ParameterError: refuse to start
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._on_finalized = on_finalized or (lambda: None)
         self.pipeline = None
         self.pipeline_error = ""
         self.server: Optional[PerceptionServer] = None
         self.state_name = "unconfigured"
         self._ids = itertools.count(1)
         self._stats_lock = threading.Lock()
-        self.frames_received = 0
-        self.frames_rejected = 0
-        self.last_frame_stamp = None
-        self.requests_done = 0
-        self.requests_failed = 0
-        self.last_timings: dict = {}
-        self.last_error = ""
-        self._warned_no_frames = False
-        self._inputs = []
-        self._outputs = {}
-        self._action_server = None
-        self._own_timers = []
+        self.counters = Counters()
+        self._outcomes: Optional[OutcomePublisher] = None
+        self._status_lock = threading.Lock()
+        self._status_pub = None
+        self._diagnostics_pub = None
+        self._command_sub = None
+        self._frame_subs: list = []
+        self._frame_watch: Optional[FrameFlowWatch] = None
+        self._action_server: Optional[ActionServer] = None
+        self._goals: Dict[bytes, _Goal] = {}
+        self._ended: Dict[bytes, tuple] = {}  # goal id -> (outcome, Detection, cancel asked)
+        self._goals_lock = threading.Lock()
+        self._timers: list = []
+        self._watch_timer = None
         self._outputs_group = MutuallyExclusiveCallbackGroup()
         self._action_group = ReentrantCallbackGroup()
         if self.settings.autostart:
             # Transitions run from the executor, after construction finished.
             self._autostart_timer = self.create_timer(0.0, self._autostart)
+
+    # -- parameters -------------------------------------------------------------------
+    def _on_set_parameters(self, changes) -> SetParametersResult:
+        values = {p.name: p.value for p in changes if p.name in params.SETTING_NAMES}
+        if not values:
+            return SetParametersResult(successful=True)
+        try:
+            settings = params.changed(self.settings, values, self.state_name != "unconfigured")
+        except params.ParameterError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        self.settings = settings
+        server = self.server
+        if server is not None:  # live values: the worker reads them per request
+            server.frame_policy = settings.frame_policy
+            server.frame_wait_s = settings.frame_wait_s
+            server.request_timeout_s = settings.request_timeout_s
+            server.queue_limit = settings.queue_limit
+            server.max_instruction_chars = settings.max_instruction_chars
+        if self._frame_watch is not None:
+            self._frame_watch.warn_after_s = settings.no_frames_warning_s
+        return SetParametersResult(successful=True)
 
     # -- lifecycle ----------------------------------------------------------------
     def _autostart(self) -> None:
@@ -111,29 +145,47 @@ class PerceptionNode(LifecycleNode):
 
     @_logged
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Re-read parameters, load the pipeline, open outputs, commands and the action."""
+        try:
+            self.settings = params.read(self)
+        except params.ParameterError as exc:
+            self.get_logger().error(str(exc))
+            return TransitionCallbackReturn.FAILURE
         s = self.settings
-        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL, history=HistoryPolicy.KEEP_LAST)
-        images = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
-        self._outputs = {
-            "detections": self.create_publisher(Detection, s.detections_topic, reliable),
-            "mask": self.create_publisher(Image, s.mask_topic, images),
-            "overlay": self.create_publisher(Image, s.overlay_topic, images),
-            "status": self.create_publisher(Status, s.status_topic, latched),
-            "diagnostics": self.create_publisher(DiagnosticArray, "/diagnostics", reliable),
-        }
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                             history=HistoryPolicy.KEEP_LAST)
+        self._outcomes = OutcomePublisher(self)
+        with self._status_lock:
+            self._status_pub = self.create_publisher(Status, STATUS_TOPIC, latched)
+            self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._load_pipeline()
-        # without a pipeline the server is never handed a request: _submit answers with the reason
+        if self.pipeline is None and not s.degraded_ok:
+            self.get_logger().error("configure failed: the model did not load (set "
+                                    "allow_degraded:=true to stay up and report instead)")
+            self._release()
+            return TransitionCallbackReturn.FAILURE
+        # without a pipeline the server is never handed a request: _submit answers the reason
         self.server = PerceptionServer(
-            self.pipeline,
-            queue_limit=s.queue_limit, frame_policy=s.frame_policy, frame_wait_s=s.frame_wait_s,
-            request_timeout_s=s.request_timeout_s, max_instruction_chars=s.max_instruction_chars)
+            self.pipeline, queue_limit=s.queue_limit, frame_policy=s.frame_policy,
+            frame_wait_s=s.frame_wait_s, request_timeout_s=s.request_timeout_s,
+            max_instruction_chars=s.max_instruction_chars)
+        self._command_sub = self.create_subscription(
+            String, COMMAND_TOPIC, self._on_command,
+            QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+        # services keep ACTION_BACKLOG requests: a burst of goals (or result requests) larger
+        # than the default depth of 10 would otherwise lose the oldest before they are taken
+        backlog = QoSProfile(depth=ACTION_BACKLOG, reliability=ReliabilityPolicy.RELIABLE)
         self._action_server = ActionServer(
-            self, Segment, s.action_name, execute_callback=self._execute_goal,
-            goal_callback=lambda goal: GoalResponse.ACCEPT, cancel_callback=lambda goal: CancelResponse.ACCEPT,
-            callback_group=self._action_group)
-        self._own_timers = [self.create_timer(s.status_period_s, self._publish_status, callback_group=self._outputs_group)]
+            self, Segment, ACTION_NAME, execute_callback=self._end_goal,
+            goal_callback=self._on_goal, handle_accepted_callback=self._on_goal_accepted,
+            cancel_callback=self._on_goal_cancel, callback_group=self._action_group,
+            goal_service_qos_profile=backlog, result_service_qos_profile=backlog,
+            cancel_service_qos_profile=backlog)
+        self._timers = [self.create_timer(s.status_period_s, self._publish_status,
+                                          callback_group=self._outputs_group),
+                        self.create_timer(WATCH_PERIOD_S, self._watch,
+                                          callback_group=self._outputs_group)]
         self.state_name = "inactive"
         self._publish_status()
         return TransitionCallbackReturn.SUCCESS
@@ -150,43 +202,44 @@ class PerceptionNode(LifecycleNode):
             if hasattr(self.pipeline, "warmup"):
                 self.get_logger().info(f"pipeline warm-up took {self.pipeline.warmup():.2f} s")
             backend = getattr(self.pipeline, "backend_name", type(self.pipeline).__name__)
-            note = " (bring-up backend: weight-free colour/size/position grounding)" if "bringup" in backend else ""
+            note = (" (bring-up backend: weight-free colour/size/position grounding)"
+                    if "bringup" in backend else "")
             self.get_logger().info(f"pipeline loaded: {backend}{note}")
         except Exception as exc:  # missing weights, bad checkpoint, import error in a factory
             self.pipeline = None
             self.pipeline_error = f"model not loaded: {type(exc).__name__}: {exc}"
-            self.last_error = self.pipeline_error
+            self.counters.last_error = self.pipeline_error
             self.get_logger().error(self.pipeline_error)
 
     @_logged
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Subscribe to frames and start the worker."""
         s = self.settings
-        frames = QoSProfile(
-            depth=s.frame_depth, history=HistoryPolicy.KEEP_LAST,
-            reliability=ReliabilityPolicy.BEST_EFFORT if s.frame_reliability == "best_effort" else ReliabilityPolicy.RELIABLE)
+        reliability = (ReliabilityPolicy.BEST_EFFORT if s.frame_reliability == "best_effort"
+                       else ReliabilityPolicy.RELIABLE)
+        frames = QoSProfile(depth=s.frame_depth, history=HistoryPolicy.KEEP_LAST,
+                            reliability=reliability)
         events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos)
-        self._inputs = [
-            self.create_subscription(Image, s.camera_topic, self._on_image, frames, event_callbacks=events),
-            self.create_subscription(String, s.command_topic, self._on_command,
-                                     QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)),
-        ]
-        if s.compressed_topic:
-            self._inputs.append(self.create_subscription(
-                CompressedImage, s.compressed_topic, self._on_compressed, frames, event_callbacks=events))
-        self._own_timers.append(self.create_timer(s.no_frames_warning_s, self._check_frames_flow,
-                                              callback_group=self._outputs_group))
+        self._frame_subs = [self.create_subscription(Image, CAMERA_TOPIC, self._on_image,
+                                                     frames, event_callbacks=events)]
+        if s.subscribe_compressed:
+            self._frame_subs.append(self.create_subscription(
+                CompressedImage, COMPRESSED_TOPIC, self._on_compressed, frames,
+                event_callbacks=events))
+        camera = self._frame_subs[0].topic_name
+        self._frame_watch = FrameFlowWatch(camera, s.no_frames_warning_s, str(fastdds_profile()),
+                                           time.monotonic())
         self.server.start()
         self.state_name = "active"
-        self.get_logger().info(f"serving: frames on {self.resolve_topic_name(s.camera_topic)} "
-                               f"({s.frame_reliability}), instructions on {self.resolve_topic_name(s.command_topic)}")
+        self.get_logger().info(f"serving: frames on {camera} ({s.frame_reliability}), "
+                               f"instructions on {self._command_sub.topic_name}")
         self._publish_status()
         return TransitionCallbackReturn.SUCCESS
 
     @_logged
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        for subscription in self._inputs:
-            self.destroy_subscription(subscription)
-        self._inputs = []
+        """Stop frames; cancel the request in flight and answer the queued ones."""
+        self._stop_frames()
         if self.server is not None:
             self.server.stop("node deactivated")
         self.state_name = "inactive"
@@ -195,28 +248,60 @@ class PerceptionNode(LifecycleNode):
 
     @_logged
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Release outputs, subscriptions, the action server and the models."""
         self._release()
         self.state_name = "unconfigured"
         return TransitionCallbackReturn.SUCCESS
 
     @_logged
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        if self.server is not None:
-            self.server.stop("node shutting down")
+        """Release everything; the process then exits (``on_finalized``)."""
         self._release()
         self.state_name = "finalized"
+        self._on_finalized()
         return TransitionCallbackReturn.SUCCESS
 
+    def stop_serving(self, reason: str = "node shutting down") -> None:
+        """First steps of a clean exit: stop intake, cancel the request in flight."""
+        self._stop_frames()
+        if self._command_sub is not None:
+            self.destroy_subscription(self._command_sub)
+            self._command_sub = None
+        if self.server is not None:
+            self.server.stop(reason)
+
+    def wait_goals_ended(self, timeout_s: float) -> bool:
+        """Wait until every answered goal has been ended by the executor (at shutdown)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._goals_lock:
+                if not self._ended:
+                    return True
+            time.sleep(0.02)
+        return False
+
+    def _stop_frames(self) -> None:
+        for subscription in self._frame_subs:
+            self.destroy_subscription(subscription)
+        self._frame_subs = []
+        self._frame_watch = None
+
     def _release(self) -> None:
-        for timer in self._own_timers:
+        self.stop_serving("node cleaned up")
+        for timer in self._timers:
             self.destroy_timer(timer)
-        self._own_timers = []
+        self._timers = []
         if self._action_server is not None:
             self._action_server.destroy()
             self._action_server = None
-        for publisher in self._outputs.values():
-            self.destroy_publisher(publisher)
-        self._outputs = {}
+        if self._outcomes is not None:
+            self._outcomes.close()
+            self._outcomes = None
+        with self._status_lock:
+            for publisher in (self._status_pub, self._diagnostics_pub):
+                if publisher is not None:
+                    self.destroy_publisher(publisher)
+            self._status_pub = self._diagnostics_pub = None
         if self.pipeline is not None and hasattr(self.pipeline, "close"):
             self.pipeline.close()
         self.pipeline = None
@@ -224,26 +309,28 @@ class PerceptionNode(LifecycleNode):
 
     # -- intake ---------------------------------------------------------------------
     def _on_image(self, msg: Image) -> None:
-        self._frame(lambda: image_to_rgb(msg.encoding, msg.width, msg.height, msg.step, msg.data,
-                                         bool(msg.is_bigendian)), msg.header)
+        self._frame(lambda: image_to_rgb(msg.encoding, msg.width, msg.height, msg.step,
+                                         msg.data, bool(msg.is_bigendian)), msg.header)
 
     def _on_compressed(self, msg: CompressedImage) -> None:
         self._frame(lambda: compressed_to_rgb(msg.format, msg.data), msg.header)
 
     def _frame(self, decode, header) -> None:
+        """Every camera frame arrives here (decoded later, only if a request uses it)."""
         def counted():
             try:
                 return decode()
             except Exception:
                 with self._stats_lock:
-                    self.frames_rejected += 1
+                    self.counters.frames_rejected += 1
                 raise
 
         with self._stats_lock:
-            self.frames_received += 1
-            self.last_frame_stamp = header.stamp
-        if self.server is not None:
-            self.server.put_frame(counted, header)
+            self.counters.frames_received += 1
+            self.counters.last_frame_stamp = header.stamp
+        server = self.server
+        if server is not None:
+            server.put_frame(counted, header)
 
     def _on_command(self, msg: String) -> None:
         command = parse_command(msg.data)
@@ -252,129 +339,170 @@ class PerceptionNode(LifecycleNode):
 
     def _submit(self, request: Request) -> None:
         """Queue a request; when it cannot be served its outcome is delivered at once."""
+        server = self.server
         refusal = None
-        if self.server is None:
+        if server is None:
             refusal = ("node", "node is not configured")
         elif self.pipeline is None:  # fail fast: no need to wait for a frame
             refusal = ("model", self.pipeline_error)
         if refusal:
             request.on_done(Outcome(request, error_result(request, *refusal)))
             return
-        self.server.submit(request)
+        server.submit(request)
         self._publish_status()
 
-    def _execute_goal(self, goal_handle):
+    # -- action: goals never hold an executor thread while they wait --------------------
+    def _on_goal(self, goal) -> GoalResponse:
+        server = self.server
+        why = server.accepts() if server is not None and self.state_name == "active" else \
+            f"node is {self.state_name}, not active"
+        if why:
+            self.get_logger().warning(f"goal {goal.instruction[:80]!r} rejected: {why}")
+            return GoalResponse.REJECT
+        return GoalResponse.ACCEPT
+
+    def _on_goal_accepted(self, goal_handle) -> None:
+        """Queue the goal's request; its outcome ends the goal (``_goal_done``)."""
         goal = goal_handle.request
-        done = threading.Event()
-        holder = {}
-
-        def on_done(outcome: Outcome) -> None:
-            holder["detection"] = self._publish_outcome(outcome)
-            holder["outcome"] = outcome
-            done.set()
-
-        def on_stage(stage: str) -> None:
-            goal_handle.publish_feedback(Segment.Feedback(stage=stage))
-
-        request = Request(goal.instruction, goal.question_type or "referring", list(goal.options) or None,
-                          request_id=bytes(goal_handle.goal_id.uuid).hex(), on_done=on_done, on_stage=on_stage)
+        key = bytes(goal_handle.goal_id.uuid)
+        s = self.settings
+        request = Request(goal.instruction, goal.question_type or "referring",
+                          list(goal.options) or None, request_id=key.hex(),
+                          on_done=lambda outcome: self._goal_done(goal_handle, outcome),
+                          on_stage=lambda stage: self._goal_feedback(goal_handle, stage))
+        # a safety net: the server answers every request, this bounds a goal regardless
+        budget = (s.queue_limit + 1) * (s.frame_wait_s + s.request_timeout_s + 2.0) + 5.0
+        with self._goals_lock:
+            self._goals[key] = _Goal(request, time.monotonic() + budget)
         self._submit(request)
-        while not done.wait(0.05):
-            if goal_handle.is_cancel_requested:
-                request.cancel.set()
-        outcome = holder["outcome"]
-        if goal_handle.is_cancel_requested and outcome.result.error_stage == "cancelled":
+
+    def _on_goal_cancel(self, goal_handle) -> CancelResponse:
+        with self._goals_lock:
+            entry = self._goals.get(bytes(goal_handle.goal_id.uuid))
+            if entry is not None:
+                entry.cancel_requested = True
+        if entry is None:
+            return CancelResponse.REJECT
+        server = self.server
+        if server is not None:
+            server.cancel(entry.request)
+        else:
+            entry.request.cancel.set()
+        return CancelResponse.ACCEPT
+
+    @staticmethod
+    def _goal_feedback(goal_handle, stage: str) -> None:
+        try:
+            goal_handle.publish_feedback(Segment.Feedback(stage=stage))
+        except Exception:  # the action server is going away
+            pass
+
+    def _goal_done(self, goal_handle, outcome: Outcome) -> None:
+        """Publish the goal's outcome, then end the goal from the executor (exactly once)."""
+        detection = self._publish_outcome(outcome)
+        with self._goals_lock:
+            entry = self._goals.pop(bytes(goal_handle.goal_id.uuid), None)
+        if entry is None:
+            return
+        with self._goals_lock:
+            self._ended[bytes(goal_handle.goal_id.uuid)] = (outcome, detection,
+                                                           entry.cancel_requested)
+        try:
+            goal_handle.execute()  # schedules _end_goal on the executor
+        except Exception as exc:  # the action server was destroyed meanwhile
+            self.get_logger().warning(f"goal {entry.request.request_id} not ended: {exc}")
+
+    def _end_goal(self, goal_handle) -> Segment.Result:
+        """Succeeded with a result; aborted with the error in the result; or canceled."""
+        with self._goals_lock:
+            outcome, detection, cancel_requested = self._ended.pop(
+                bytes(goal_handle.goal_id.uuid))
+        error_stage = outcome.result.error_stage
+        if error_stage == "cancelled" and cancel_requested and goal_handle.is_cancel_requested:
             goal_handle.canceled()
+        elif outcome.result.error:
+            goal_handle.abort()
         else:
             goal_handle.succeed()
-        return Segment.Result(detection=holder["detection"])
+        return Segment.Result(detection=detection)
+
+    def _expire_goals(self) -> None:
+        now = time.monotonic()
+        with self._goals_lock:
+            late = [entry for entry in self._goals.values() if entry.deadline < now]
+        for entry in late:
+            entry.deadline = float("inf")
+            entry.request.cancel_reason = "no outcome within the goal's deadline"
+            if self.server is not None:
+                self.server.cancel(entry.request)
 
     # -- outputs ----------------------------------------------------------------------
-    def _publish_outcome(self, outcome: Outcome) -> Detection:
-        """Publish one outcome (runs in the worker thread); returns its Detection."""
+    def _publish_outcome(self, outcome: Outcome):
+        """Every outcome ends here (worker thread): count, log, publish; its Detection."""
         result = outcome.result
-        header = outcome_header(outcome, self.get_clock().now().to_msg())
-        detection = detection_message(outcome, header)
+        request = outcome.request
         with self._stats_lock:
-            self.requests_done += 1
+            self.counters.requests_done += 1
             if result.error:
-                self.requests_failed += 1
-                self.last_error = f"[{result.error_stage}] {result.error}"
-            self.last_timings = dict(result.timings_ms)
+                self.counters.requests_failed += 1
+                self.counters.last_error = f"[{result.error_stage}] {result.error}"
+            self.counters.last_timings = dict(result.timings_ms)
         if result.error:
-            self.get_logger().error(f"instruction {outcome.request.request_id} "
-                                    f"{outcome.request.instruction[:80]!r} failed [{result.error_stage}]: {result.error}")
+            self.get_logger().error(f"instruction {request.request_id} "
+                                    f"{request.instruction[:80]!r} failed "
+                                    f"[{result.error_stage}]: {result.error}")
         else:
             self.get_logger().info(
-                f"instruction {outcome.request.request_id} {outcome.request.instruction[:80]!r}: "
+                f"instruction {request.request_id} {request.instruction[:80]!r}: "
                 f"{'found' if result.found else 'not found'}; "
                 + ", ".join(f"{k} {v:.0f} ms" for k, v in result.timings_ms.items()))
-        publishers = self._outputs
+        outcomes = self._outcomes
+        detection = None
         try:
-            if "detections" in publishers:
-                publishers["detections"].publish(detection)
-            if outcome.image is not None and self.settings.publish_mask and "mask" in publishers:
-                publishers["mask"].publish(mask_image(result.mask, outcome.image.shape, header))
-            if outcome.image is not None and self.settings.publish_overlay and "overlay" in publishers:
-                label = "bring-up backend" if "bringup" in (result.backend or "") else result.backend
-                overlay = draw_overlay(outcome.image, result, self.settings.overlay_max_width, label)
-                publishers["overlay"].publish(rgb_image(overlay, header))
+            if outcomes is not None:
+                detection = outcomes.publish(outcome, self.settings)
         except Exception as exc:  # publishing after shutdown began, for example
             self.get_logger().warning(f"could not publish outcome: {exc}")
+        if detection is None:
+            detection = detection_message(outcome, outcome_header(
+                outcome, self.get_clock().now().to_msg()))
         self._publish_status()
         return detection
 
-    def _status_message(self) -> Status:
-        server = self.server
-        with self._stats_lock:
-            msg = Status(state=self.state_name, model_loaded=self.pipeline is not None,
-                         backend=str(getattr(self.pipeline, "backend_name", "") or ""),
-                         queue_depth=server.queue_depth if server else 0,
-                         queue_limit=self.settings.queue_limit, busy=bool(server and server.busy),
-                         abandoned_runs=server.abandoned_runs if server else 0,
-                         frames_received=self.frames_received, frames_rejected=self.frames_rejected,
-                         requests_done=self.requests_done, requests_failed=self.requests_failed,
-                         last_error=self.last_error[:2000])
-            if self.last_frame_stamp is not None:
-                msg.last_frame_stamp = self.last_frame_stamp
-            msg.timing_names = list(self.last_timings)
-            msg.timings_ms = [float(v) for v in self.last_timings.values()]
-        msg.stamp = self.get_clock().now().to_msg()
-        return msg
-
     def _publish_status(self) -> None:
-        if "status" not in self._outputs:
-            return
-        msg = self._status_message()
-        try:
-            self._outputs["status"].publish(msg)
-            level = DiagnosticStatus.OK if msg.model_loaded and not msg.last_error else (
-                DiagnosticStatus.WARN if msg.model_loaded else DiagnosticStatus.ERROR)
-            values = [KeyValue(key=k, value=str(v)) for k, v in (
-                ("state", msg.state), ("backend", msg.backend), ("queue_depth", msg.queue_depth),
-                ("frames_received", msg.frames_received), ("frames_rejected", msg.frames_rejected),
-                ("requests_done", msg.requests_done), ("requests_failed", msg.requests_failed))]
-            values += [KeyValue(key=f"latency_ms/{k}", value=f"{v:.1f}") for k, v in zip(msg.timing_names, msg.timings_ms)]
-            self._outputs["diagnostics"].publish(DiagnosticArray(header=Header(stamp=msg.stamp), status=[DiagnosticStatus(
-                level=level, name=f"{self.get_name()}: FineRS perception", hardware_id="finers_ros",
-                message=msg.last_error[:200] or ("ok" if msg.model_loaded else "model not loaded"), values=values)]))
-        except Exception as exc:
-            self.get_logger().debug(f"status not published: {exc}")
+        with self._stats_lock:
+            counters = Counters(**vars(self.counters))
+        msg = status_message(self.state_name, self.pipeline, self.server,
+                             self.settings.queue_limit, counters,
+                             self.get_clock().now().to_msg())
+        with self._status_lock:
+            if self._status_pub is None:
+                return
+            try:
+                self._status_pub.publish(msg)
+                self._diagnostics_pub.publish(diagnostic_array(msg, self.get_name()))
+            except Exception as exc:
+                self.get_logger().debug(f"status not published: {exc}")
 
     def _on_incompatible_qos(self, event) -> None:
         self.get_logger().warning(
-            f"a camera publisher has incompatible QoS (policy {event.last_policy_kind}); frames use "
-            f"reliability={self.settings.frame_reliability}: set frame_reliability to match the camera")
+            f"a camera publisher has incompatible QoS (policy {event.last_policy_kind}); frames "
+            f"use reliability={self.settings.frame_reliability}: set frame_reliability to match "
+            f"the camera")
 
-    def _check_frames_flow(self) -> None:
-        if self._warned_no_frames or self.frames_received:
+    def _watch(self) -> None:
+        """Periodic checks: goal deadlines, and frames from matched cameras."""
+        self._expire_goals()
+        watch = self._frame_watch
+        subscriptions = list(self._frame_subs)
+        if watch is None or not subscriptions:
             return
-        topic = self.resolve_topic_name(self.settings.camera_topic)
-        publishers = self.count_publishers(topic)
-        if publishers == 0:
-            self.get_logger().warning(f"no publisher on {topic} after {self.settings.no_frames_warning_s:g} s")
-        else:
-            self.get_logger().warning(
-                f"{publishers} publisher(s) on {topic} but no frame arrived: for large best-effort frames use the "
-                f"shared-memory Fast DDS profile (config/fastdds_shm.xml) in both processes, or reliable QoS")
-        self._warned_no_frames = True
+        try:
+            matched = sum(sub.get_publisher_count() for sub in subscriptions)
+        except Exception:  # destroyed meanwhile
+            return
+        with self._stats_lock:
+            frames = self.counters.frames_received
+        warning = watch.update(matched, frames, time.monotonic())
+        if warning:
+            self.get_logger().warning(warning)

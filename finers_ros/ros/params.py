@@ -1,8 +1,21 @@
-"""Node parameters: declared with the defaults of config/perception.yaml, validated at startup."""
+"""Node parameters: declared with descriptors and the defaults of config/perception.yaml.
+
+Three kinds, by when a change can take effect:
+
+- ``live``: applied at once through the node's on-set-parameters callback, which validates
+  the value and refuses a bad one with a reason (``ros2 param set`` prints it);
+- ``configure``: read on the next configure transition; a set while the node is configured
+  is refused ("cleanup first"), so a cleanup -> set -> configure cycle picks it up;
+- ``startup``: read-only after start (descriptor ``read_only``).
+
+Topic names are not parameters: they are fixed relative names, resolved in the node's
+namespace and changed by remapping, as in any ROS node.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Dict, NamedTuple, Optional, Tuple
 
 import yaml
 
@@ -12,21 +25,58 @@ from .paths import default_params_file, default_pipeline_config
 
 
 class ParameterError(ValueError):
-    """Invalid node parameters: the node refuses to start."""
+    """Invalid node parameters: the node refuses to start (or the set is refused)."""
+
+
+class Spec(NamedTuple):
+    """How one parameter is declared: when a change takes effect, its range, its meaning."""
+
+    when: str  # live | configure | startup
+    description: str
+    limits: Optional[Tuple[float, float]] = None
+
+
+SPECS: Dict[str, Spec] = {
+    "pipeline_config": Spec("configure", "core pipeline YAML; empty = config/pipeline.yaml "
+                                         "(bring-up backend)"),
+    "pipeline_factory": Spec("configure", "'module:function' returning a pipeline-like object "
+                                          "(custom backends); overrides pipeline_config"),
+    "allow_degraded": Spec("configure", "stay up when the model cannot load (status reports "
+                                        "why, every instruction gets that error); otherwise "
+                                        "configure fails. Always on with autostart"),
+    "subscribe_compressed": Spec("configure", "also take sensor_msgs/CompressedImage on "
+                                              "camera/image_raw/compressed"),
+    "frame_reliability": Spec("configure", "QoS reliability of the frame subscription: "
+                                           "best_effort (sensor data) | reliable"),
+    "frame_depth": Spec("configure", "QoS depth of the frame subscription", (1, 100)),
+    "frame_policy": Spec("live", "after_request: the newest frame at/after the instruction | "
+                                 "latest: the newest frame at all"),
+    "frame_wait_s": Spec("live", "how long an instruction waits for its frame (s)",
+                         (0.01, 3600.0)),
+    "request_timeout_s": Spec("live", "a pipeline run longer than this is abandoned with a "
+                                      "timeout error (s)", (0.1, 86400.0)),
+    "queue_limit": Spec("live", "instructions waiting beyond this are refused", (1, 10000)),
+    "max_instruction_chars": Spec("live", "longer instructions are refused", (1, 1000000)),
+    "publish_mask": Spec("live", "publish the full-resolution mono8 mask"),
+    "publish_overlay": Spec("live", "publish the annotated overlay image"),
+    "overlay_max_width": Spec("live", "overlay images are scaled down to this width (px)",
+                              (16, 16384)),
+    "status_period_s": Spec("configure", "period of finers/status and /diagnostics (s)",
+                            (0.05, 3600.0)),
+    "no_frames_warning_s": Spec("live", "warn when frames do not arrive for this long (s)",
+                                (0.1, 3600.0)),
+    "autostart": Spec("startup", "configure + activate without a lifecycle manager"),
+}
 
 
 @dataclass
 class NodeSettings:
+    """The node's parameters as one validated value (see SPECS for their meaning)."""
+
     pipeline_config: str
     pipeline_factory: str
-    camera_topic: str
-    compressed_topic: str
-    command_topic: str
-    detections_topic: str
-    mask_topic: str
-    overlay_topic: str
-    status_topic: str
-    action_name: str
+    allow_degraded: bool
+    subscribe_compressed: bool
     frame_reliability: str
     frame_depth: int
     frame_policy: str
@@ -42,23 +92,21 @@ class NodeSettings:
     autostart: bool
 
     def validate(self) -> "NodeSettings":
+        """Return self, or raise ParameterError naming every bad value."""
         problems = []
         if self.frame_reliability not in ("best_effort", "reliable"):
-            problems.append(f"frame_reliability={self.frame_reliability!r} (best_effort | reliable)")
+            problems.append(f"frame_reliability={self.frame_reliability!r} "
+                            f"(best_effort | reliable)")
         if self.frame_policy not in FRAME_POLICIES:
             problems.append(f"frame_policy={self.frame_policy!r} ({' | '.join(FRAME_POLICIES)})")
-        for name in ("frame_depth", "queue_limit", "max_instruction_chars", "overlay_max_width"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name}={getattr(self, name)} (must be >= 1)")
-        for name in ("frame_wait_s", "request_timeout_s", "status_period_s", "no_frames_warning_s"):
-            if getattr(self, name) <= 0:
-                problems.append(f"{name}={getattr(self, name)} (must be > 0)")
-        for name in ("camera_topic", "command_topic", "detections_topic", "mask_topic", "overlay_topic",
-                     "status_topic", "action_name"):
-            if not getattr(self, name):
-                problems.append(f"{name} is empty")
+        for name, rule in SPECS.items():
+            value = getattr(self, name)
+            if rule.limits and not rule.limits[0] <= value <= rule.limits[1]:
+                problems.append(f"{name}={value} (must be in {rule.limits[0]:g}.."
+                                f"{rule.limits[1]:g})")
         if self.pipeline_factory and ":" not in self.pipeline_factory:
-            problems.append(f"pipeline_factory={self.pipeline_factory!r} (expected 'module:function')")
+            problems.append(f"pipeline_factory={self.pipeline_factory!r} "
+                            f"(expected 'module:function')")
         if not self.pipeline_factory:
             try:
                 load_config(self.pipeline_config_path)
@@ -69,8 +117,17 @@ class NodeSettings:
         return self
 
     @property
+    def degraded_ok(self) -> bool:
+        """Stay up without a model: asked for, or autostart (no manager would see a FAILURE)."""
+        return self.allow_degraded or self.autostart
+
+    @property
     def pipeline_config_path(self) -> Path:
+        """The pipeline YAML to load (the shipped bring-up config when empty)."""
         return Path(self.pipeline_config) if self.pipeline_config else default_pipeline_config()
+
+
+SETTING_NAMES = frozenset(f.name for f in fields(NodeSettings))
 
 
 def parameter_defaults(path: Path | None = None) -> dict:
@@ -83,19 +140,68 @@ def parameter_defaults(path: Path | None = None) -> dict:
     return values
 
 
-def declare_and_read(node) -> NodeSettings:
-    """Declare every parameter on ``node`` (defaults from the file) and return validated settings."""
-    defaults = parameter_defaults()
-    values = {}
-    for name, default in defaults.items():
+def spec(name: str) -> Spec:
+    """How parameter ``name`` is declared (one not in SPECS is read on configure)."""
+    return SPECS.get(name, Spec("configure", name.replace("_", " ")))
+
+
+def descriptor(name: str):
+    """The ParameterDescriptor of parameter ``name`` (description, range, read_only)."""
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+    declared = spec(name)
+    when = {"live": "changes apply at once",
+            "configure": "read on configure: set it while unconfigured",
+            "startup": "read at start only"}[declared.when]
+    result = ParameterDescriptor(name=name, description=f"{declared.description} ({when})",
+                                 read_only=declared.when == "startup")
+    low, high = declared.limits or (None, None)
+    if isinstance(low, int):
+        result.integer_range = [IntegerRange(from_value=low, to_value=high, step=1)]
+    elif low is not None:
+        result.floating_point_range = [FloatingPointRange(from_value=low, to_value=high,
+                                                          step=0.0)]
+    return result
+
+
+def declare(node) -> NodeSettings:
+    """Declare every parameter on ``node`` (defaults from the file); validated settings.
+
+    Raises ParameterError naming every bad value (wrong type, out of range, unknown choice).
+    """
+    problems = []
+    for name, default in parameter_defaults().items():
         try:
-            values[name] = node.declare_parameter(name, default).value
-        except Exception as exc:  # wrong type in a params file, for example
-            raise ParameterError(f"parameter {name}: {exc}") from exc
-    for f in fields(NodeSettings):
-        expected = type(defaults[f.name])
-        if expected is float and isinstance(values[f.name], int):
-            values[f.name] = float(values[f.name])
-        if not isinstance(values[f.name], expected):
-            raise ParameterError(f"parameter {f.name}={values[f.name]!r}: expected {expected.__name__}")
-    return NodeSettings(**{f.name: values[f.name] for f in fields(NodeSettings)}).validate()
+            node.declare_parameter(name, default, descriptor(name))
+        except Exception as exc:  # wrong type or out of range in a params file
+            why = str(exc).split("Reason: ", 1)[-1].removesuffix(f": {name}")
+            problems.append(f"{name}: {why}")
+            node.declare_parameter(name, default, descriptor(name), ignore_override=True)
+    try:
+        settings = read(node)
+    except ParameterError as exc:
+        problems.append(str(exc).removeprefix("invalid parameters: "))
+    if problems:
+        raise ParameterError("invalid parameters: " + "; ".join(problems))
+    return settings
+
+
+def read(node) -> NodeSettings:
+    """The node's current parameter values as validated settings."""
+    values = {f.name: node.get_parameter(f.name).value for f in fields(NodeSettings)}
+    return NodeSettings(**values).validate()
+
+
+def changed(settings: NodeSettings, values: dict, configured: bool) -> NodeSettings:
+    """``settings`` with ``values`` applied, or ParameterError saying why not now."""
+    problems = []
+    for name in values:
+        when = spec(name).when
+        if configured and when == "configure":
+            problems.append(f"{name} is read on configure: deactivate and cleanup first, then "
+                            f"set it and configure again")
+        elif when == "startup":
+            problems.append(f"{name} is read at start only")
+    if problems:
+        raise ParameterError("; ".join(problems))
+    return replace(settings, **values).validate()
