@@ -309,3 +309,18 @@ def test_export_of_nothing_usable_and_import_of_a_non_coco_file(tmp_path, capsys
     bad.write_text("[1, 2]")
     assert main(["import", str(bad), "--out", str(tmp_path / "x.json")]) == 2
     assert "not a COCO document" in capsys.readouterr().err
+
+
+def test_export_passes_over_an_unfinished_recording(tmp_path, capsys):
+    from finers_training.dataset_cli import main
+
+    recorded_session(tmp_path / "rec" / "good", StoragePlugin.MCAP)
+    (mcap,) = (tmp_path / "rec" / "good").glob("*.mcap")
+    killed = tmp_path / "rec" / "killed"
+    killed.mkdir()
+    (killed / "killed.mcap").write_bytes(mcap.read_bytes()[: mcap.stat().st_size // 2])
+    assert main(["export", str(tmp_path / "rec"), "--out", str(tmp_path / "out")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any("killed.mcap: cannot read the bag (an unfinished recording" in line
+               for line in lines)
+    assert lines[-1].startswith("exported 2 record(s)") and "1 (unreadable bag)" in lines[-1]

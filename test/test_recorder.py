@@ -168,3 +168,20 @@ def test_a_msg_file_that_differs_from_the_built_detection_is_refused(tmp_path, m
     monkeypatch.setattr(recorder_module, "detection_msgdef_path", lambda: stale)
     with pytest.raises(RecorderError, match="does not match the built finers_ros/msg/Detection"):
         EpisodeRecorder(tmp_path / "rec", **TOPICS)
+
+
+def test_an_idle_recorder_finishes_its_bag_so_a_kill_loses_nothing_written(tmp_path):
+    from finers_training.bags import read_episodes
+
+    recorder = EpisodeRecorder(tmp_path, idle_finish_s=0.2, **TOPICS)
+    recorder.record(*episode(1))
+    deadline = time.monotonic() + 10
+    while not list(tmp_path.glob("*/metadata.yaml")):
+        assert time.monotonic() < deadline, "the idle bag was not finished"
+        time.sleep(0.05)
+    (first,) = read_episodes([tmp_path])  # readable while the recorder still runs
+    assert first.request_id == "cmd-1" and first.problem == ""
+    recorder.record(*episode(2))
+    recorder.close()
+    assert len(recorder.bags) == 2
+    assert [e.request_id for e in read_episodes([tmp_path])] == ["cmd-1", "cmd-2"]

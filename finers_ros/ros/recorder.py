@@ -16,6 +16,9 @@ Bounded: ``record()`` only enqueues (a bounded queue; a full queue drops the epi
 counts it), a writer thread serialises and writes, a bag that would pass ``max_bag_bytes``
 is closed and a new one started, and recording stops with one warning when the disk has less
 than ``min_free_bytes`` left after the next episode. A failing disk never reaches the node.
+A bag is also finished after ``idle_finish_s`` without episodes: an MCAP file is readable only
+once finished, so a node killed later (power cut, SIGKILL) loses at most the episodes of the
+last few seconds, not those of the whole session.
 """
 from __future__ import annotations
 
@@ -93,7 +96,7 @@ class EpisodeRecorder:
     def __init__(self, directory: str | Path, *, camera_topic: str, command_topic: str,
                  detections_topic: str, max_bag_bytes: int = 1024 * MB,
                  min_free_bytes: int = 1024 * MB, queue_limit: int = 4,
-                 warn: Optional[Callable[[str], None]] = None):
+                 idle_finish_s: float = 10.0, warn: Optional[Callable[[str], None]] = None):
         self.directory = Path(directory).expanduser()
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -108,6 +111,7 @@ class EpisodeRecorder:
         self.topics = {"camera": camera_topic, "command": command_topic,
                        "detections": detections_topic}
         self.max_bag_bytes = max_bag_bytes
+        self.idle_finish_s = idle_finish_s
         self.min_free_bytes = min_free_bytes
         self._warn = warn or logging.getLogger(__name__).warning
         self._store = episode_typestore()
@@ -178,7 +182,11 @@ class EpisodeRecorder:
     # -- writer thread ---------------------------------------------------------------------
     def _run(self) -> None:
         while True:
-            episode = self._queue.get()
+            try:
+                episode = self._queue.get(timeout=self.idle_finish_s if self._writer else None)
+            except queue.Empty:
+                self._finish_bag()
+                continue
             if episode is None:
                 break
             if self.stopped:

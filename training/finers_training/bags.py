@@ -168,7 +168,10 @@ class BagEpisodes:
             reader = AnyReader([self.path], default_typestore=default_typestore())
             reader.open()
         except (AnyReaderError, OSError, ValueError, KeyError) as exc:
-            raise BagError(f"{self.path}: cannot read the bag: {exc}") from exc
+            unfinished = (self.path.suffix == ".mcap"
+                          and not (self.path.parent / "metadata.yaml").exists())
+            why = " (an unfinished recording: its writer was killed)" if unfinished else ""
+            raise BagError(f"{self.path}: cannot read the bag{why}: {exc}") from exc
         return reader
 
     def _connections(self, reader: AnyReader) -> Dict[str, list]:

@@ -23,7 +23,7 @@ import cv2
 
 from finers_ros.data.annotations import DatasetError
 
-from .bags import BagEpisode, BagError, read_episodes
+from .bags import BagEpisode, BagEpisodes, BagError, bag_paths
 from .coco import area_percent, finers_question_type, from_coco, mask_polygon, to_coco
 
 
@@ -86,6 +86,16 @@ def _record(episode: BagEpisode, image_path: str, polygon: list) -> dict:
     return record
 
 
+def _episodes(paths: List[str], topics: dict, report: ExportReport, say):
+    """Episodes of every bag; a bag that cannot be read is named, counted and passed over."""
+    for path in bag_paths(paths):
+        try:
+            yield from BagEpisodes(path, **topics)
+        except BagError as exc:
+            report.skipped["unreadable bag"] += 1
+            say(f"skipped bag {exc}")
+
+
 def export(options: ExportOptions, say=print) -> ExportReport:
     """Write frames, FineRS-4k JSON and COCO of the bags' usable episodes to ``options.out``."""
     out = Path(options.out)
@@ -93,7 +103,7 @@ def export(options: ExportOptions, say=print) -> ExportReport:
     report, records, sizes, names = ExportReport(), [], {}, {}
     topics = {"camera_topic": options.camera_topic, "command_topic": options.command_topic,
               "detections_topic": options.detections_topic}
-    for episode in read_episodes(options.bags, **topics):
+    for episode in _episodes(options.bags, topics, report, say):
         problem = _episode_problem(episode)
         polygon, parts = (mask_polygon(episode.detection.mask) if not problem else (None, 0))
         if not problem and polygon is None:
