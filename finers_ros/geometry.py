@@ -119,6 +119,15 @@ def native_to_lpr_box(box: Box, crop: CropWindow, lpr: Size) -> Box:
     return ((x1 - crop.x0) * sx, (y1 - crop.y0) * sy, (x2 - crop.x0) * sx, (y2 - crop.y0) * sy)
 
 
+def native_to_lpr_point(point: Point, crop: CropWindow, lpr: Size) -> Point:
+    return ((point[0] - crop.x0) * lpr[0] / crop.width, (point[1] - crop.y0) * lpr[1] / crop.height)
+
+
+def box_centre(box: Box) -> Point:
+    x1, y1, x2, y2 = box
+    return ((x1 + x2) / 2.0, (y1 + y2) / 2.0)
+
+
 def lpr_to_crop_box(box: Box, crop: CropWindow, lpr: Size) -> Box:
     """LPR-frame box to crop pixels (origin at the crop's top-left)."""
     return scale_box(box, crop.width / lpr[0], crop.height / lpr[1])

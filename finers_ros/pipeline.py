@@ -148,12 +148,16 @@ class FineRSPipeline:
             result.answer = gse.response
             if not gse.found:
                 return
-            crop, region = _gse_crop(gse.bbox, native, geometry)
+            crop, region, centre = _gse_crop(gse.bbox, native, geometry)
             result.region, result.crop = region, crop
             crop_pixels = crop.cut(image)
+            lpr_image = geo.resize_image(crop_pixels, geometry.lpr_size)
+            hints = {}
+            if getattr(self.lpr, "uses_focus", False):  # see VisionLanguageModel
+                hints["focus"] = geo.native_to_lpr_point(centre, crop, geometry.lpr_size)
 
         with self._stage(result, "lpr", progress):
-            generation = self.lpr.generate(geo.resize_image(crop_pixels, geometry.lpr_size), lpr_text_prompt)
+            generation = self.lpr.generate(lpr_image, lpr_text_prompt, **hints)
         with _guard("lpr"):
             result.lpr_text = _text_of(generation, "lpr")
             _record_generation(result, "lpr", generation)
@@ -234,7 +238,8 @@ def _finite_or_none(value) -> Optional[float]:
 
 
 def _gse_crop(bbox, native, geometry) -> tuple:
-    """(LPR crop window, region clipped to the frame) for a GSE box in the GSE frame.
+    """(LPR crop window, region clipped to the frame, the region's centre) for a GSE box in
+    the GSE frame; native pixels.
 
     The crop is placed around the region as the model gave it; only the reported region is
     clipped. A region with non-finite corners or none of its pixels in the frame is a GSE
@@ -247,7 +252,7 @@ def _gse_crop(bbox, native, geometry) -> tuple:
         raise StageFailure("gse", f"GSE box {[float(v) for v in bbox]} lies outside the "
                                   f"{geometry.gse_size[0]}x{geometry.gse_size[1]} GSE frame")
     crop = geo.crop_for_region(region, native, geometry.crop_size)
-    return crop, geo.clip_box(region, native)
+    return crop, geo.clip_box(region, native), geo.box_centre(region)
 
 
 def _lpr_prompts(lpr, crop: geo.CropWindow, lpr_size) -> tuple:

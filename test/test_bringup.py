@@ -58,7 +58,9 @@ def test_stage_text_is_the_checkpoint_format():
 @pytest.mark.parametrize("question, qtype, reason", [
     ("why is the robot stopped", "referring", "cannot ground"),
     ("find the purple screw", "referring", "no purple object"),
-    ("what colour is the car", "open", "no colour word"),
+    ("what colour is the car", "open", "colour questions about a named shape only"),
+    ("what is the capital of france", "open", "cannot ground the word(s) 'capital'"),
+    ("what colour is the hexagon", "open", "cannot ground the word(s) 'hexagon'"),
 ])
 def test_ungroundable_is_not_found_with_reason(question, qtype, reason):
     image = scene([("red", (20, 20, 10, 10))])
@@ -131,3 +133,42 @@ def test_referring_with_shape_word():
     image = shaped_scene()
     text = BringupModel().generate(image, lpr_prompt("find the yellow circle")).text
     assert parse_lpr(text).bbox[0] < 200 < parse_lpr(text).bbox[2]
+
+
+def test_open_colour_question_answers_the_colour():
+    image = shaped_scene()
+    for shape, colour in (("triangle", "red"), ("square", "green")):
+        text = BringupModel().generate(image, gse_prompt(f"what colour is the {shape}", "open")).text
+        assert parse_gse(text, "open").response == f"The object is {colour}."
+    text = BringupModel().generate(image, lpr_prompt("what color is the smallest circle", "open")).text
+    answer = parse_lpr(text, "open")
+    assert answer.response == "The object is blue." and answer.bbox[0] < 300 < answer.bbox[2]
+
+
+def test_lpr_prefers_the_object_nearest_the_gse_focus():
+    image = scene([("red", (40, 40, 10, 10)), ("red", (180, 180, 10, 10))], size=(256, 256))
+    model = BringupModel()
+    prompt = lpr_prompt("find the red screw")
+    assert parse_lpr(model.generate(image, prompt).text).bbox == (180, 180, 189, 189)  # crop centre
+    text = model.generate(image, prompt, focus=(30.0, 60.0)).text
+    assert parse_lpr(text).bbox == (40, 40, 49, 49) and "GSE region's centre" in text
+
+
+def test_gse_region_is_centred_on_the_object_even_at_a_border():
+    image = scene([("red", (2, 100, 10, 10))])
+    region = parse_gse(BringupModel().generate(image, gse_prompt("find the red screw")).text).bbox
+    # a 256 square around the object's centre (6.5, 104.5), reaching past the frame
+    assert region == (-122, -24, 134, 232)
+
+
+def test_leftmost_object_at_the_border_is_the_one_segmented():
+    from finers_ros.config import PipelineConfig
+    from finers_ros.pipeline import FineRSPipeline
+
+    # Two red screws in one crop; the leftmost touches the frame's left edge, so the crop is
+    # shifted and its centre lies nearer the other one.
+    image = scene([("red", (4, 500, 12, 12)), ("red", (200, 505, 12, 12))], size=(1920, 1080))
+    pipeline = FineRSPipeline(BringupModel(), BringupModel(), BringupSegmenter(), PipelineConfig())
+    result = pipeline.run(image, "find the leftmost red screw")
+    assert result.found and result.crop.x0 == 0
+    assert result.box == (4, 500, 15, 511)

@@ -79,8 +79,8 @@ def _position_score(component: Component, positions: List[str], width: int, heig
 
 
 def select(candidates: List[Component], query: Query, image_size: Tuple[int, int],
-           use_position: bool = True, anchor: Optional[Tuple[float, float]] = None
-           ) -> Tuple[Optional[Component], str]:
+           use_position: bool = True, anchor: Optional[Tuple[float, float]] = None,
+           anchor_name: str = "the anchor") -> Tuple[Optional[Component], str]:
     """Pick the candidate the query describes; returns (component or None, explanation).
 
     Size words pick by area, position words by distance to the named sides; with neither,
@@ -100,7 +100,7 @@ def select(candidates: List[Component], query: Query, image_size: Tuple[int, int
         return max(candidates, key=lambda c: c.area), f"{note}; the largest one"
     if anchor is not None:
         best = min(candidates, key=lambda c: (c.centroid[0] - anchor[0]) ** 2 + (c.centroid[1] - anchor[1]) ** 2)
-        return best, f"{note}; the one nearest the crop centre"
+        return best, f"{note}; the one nearest {anchor_name}"
     return candidates[0], f"{note}; the largest one"
 
 

@@ -35,12 +35,16 @@ FILLER = {"find", "the", "a", "an", "locate", "segment", "show", "me", "where", 
           "what", "which", "shape", "kind", "does", "have", "has", "its", "form", "painted"}
 
 
+ASKED = {"colour": "colour", "color": "colour", "shape": "shape"}  # the attribute a question asks
+
+
 @dataclass
 class Query:
     colour: Optional[str] = None
     size: Optional[str] = None  # small | smallest | large | largest
     positions: List[str] = field(default_factory=list)  # subset of left/right/top/bottom/centre
     shape: Optional[str] = None  # circle | square | diamond | triangle | rectangle
+    asks: Optional[str] = None  # what a question asks about: colour | shape (None: find it)
     unknown: List[str] = field(default_factory=list)
 
     @property
@@ -59,6 +63,8 @@ class Query:
 def parse_instruction(instruction: str) -> Query:
     query = Query()
     for word in re.findall(r"[a-z]+", instruction.lower()):
+        if word in ASKED:
+            query.asks = ASKED[word]
         word = SYNONYMS.get(word, word)
         if word is None:
             continue

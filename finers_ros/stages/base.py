@@ -27,7 +27,12 @@ class Generation:
 
 class VisionLanguageModel(Protocol):
     """``generate`` takes an ``H x W x 3 uint8 RGB`` image already in the stage's nominal
-    frame (GSE: the whole frame; LPR: the crop) and the stage's prompt text."""
+    frame (GSE: the whole frame; LPR: the crop) and the stage's prompt text.
+
+    A backend that can use where GSE looked sets ``uses_focus = True`` and accepts
+    ``generate(image, prompt, focus=(x, y))``: the GSE region's centre in the LPR frame.
+    The checkpoints see only the crop and do not take it.
+    """
 
     name: str
 

@@ -37,30 +37,37 @@ def _answer(think: str, fields: dict) -> str:
 
 
 class BringupModel:
-    """Prompt-driven grounding by colour components; knows GSE from LPR by the prompt."""
+    """Prompt-driven grounding by colour components; knows GSE from LPR by the prompt.
+
+    As LPR it takes ``focus``, the GSE region's centre in the LPR frame, and picks the
+    candidate nearest it: the crop is shifted at frame borders, so its own centre may lie
+    nearer another object of the same description than the one GSE chose.
+    """
 
     name = "bringup"
+    uses_focus = True
 
     def __init__(self, region_size: int = 256):
         self.region_size = region_size
 
-    def generate(self, image: np.ndarray, prompt: str) -> Generation:
+    def generate(self, image: np.ndarray, prompt: str, focus=None) -> Generation:
         start = time.perf_counter()
-        text = self._respond(image, prompt)
+        text = self._respond(image, prompt, focus)
         return Generation(text, len(prompt.split()), len(text.split()), time.perf_counter() - start)
 
-    def _respond(self, image: np.ndarray, prompt: str) -> str:
+    def _respond(self, image: np.ndarray, prompt: str, focus=None) -> str:
         gse = is_gse_prompt(prompt)
         kind = question_type_from_prompt(prompt)
         query = parse_instruction(question_from_prompt(prompt) or "")
         height, width = image.shape[:2]
         if query.unknown:
             return self._not_found(gse, query.reason())
-        if kind == "option":
+        if kind == "option" or (kind == "open" and query.asks == "colour"):
             if query.shape is None:
                 return self._not_found(gse, "the bring-up backend answers colour questions about a named shape only")
-            # the answer must be one of the options: only their colours are candidates
-            candidates = [c for c in components_of_shape(image, query.shape) if _option_for(prompt, c.colour)]
+            candidates = components_of_shape(image, query.shape)
+            if kind == "option":  # the answer must be one of the options: only their colours count
+                candidates = [c for c in candidates if _option_for(prompt, c.colour)]
         else:
             if not query.groundable:
                 return self._not_found(gse, query.reason())
@@ -68,11 +75,12 @@ class BringupModel:
         if gse:
             chosen, note = select(candidates, query, (width, height))
         else:
-            chosen, note = select(candidates, query, (width, height), use_position=False,
-                                  anchor=(width / 2.0, height / 2.0))
+            anchor = tuple(focus) if focus is not None else (width / 2.0, height / 2.0)
+            chosen, note = select(candidates, query, (width, height), use_position=False, anchor=anchor,
+                                  anchor_name="the GSE region's centre" if focus is not None else "the crop centre")
         if chosen is None:
             return self._not_found(gse, note)
-        response, why = self._response(kind, chosen, prompt)
+        response, why = self._response(kind, chosen, prompt, query.asks)
         if response is None:
             return self._not_found(gse, why)
         think = f"{'Looking for' if gse else 'Refining'} the object: {note}. {why}".strip()
@@ -83,10 +91,12 @@ class BringupModel:
                                "points_2": [int(p2[0]), int(p2[1])], "response": response})
 
     @staticmethod
-    def _response(kind: str, chosen, prompt: str):
+    def _response(kind: str, chosen, prompt: str, asks=None):
         """(response text or None, explanation)."""
         if kind == "referring":
             return "The object is found.", ""
+        if kind == "open" and asks == "colour":
+            return f"The object is {chosen.colour}.", f"It is {chosen.colour}."
         if kind == "open":
             shape = chosen.shape
             return (f"The object is a {shape}.", f"Its outline is a {shape}.") if shape else (
@@ -96,12 +106,15 @@ class BringupModel:
             None, f"no option names the colour {chosen.colour}")
 
     def _region(self, box, width: int, height: int) -> list:
-        """A ``region_size`` square (bigger if the object is) around the box, inside the frame."""
+        """A ``region_size`` square (bigger if the object is) centred on the box.
+
+        Near a border it reaches past the frame rather than being shifted: its centre is
+        what the LPR stage is told to look at, and the pipeline shifts the crop inside.
+        """
         x1, y1, x2, y2 = box
         side = max(self.region_size, x2 - x1 + 17, y2 - y1 + 17)
-        cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
-        left = int(min(max(round(cx - side / 2.0), 0), max(width - 1 - side, 0)))
-        top = int(min(max(round(cy - side / 2.0), 0), max(height - 1 - side, 0)))
+        left = int(round((x1 + x2 - side) / 2.0))
+        top = int(round((y1 + y2 - side) / 2.0))
         return [left, top, left + side, top + side]
 
     @staticmethod
