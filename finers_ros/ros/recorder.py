@@ -225,10 +225,10 @@ class EpisodeRecorder:
         with self._lock:
             self.episodes += 1
 
-    def _serialize(self, message, msgtype: str) -> bytes:
-        return bytes(self._store.serialize_cdr(message, msgtype))
+    def _serialize(self, message, msgtype: str) -> memoryview:
+        return self._store.serialize_cdr(message, msgtype)
 
-    def _image_cdr(self, image: np.ndarray, header) -> bytes:
+    def _image_cdr(self, image: np.ndarray, header) -> memoryview:
         """rgb8 ``sensor_msgs/msg/Image`` of an ``H x W x 3 uint8`` frame, the frame's header."""
         types = self._store.types
         height, width = image.shape[:2]
