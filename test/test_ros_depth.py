@@ -153,6 +153,7 @@ def depth_input(domain):
     rclpy.init(context=context, domain_id=domain)
     node = rclpy.create_node("depth_input_test", context=context)
     depth = DepthInput(node, slop_s=0.05)
+    depth.subscribe()
     yield depth
     depth.close()
     node.destroy_node()

@@ -26,6 +26,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from ..depth3d import CameraModel, DepthOptions, No3D, Target3D, locate_target
 from ..stamp_buffer import StampBuffer, pick_nearest
 from .image_codec import ImageFormatError, depth_to_metres
+from .markers import TargetPublisher
 
 DEPTH_TOPIC = "camera/aligned_depth/image_raw"
 CAMERA_INFO_TOPIC = "camera/camera_info"
@@ -56,13 +57,7 @@ def camera_model(info: CameraInfo) -> CameraModel:
 class DepthInput:
     """Depth + CameraInfo subscriptions on ``node`` and the 3D result of a target's mask."""
 
-    def __init__(
-        self,
-        node,
-        slop_s: float = 0.05,
-        options: DepthOptions = DepthOptions(),
-        callback_group=None,
-    ):
+    def __init__(self, node, slop_s: float = 0.05, options: DepthOptions = DepthOptions()):
         self._node = node
         self.slop_ns = int(round(slop_s * 1e9))
         self.options = options
@@ -71,24 +66,32 @@ class DepthInput:
         self._info: Optional[CameraInfo] = None
         self._warned = set()
         self._warn_lock = threading.Lock()
+        self._subscriptions: list = []
+        self.depth_topic = node.resolve_topic_name(DEPTH_TOPIC)
+        self.camera_info_topic = node.resolve_topic_name(CAMERA_INFO_TOPIC)
+
+    def subscribe(self) -> None:
+        """Start taking depth frames and CameraInfo (the node's activate)."""
+        if self._subscriptions:
+            return
         self._subscriptions = [
-            node.create_subscription(
-                Image,
-                DEPTH_TOPIC,
-                self._on_depth,
-                qos_profile_sensor_data,
-                callback_group=callback_group,
+            self._node.create_subscription(
+                Image, DEPTH_TOPIC, self._on_depth, qos_profile_sensor_data
             ),
-            node.create_subscription(
-                CameraInfo,
-                CAMERA_INFO_TOPIC,
-                self._on_info,
-                qos_profile_sensor_data,
-                callback_group=callback_group,
+            self._node.create_subscription(
+                CameraInfo, CAMERA_INFO_TOPIC, self._on_info, qos_profile_sensor_data
             ),
         ]
         self.depth_topic = self._subscriptions[0].topic_name
         self.camera_info_topic = self._subscriptions[1].topic_name
+
+    def unsubscribe(self) -> None:
+        """Stop taking depth (the node's deactivate); buffered frames are dropped."""
+        for subscription in self._subscriptions:
+            self._node.destroy_subscription(subscription)
+        self._subscriptions = []
+        self._depths.clear()
+        self._pinned.clear()
 
     # -- intake (executor callbacks: store only, decode nothing) ---------------------------
     def _on_depth(self, msg: Image) -> None:
@@ -165,8 +168,50 @@ class DepthInput:
         self._node.get_logger().warning(text)
 
     def close(self) -> None:
-        for subscription in self._subscriptions:
-            self._node.destroy_subscription(subscription)
-        self._subscriptions = []
-        self._depths.clear()
-        self._pinned.clear()
+        self.unsubscribe()
+        self._info = None
+
+
+class DepthStage:
+    """What the node needs for 3D results: the depth input and the point/marker outputs.
+
+    Created on configure when ``depth_enabled`` (publishers), subscribed on activate;
+    ``pinning`` wraps each colour frame's decode, ``locate`` and ``publish`` run per outcome
+    in the worker thread.
+    """
+
+    def __init__(self, node, settings):
+        options = DepthOptions(max_range_m=float(settings.depth_max_range_m))
+        self.input = DepthInput(node, float(settings.depth_slop_s), options)
+        self.outputs = TargetPublisher(node)
+
+    def subscribe(self) -> None:
+        self.input.subscribe()
+
+    def unsubscribe(self) -> None:
+        self.input.unsubscribe()
+
+    def pinning(self, decode: Callable, header) -> Callable:
+        return self.input.pinning(decode, header)
+
+    def locate(self, outcome) -> Target3D:
+        """The 3D result of a serving outcome (its colour frame's header and mask); never
+        raises, so a 3D problem cannot cost the outcome its Detection."""
+        result = outcome.result
+        if result.error or not result.found:
+            return Target3D.none("request failed" if result.error else "no target found")
+        frame_header = getattr(outcome.frame, "header", None)
+        if frame_header is None:
+            return Target3D.none("no colour frame header")
+        try:
+            return self.input.locate(frame_header, result.mask)
+        except Exception as exc:  # a bug here must not lose the Detection
+            return Target3D.none(f"3D failed: {type(exc).__name__}: {exc}")
+
+    def publish(self, detection, target: Target3D) -> None:
+        """PointStamped and markers with the Detection's header (the colour frame's)."""
+        self.outputs.publish(detection.header, target, detection.instruction, detection.answer)
+
+    def close(self) -> None:
+        self.input.close()
+        self.outputs.close()
