@@ -99,3 +99,56 @@ def test_resize_image_to_nominal_frame():
     image = np.zeros((2160, 3840, 3), np.uint8)
     assert geo.resize_image(image, (1920, 1080)).shape == (1080, 1920, 3)
     assert geo.resize_image(image, (3840, 2160)) is image
+
+
+# Hand-computed cases: GSE box (1920x1080 frame) -> native region -> LPR crop -> LPR answer back.
+@pytest.mark.parametrize("native, gse_box, region, crop", [
+    # 4K: x2, y2 -> native by 3840/1920 = 2160/1080 = 2; 512 region, 512 crop on its centre
+    ((3840, 2160), (600, 300, 856, 556), (1200, 600, 1712, 1112), (1200, 600, 512, 512)),
+    # 8K: factor 4; the 1024 region is larger than the 512 minimum, so the crop is 1024
+    ((7680, 4320), (100, 50, 356, 306), (400, 200, 1424, 1224), (400, 200, 1024, 1024)),
+    # 8K at the bottom-right corner: x2 = 1920 maps to 7680, one past the last pixel; the crop
+    # is centred on the region as given (side 1024), not on a clipped one (side 1023)
+    ((7680, 4320), (1664, 824, 1920, 1080), (6656, 3296, 7680, 4320), (6656, 3296, 1024, 1024)),
+    # portrait 2160x3840: x by 2160/1920 = 1.125, y by 3840/1080 = 3.5556; side ceil(910.2) = 911,
+    # x0 = round(1224.5625 - 455.5) = 769, y0 = round(2375.111 - 455.5) = 1920
+    ((2160, 3840), (960, 540, 1217, 796), (1080, 1920, 1369.125, 2830.2222), (769, 1920, 911, 911)),
+    # 4K region past the bottom-right border: the 512 crop is shifted to 3840 - 512, 2160 - 512
+    ((3840, 2160), (1700, 900, 1956, 1156), (3400, 1800, 3912, 2312), (3328, 1648, 512, 512)),
+    # 4K region past the top-left border (negative corners): shifted to the origin
+    ((3840, 2160), (-50, -20, 206, 236), (-100, -40, 412, 472), (0, 0, 512, 512)),
+    # 640x480 frame: the crop is 512 wide but only the image's 480 high; x0 = round(53.33)
+    ((640, 480), (800, 400, 1056, 656), (266.6667, 177.7778, 352, 291.5556), (53, 0, 512, 480)),
+])
+def test_hand_computed_regions_and_crops(native, gse_box, region, crop):
+    native_region = geo.gse_to_native_box(gse_box, native, (1920, 1080))
+    assert native_region == pytest.approx(region, abs=1e-4)
+    assert geo.crop_for_region(native_region, native, 512).as_list() == list(crop)
+
+
+def test_hand_computed_lpr_answers_to_native():
+    crop = geo.CropWindow(400, 200, 1024, 1024)  # 8K crop: the 512 LPR frame is half scale
+    assert geo.lpr_to_native_box((256, 256, 511, 511), crop, (512, 512)) == (912, 712, 1422, 1222)
+    assert geo.lpr_to_native_point((100, 50), crop, (512, 512)) == (600, 300)
+    short = geo.CropWindow(53, 0, 512, 480)  # the 640x480 frame's crop, stretched to 512x512
+    assert geo.lpr_to_native_box((0, 0, 511, 511), short, (512, 512)) == (53, 0, 564, 479.0625)
+    assert geo.native_to_lpr_point((309.3333, 234.6667), short, (512, 512)) == pytest.approx(
+        (256.3333, 250.3111), abs=1e-4)
+
+
+def test_clip_point_moves_onto_the_box():
+    assert geo.clip_point((5, 50), (10, 20, 30, 40)) == (10, 40)
+    assert geo.clip_point((15, 25), (10, 20, 30, 40)) == (15, 25)
+
+
+@pytest.mark.parametrize("region", [(float("nan"), 0, 10, 10), (0, 0, float("inf"), 10)])
+def test_non_finite_region_is_a_geometry_error(region):
+    with pytest.raises(geo.GeometryError, match="non-finite"):
+        geo.crop_for_region(region, (3840, 2160), 512)
+
+
+def test_absurd_finite_region_gives_a_crop_inside_the_frame():
+    crop = geo.crop_for_region((-1e308, -1e308, 1e308, 1e308), (3840, 2160), 512)
+    assert crop.as_list() == [0, 0, 3840, 2160]
+    crop = geo.crop_for_region((1e307, 1e307, 1e308, 1e308), (3840, 2160), 512)
+    assert crop.as_list() == [0, 0, 3840, 2160]
