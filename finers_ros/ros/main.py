@@ -103,6 +103,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     spinner.start()
     while not stop.wait(0.2):
         pass
+    # from here on signals are ignored by the OS: Python's own teardown would reinstate the
+    # default SIGINT action and a repeated signal would kill the process (exit -2)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     node.stop_serving("node shutting down")
     node.wait_goals_ended(JOIN_S)  # their results go out before the executor stops
     executor.shutdown(timeout_sec=JOIN_S)

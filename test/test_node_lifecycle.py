@@ -1,0 +1,226 @@
+"""The node as a lifecycle manager, `ros2 param` and a process supervisor see it.
+
+Each node runs in its own process (its own namespace in one isolated domain); the test
+talks to it over its real services and topics.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from finers_ros.ros.launcher import NodeProcess, clean_shared_memory, ros_environment
+
+HERE = Path(__file__).resolve().parent
+TIMEOUT = 60.0
+
+
+@pytest.fixture(scope="module")
+def domain():
+    from domain_coordinator import domain_id
+
+    with domain_id() as value:
+        saved = dict(os.environ)
+        os.environ.update(ros_environment(value))
+        yield value
+        os.environ.clear()
+        os.environ.update(saved)
+    assert "shm.clean:" in clean_shared_memory()
+
+
+@pytest.fixture(scope="module")
+def client(domain):
+    from finers_ros.ros.client import PerceptionClient
+
+    client = PerceptionClient(domain_id=domain, name="lifecycle_test")
+    yield client
+    client.close()
+
+
+def _wait_future(future, timeout=TIMEOUT):
+    deadline = time.monotonic() + timeout
+    while not future.done():
+        assert time.monotonic() < deadline, "future timed out"
+        time.sleep(0.02)
+    return future.result()
+
+
+def _call(node, service_type, name, request):
+    client = node.create_client(service_type, name)
+    try:
+        assert client.wait_for_service(timeout_sec=TIMEOUT), f"no service {name}"
+        return _wait_future(client.call_async(request))
+    finally:
+        node.destroy_client(client)
+
+
+def change_state(node, name, transition_id) -> bool:
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+
+    request = ChangeState.Request(transition=Transition(id=transition_id))
+    return _call(node, ChangeState, f"{name}/change_state", request).success
+
+
+def get_state(node, name) -> str:
+    from lifecycle_msgs.srv import GetState
+
+    return _call(node, GetState, f"{name}/get_state", GetState.Request()).current_state.label
+
+
+def set_parameter(node, name, parameter, value):
+    """(successful, reason) of one ``ros2 param set``."""
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+
+    message = Parameter(parameter, value=value).to_parameter_msg()
+    request = SetParameters.Request(parameters=[message])
+    result = _call(node, SetParameters, f"{name}/set_parameters", request).results[0]
+    return result.successful, result.reason
+
+
+def get_parameter(node, name, parameter):
+    from rcl_interfaces.srv import GetParameters
+    from rclpy.parameter import parameter_value_to_python
+
+    reply = _call(node, GetParameters, f"{name}/get_parameters",
+                  GetParameters.Request(names=[parameter]))
+    return parameter_value_to_python(reply.values[0])
+
+
+def test_managed_node_configure_fails_without_model_then_reconfigures(domain, client, tmp_path):
+    """FAILURE reaches the manager; cleanup/set/configure picks up a new pipeline config."""
+    from lifecycle_msgs.msg import Transition
+
+    missing = tmp_path / "pipeline.yaml"
+    missing.write_text(f"gse: {{backend: qwen2_5_vl, checkpoint: {tmp_path / 'no-model'}}}\n")
+    name = "/managed/finers_perception"
+    with NodeProcess(domain, parameters={"autostart": False, "pipeline_config": str(missing)},
+                     ros_args=("-r", "__ns:=/managed")) as node:
+        assert not change_state(client.node, name, Transition.TRANSITION_CONFIGURE), node.log()
+        assert get_state(client.node, name) == "unconfigured"
+        assert "checkpoint directory not found" in node.log()
+        # unconfigured: configure-time parameters may change (validated: a file must exist)
+        ok, reason = set_parameter(client.node, name, "pipeline_config", "/no/such.yaml")
+        assert not ok and "config file not found" in reason
+        assert set_parameter(client.node, name, "pipeline_config", "")[0]
+        assert change_state(client.node, name, Transition.TRANSITION_CONFIGURE), node.log()
+        assert get_state(client.node, name) == "inactive"
+        # configured: a configure-time parameter is refused with the reason, live ones apply
+        ok, reason = set_parameter(client.node, name, "pipeline_config", str(missing))
+        assert not ok and "cleanup first" in reason
+        ok, reason = set_parameter(client.node, name, "frame_wait_s", -1.0)
+        assert not ok and "frame_wait_s" in reason
+        ok, reason = set_parameter(client.node, name, "frame_policy", "whenever")
+        assert not ok and "frame_policy='whenever'" in reason
+        assert set_parameter(client.node, name, "frame_wait_s", 0.5)[0]
+        assert get_parameter(client.node, name, "frame_wait_s") == 0.5
+        ok, reason = set_parameter(client.node, name, "autostart", True)
+        assert not ok and "read-only" in reason
+        assert change_state(client.node, name, Transition.TRANSITION_ACTIVATE)
+        from finers_ros.ros.client import PerceptionClient
+
+        managed = PerceptionClient(domain_id=domain, namespace="managed", name="managed_client")
+        try:
+            assert managed.wait_for_node(TIMEOUT), node.log()
+            before = len(managed.detections)
+            started = time.monotonic()
+            managed.send("find the red screw")
+            detection = managed.next_detection(before, TIMEOUT)
+            # the live frame_wait_s (0.5 s, not the file's 5 s) bounded the wait
+            assert detection.error_stage == "frame" and "0.5 s" in detection.error
+            assert time.monotonic() - started < 4.0
+            assert managed.status.model_loaded and "bringup" in managed.status.backend
+        finally:
+            managed.close()
+        # the shutdown transition ends the process
+        assert change_state(client.node, name, Transition.TRANSITION_ACTIVE_SHUTDOWN)
+        assert node.process.wait(15) == 0, node.log()
+
+
+def test_missing_params_file_is_one_line_and_exit_2(domain, tmp_path):
+    missing = tmp_path / "typo.yaml"
+    node = NodeProcess(domain, ros_args=("--params-file", str(missing)))
+    assert node.process.wait(60) == 2
+    log = node.log().strip()
+    node.stop()
+    assert len(log.splitlines()) == 1 and str(missing) in log and "not found" in log
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("/**: {ros__parameters: [unclosed\n")
+    node = NodeProcess(domain, ros_args=("--params-file", str(broken)))
+    assert node.process.wait(60) == 2
+    log = node.log().strip()
+    node.stop()
+    assert len(log.splitlines()) == 1 and str(broken) in log
+
+
+def _wait_for_log(node, text, timeout=TIMEOUT) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in node.log():
+            return True
+        if not node.alive():
+            return False
+        time.sleep(0.05)
+    return False
+
+
+def test_sigint_cancels_the_request_in_flight(domain, scene_4k):
+    """Ctrl-C does not wait for a running request: it is cancelled and the process exits."""
+    from finers_ros.ros.client import PerceptionClient
+
+    node = NodeProcess(domain, parameters={"pipeline_factory": "faulty_pipelines:flaky"},
+                       ros_args=("-r", "__ns:=/inflight"), env={"PYTHONPATH": str(HERE)})
+    client = PerceptionClient(domain_id=domain, namespace="inflight", name="inflight_client")
+    try:
+        assert client.wait_for_node(TIMEOUT), node.log()
+        client.stream(client.frame_message(np.zeros((120, 160, 3), np.uint8)), hz=10.0)
+        client.send(json.dumps({"instruction": "hang on the red screw", "id": "slow"}))
+        assert client.wait_until(lambda: client.status.busy, 10), node.log()
+        started = time.monotonic()
+        node.process.send_signal(signal.SIGINT)
+        assert node.process.wait(15) == 0, node.log()
+        assert time.monotonic() - started < 5.0
+    finally:
+        client.close()
+        node.stop()
+    assert "Traceback" not in node.log()
+
+
+SIGINT_RUNS = 20
+PARALLEL = 4
+
+
+def test_twenty_sigint_restarts_exit_cleanly(domain):
+    """Start and SIGINT the node 20 times (4 at once); a second SIGINT comes during shutdown.
+
+    Every run must exit with status 0 and without a traceback (``ros2 launch`` without a TTY
+    sends SIGINT twice).
+    """
+    failures = []
+    for first in range(0, SIGINT_RUNS, PARALLEL):
+        nodes = [NodeProcess(domain, ros_args=("-r", f"__ns:=/restart{first + i}"))
+                 for i in range(PARALLEL)]
+        for index, node in enumerate(nodes):
+            if not _wait_for_log(node, "serving:"):
+                failures.append(f"run {first + index} did not come up: {node.log()[-800:]}")
+        for index, node in enumerate(nodes):
+            node.process.send_signal(signal.SIGINT)
+            time.sleep(0.05 * index)  # the second signal at different points of the shutdown
+            node.process.send_signal(signal.SIGINT)
+        for index, node in enumerate(nodes):
+            try:
+                code = node.process.wait(20)
+            except subprocess.TimeoutExpired:
+                code = "hung"
+            node.stop()
+            log = node.log()
+            if code != 0 or "Traceback" in log:
+                failures.append(f"run {first + index}: exit {code}: {log[-800:]}")
+    assert not failures, "\n".join(failures)
