@@ -8,7 +8,8 @@ Where the answer is:
 1. the last ``<answer>`` block after the last ``</think>`` (a model that quotes the prompt's
    template while thinking must not win over its real answer), not inside a ``<think>``
    that is never closed;
-2. else the last ``<answer>`` block inside the closed ``<think>`` text;
+2. else the last ``<answer>`` block inside the closed ``<think>`` text, unless a later
+   ``<think>`` is still open (then the text was cut while thinking);
 3. else the first ``{...}`` after the last ``</think>``.
 
 Inside that text the first JSON object is taken, as the reference does (its ``{[^}]+}``).
@@ -113,11 +114,11 @@ def looks_truncated(text: str) -> bool:
 
 def _answer_text(text: str) -> Optional[str]:
     """The text that holds the answer object (see the module docstring), or None."""
-    tail, _ = _outside_thought(text)
+    tail, thought_open = _outside_thought(text)
     after_think = list(_ANSWER_RE.finditer(tail))
     if after_think:
         return after_think[-1].group(1)
-    if _THINK_CLOSE in text.lower():
+    if _THINK_CLOSE in text.lower() and not thought_open:
         # An <answer> inside a closed <think>: the model put its answer there.
         inside = list(_ANSWER_RE.finditer(text[:text.lower().rfind(_THINK_CLOSE)]))
         if inside:

@@ -223,6 +223,7 @@ def test_no_object_found_in_open_answer_keeps_the_box():
     "<think>x</think><answer>{'bbox': [1, 2, 3",
     "<think>x</think><answer>{'bbox': [1, 2, 3, 4], 'response': 'The obj",
     "<think>quoting <answer>{'bbox': [5, 5, 6, 6], 'response': 'A'}</answer> and then",
+    "<think>quoting <answer>{'bbox': [5, 5, 6, 6], 'response': 'A'}</answer></think><think>again",
 ])
 def test_cut_answer_is_a_truncated_answer_error(text):
     from finers_ros.parsing import TruncatedAnswerError, looks_truncated
