@@ -157,10 +157,13 @@ def evaluate(pipeline: FineRSPipeline, records: List[Record], out: Path, banner:
         iou = sample.intersection / sample.union if sample.union else 1.0
         kind = "success" if iou >= SUCCESS_IOU else "failure"
         if shown[kind] < examples:
-            shown[kind] += 1
             name = f"{kind}_{index:05d}.png"
-            overlay = draw_overlay(image, outcome, 960, f"IoU {iou:.2f}")
-            cv2.imwrite(str(out / name), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+            try:
+                overlay = draw_overlay(image, outcome, 960, f"IoU {iou:.2f}")
+                cv2.imwrite(str(out / name), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+            except Exception:  # noqa: BLE001 -- an illustration must not end the evaluation
+                continue
+            shown[kind] += 1
             shown_examples.append((kind, name, f"\"{record.question}\" IoU {iou:.2f}"
                                    + (f", error: {outcome.error}" if outcome.error else "")))
     metrics = summarize(samples, protocol)
