@@ -84,7 +84,7 @@ def episode_typestore():
 class _Episode:
     command: str
     command_ns: int
-    image: Optional[np.ndarray]  # H x W x 3 uint8 RGB, the decoded frame; None: no frame
+    image: np.ndarray  # H x W x 3 uint8 RGB, the decoded frame
     frame_ns: int
     detection: object  # finers_ros.msg.Detection (rclpy), header = the frame's header
     detection_ns: int
@@ -124,6 +124,7 @@ class EpisodeRecorder:
         self.bags: list[Path] = []
         self.episodes = 0
         self.dropped = 0
+        self.without_frame = 0
         self.stopped = ""  # why recording stopped, empty while it runs
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="episode-recorder", daemon=True)
@@ -132,7 +133,15 @@ class EpisodeRecorder:
 
     # -- caller side (the node's worker thread): never blocks -----------------------------
     def record(self, outcome: Outcome, detection) -> bool:
-        """Queue one episode; False (and counted in ``dropped``) when it cannot be kept."""
+        """Queue one episode; False (and counted in ``dropped``) when it cannot be kept.
+
+        An outcome without a frame (empty instruction, no frame in time, ...) is no episode:
+        nothing to learn from; it is counted in ``without_frame`` and not written.
+        """
+        if outcome.image is None or outcome.frame is None:
+            with self._lock:
+                self.without_frame += 1
+            return False
         if self._closed or self.stopped:
             return self._drop()
         now_ns, now = time.time_ns(), time.monotonic()
@@ -145,8 +154,7 @@ class EpisodeRecorder:
             command=command_text(request.instruction, request.question_type, request.options,
                                  request.request_id),
             command_ns=wall(request.received),
-            image=outcome.image,
-            frame_ns=wall(outcome.frame.received) if outcome.frame is not None else now_ns,
+            image=outcome.image, frame_ns=wall(outcome.frame.received),
             detection=detection, detection_ns=now_ns)
         try:
             self._queue.put_nowait(episode)
@@ -165,6 +173,7 @@ class EpisodeRecorder:
     def stats(self) -> dict:
         with self._lock:
             return {"episodes": self.episodes, "dropped": self.dropped, "bags": len(self.bags),
+                    "without_frame": self.without_frame,
                     "queued": self._queue.qsize(), "stopped": self.stopped}
 
     def close(self, timeout: float = 30.0) -> None:
@@ -201,13 +210,12 @@ class EpisodeRecorder:
 
     def _write(self, episode: _Episode) -> None:
         detection = episode.detection
-        parts = [(self.topics["command"], STRING_TYPE, episode.command_ns, self._serialize(
-            self._store.types[STRING_TYPE](data=episode.command), STRING_TYPE))]
-        if episode.image is not None:
-            parts.append((self.topics["camera"], IMAGE_TYPE, episode.frame_ns,
-                          self._image_cdr(episode.image, detection.header)))
-        parts.append((self.topics["detections"], DETECTION_TYPE, episode.detection_ns,
-                      serialize_message(detection)))
+        command = self._store.types[STRING_TYPE](data=episode.command)
+        parts = [(self.topics["command"], episode.command_ns,
+                  self._serialize(command, STRING_TYPE)),
+                 (self.topics["camera"], episode.frame_ns,
+                  self._image_cdr(episode.image, detection.header)),
+                 (self.topics["detections"], episode.detection_ns, serialize_message(detection))]
         size = sum(len(data) for *_, data in parts)
         free = shutil.disk_usage(self.directory).free
         if free - size < self.min_free_bytes:
@@ -219,7 +227,7 @@ class EpisodeRecorder:
             self._finish_bag()
         if self._writer is None:
             self._open_bag()
-        for topic, msgtype, stamp_ns, data in sorted(parts, key=lambda part: part[2]):
+        for topic, stamp_ns, data in sorted(parts, key=lambda part: part[1]):
             self._writer.write(self._connections[topic], stamp_ns, data)
         self._bag_bytes += size
         with self._lock:
@@ -278,7 +286,8 @@ class EpisodeRecorder:
         self._finish_bag()
 
 
-def start_recorder(node) -> Optional[EpisodeRecorder]:
+def start_recorder(node, camera_topic: str, command_topic: str,
+                   detections_topic: str) -> Optional[EpisodeRecorder]:
     """The node's recorder when its ``record_dir`` parameter is set, else None.
 
     Topic names are resolved (namespace, remapping) as the node uses them. A directory that
@@ -289,9 +298,9 @@ def start_recorder(node) -> Optional[EpisodeRecorder]:
         return None
     try:
         recorder = EpisodeRecorder(
-            settings.record_dir, camera_topic=node.resolve_topic_name(settings.camera_topic),
-            command_topic=node.resolve_topic_name(settings.command_topic),
-            detections_topic=node.resolve_topic_name(settings.detections_topic),
+            settings.record_dir, camera_topic=node.resolve_topic_name(camera_topic),
+            command_topic=node.resolve_topic_name(command_topic),
+            detections_topic=node.resolve_topic_name(detections_topic),
             max_bag_bytes=int(settings.record_max_bag_mb) * MB,
             min_free_bytes=int(settings.record_min_free_mb) * MB,
             queue_limit=int(settings.record_queue_limit), warn=logger.warning)
