@@ -94,3 +94,35 @@ def test_core_never_imports_ros():
         if "import rclpy" in text or "from rclpy" in text or "_msgs" in text and "import" in text and ".msg import" in text:
             offenders.append(str(path))
     assert offenders == []
+
+
+def test_launch_checks_before_starting_anything(tmp_path):
+    from finers_ros.ros.launch_checks import launch_problems
+
+    config = tmp_path / "perception.yaml"
+    config.write_text("/**: {ros__parameters: {}}\n")
+    assert launch_problems(str(config), use_rviz=False) == []
+    missing = launch_problems(str(tmp_path / "typo.yaml"), use_rviz=False)
+    assert missing == [f"config:={tmp_path / 'typo.yaml'}: params file not found"]
+    no_rviz = launch_problems(str(config), use_rviz=True, which=lambda name: None)
+    if no_rviz:  # an ament index with rviz2 would make it available
+        assert "rviz2 is not installed" in no_rviz[0] and "apt install" in no_rviz[0]
+    assert launch_problems(str(config), use_rviz=True, which=lambda name: "/usr/bin/rviz2") == []
+
+
+def test_launch_file_remaps_the_camera_and_checks_first():
+    source = (ROOT / "launch" / "perception.launch.py").read_text()
+    for needed in ('"use_sim_time"', '"log_level"', '"pipeline_config"', "launch_problems",
+                   "remappings=", "OpaqueFunction"):
+        assert needed in source
+    # RViz is optional: it must not be an unconditional run-time dependency
+    assert "<exec_depend>rviz2</exec_depend>" not in (ROOT / "package.xml").read_text()
+
+
+def test_license_file_matches_package_xml():
+    import xml.etree.ElementTree as ET
+
+    declared = ET.parse(ROOT / "package.xml").getroot().findtext("license")
+    text = (ROOT / "LICENSE").read_text()
+    assert declared == "Apache-2.0"
+    assert "Apache License" in text and "Version 2.0, January 2004" in text
