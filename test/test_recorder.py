@@ -150,14 +150,16 @@ def test_an_unusable_directory_is_one_clear_error(tmp_path):
         EpisodeRecorder(blocker / "rec", **TOPICS)
 
 
-def test_an_outcome_without_a_frame_records_instruction_and_detection(tmp_path):
+def test_an_outcome_without_a_frame_is_counted_not_recorded(tmp_path):
     outcome, detection = episode(4)
-    outcome.image, outcome.frame = None, None
+    outcome.image, outcome.frame = None, None  # e.g. an empty instruction, or no frame in time
     recorder = EpisodeRecorder(tmp_path, **TOPICS)
-    recorder.record(outcome, detection)
+    assert recorder.record(outcome, detection) is False
+    assert recorder.record(*episode(5))
     recorder.close()
+    assert recorder.stats()["without_frame"] == 1 and recorder.dropped == 0
     messages = read_bag(recorder.bags[0])["messages"]
-    assert "/camera/image_raw" not in messages and len(messages["/finers/detections"]) == 1
+    assert [d.request_id for _, d in messages["/finers/detections"]] == ["cmd-5"]
 
 
 def test_a_msg_file_that_differs_from_the_built_detection_is_refused(tmp_path, monkeypatch):
@@ -185,3 +187,4 @@ def test_an_idle_recorder_finishes_its_bag_so_a_kill_loses_nothing_written(tmp_p
     recorder.close()
     assert len(recorder.bags) == 2
     assert [e.request_id for e in read_episodes([tmp_path])] == ["cmd-1", "cmd-2"]
+
