@@ -77,12 +77,13 @@ def test_eval_reports_metrics_on_generated_scenes(tmp_path):
     data = json.loads((scenes / "annotations.json").read_text())
     data["annotations"].append(dict(data["annotations"][0], image_path="images/missing.png"))
     (scenes / "annotations.json").write_text(json.dumps(data))
-    done = run("finers-eval", "--annotations", scenes / "annotations.json", "--out", tmp_path / "eval",
-               "--protocol", "reference")
+    done = run("finers-eval", "--annotations", scenes / "annotations.json",
+               "--out", tmp_path / "eval", "--protocol", "reference")
     assert done.returncode == 0, done.stderr
     assert "reference protocol" in done.stdout
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert metrics["samples"] == 7 and metrics["failed"] == 1 and metrics["protocol"] == "reference"
+    assert metrics["samples"] == 7 and metrics["failed"] == 1
+    assert metrics["protocol"] == "reference"
     assert {"S", "XS", "XXS", "all"} <= set(metrics["segmentation"])
     assert "gse" in metrics["latency_ms"] and metrics["latency_ms"]["total"]["median"] > 0
     report = (tmp_path / "eval" / "report.md").read_text()
