@@ -43,3 +43,19 @@ def test_malformed_polygons_are_dataset_errors(tmp_path):
         path.write_text(json.dumps({"annotations": [dict(base, points=points)]}))
         with pytest.raises(DatasetError, match="record 0"):
             load_annotations(path)
+
+
+def test_gt_mask_matches_the_reference_code_on_random_polygons():
+    import cv2
+
+    def reference_mask(points, height, width):  # the reference's get_mask_from_points
+        mask = np.zeros((height, width), dtype=np.uint8)
+        cv2.polylines(mask, np.array([points], dtype=np.int32), True, 1, 1)
+        cv2.fillPoly(mask, np.array([points], dtype=np.int32), 1)
+        return mask
+
+    rng = np.random.default_rng(4)
+    for _ in range(200):
+        points = rng.uniform(-3, 40, (rng.integers(3, 9), 2)).tolist()
+        np.testing.assert_array_equal(gt_mask(points, (37, 31)),
+                                      reference_mask(points, 31, 37).astype(bool))
