@@ -224,3 +224,35 @@ def test_twenty_sigint_restarts_exit_cleanly(domain):
             if code != 0 or "Traceback" in log:
                 failures.append(f"run {first + index}: exit {code}: {log[-800:]}")
     assert not failures, "\n".join(failures)
+
+
+def test_camera_matched_without_frames_is_named_with_the_fix(domain):
+    """A camera that starts later and delivers nothing: the warning says so and names the fix."""
+    from finers_ros.ros.client import PerceptionClient
+
+    with NodeProcess(domain, parameters={"no_frames_warning_s": 1.0},
+                     ros_args=("-r", "__ns:=/silent")) as node:
+        assert _wait_for_log(node, "no publisher on /silent/camera/image_raw"), node.log()
+        camera = PerceptionClient(domain_id=domain, namespace="silent", name="silent_camera")
+        try:  # its camera publisher matches, but it never publishes a frame
+            assert camera.wait_for_node(TIMEOUT), node.log()
+            assert _wait_for_log(node, "matched on /silent/camera/image_raw but no frame", 10)
+        finally:
+            camera.close()
+    assert "config/fastdds_shm.xml" in node.log() and "camera driver" in node.log()
+
+
+def test_shared_memory_cleanup_removes_a_killed_node_s_segments(domain):
+    before = set(os.listdir("/dev/shm"))
+    node = NodeProcess(domain, ros_args=("-r", "__ns:=/killed"))
+    assert _wait_for_log(node, "serving:"), node.log()
+    created = {name for name in set(os.listdir("/dev/shm")) - before  # its own segments
+               if name.startswith("fastdds_") and "port" not in name}
+    assert created, "the node made no shared-memory segment (is the SHM profile in use?)"
+    os.killpg(node.process.pid, signal.SIGKILL)
+    node.process.wait(10)
+    node.stop()
+    assert created & set(os.listdir("/dev/shm")), "segments vanished before the cleanup"
+    report = clean_shared_memory()
+    assert "zombie segments cleaned" in report
+    assert not created & set(os.listdir("/dev/shm")), report
