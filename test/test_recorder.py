@@ -188,3 +188,30 @@ def test_an_idle_recorder_finishes_its_bag_so_a_kill_loses_nothing_written(tmp_p
     assert len(recorder.bags) == 2
     assert [e.request_id for e in read_episodes([tmp_path])] == ["cmd-1", "cmd-2"]
 
+
+
+def test_the_reference_mcap_reader_decodes_every_message_from_the_embedded_schemas(tmp_path):
+    """The MCAP project's own reader (what rosbag2's MCAP plugin is built on) and its ROS 2
+    decoder read the bag with no type installed: the schemas in the file are enough."""
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+
+    outcome, detection = episode(3)
+    recorder = EpisodeRecorder(tmp_path, **TOPICS)
+    recorder.record(outcome, detection)
+    recorder.close()
+    (path,) = tmp_path.rglob("*.mcap")
+    with open(path, "rb") as stream:
+        reader = make_reader(stream, decoder_factories=[DecoderFactory()])
+        assert reader.get_header().profile == "ros2"
+        decoded = {channel.topic: (schema, message) for schema, channel, _, message
+                   in reader.iter_decoded_messages()}
+    schema, message = decoded["/finers/detections"]
+    assert (schema.name, schema.encoding) == ("finers_ros/msg/Detection", "ros2msg")
+    assert message.request_id == "cmd-3" and bytes(message.mask) == bytes(detection.mask)
+    assert (message.mask_roi.width, message.mask_roi.height) == (
+        detection.mask_roi.width, detection.mask_roi.height)
+    _, frame = decoded["/camera/image_raw"]
+    assert bytes(frame.data) == outcome.image.tobytes()
+    assert decoded["/finers/command"][1].data == '{"instruction": "find the red screw 3", ' \
+        '"question_type": "referring", "id": "cmd-3"}'
