@@ -1,0 +1,155 @@
+"""LPR and GSE sets, candidate windows, the search and the online reward's geometry."""
+import json
+
+import numpy as np
+import pytest
+
+from finers_ros import geometry as geo
+from finers_ros.data.annotations import Record, load_annotations
+from finers_ros.data.synthetic import SceneConfig, write_dataset
+from finers_ros.prompts import gse_prompt, lpr_prompt
+from finers_ros.stages.qwen_vl import chat_messages
+from finers_training import data as D
+from finers_training.config import TrainConfig, TrainConfigError, config_from_dict
+from finers_training.retrospective import OnlineRetrospectiveReward, candidate_windows, lpr_native_box
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("scenes")
+    return write_dataset(folder, 3, seed=2, config=SceneConfig(width=1280, height=720))
+
+
+def _record(box, q_type="referring"):
+    x1, y1, x2, y2 = box
+    return Record(image_path=None, question="Find the red screw.", answer="The object is found.",
+                  q_type=q_type, polygon=[[x1, y1], [x2, y1], [x2, y2], [x1, y2]], area_percent=0.01)
+
+
+@pytest.mark.parametrize("box", [(700, 300, 740, 330), (0, 0, 20, 20), (3800, 2100, 3839, 2159),
+                                 (1000, 1000, 1700, 1200)])
+def test_random_windows_hold_the_box_inside_the_image(box):
+    rng = np.random.default_rng(0)
+    windows = [D.random_window(box, (3840, 2160), 512, rng) for _ in range(50)]
+    for w in windows:
+        assert w.contains_box(box)
+        assert 0 <= w.x0 and 0 <= w.y0 and w.x0 + w.width <= 3840 and w.y0 + w.height <= 2160
+        assert w.height == 512 and w.width == max(512, int(np.ceil(box[2] - box[0])) + 1)
+    if box == (700, 300, 740, 330):  # room on every side: placed at random, not centred
+        assert len({(w.x0, w.y0) for w in windows}) > 10
+
+
+def test_lpr_sample_targets_in_crop_pixels_with_jittered_points():
+    image = np.random.default_rng(0).integers(0, 255, (2160, 3840, 3), np.uint8)
+    box = (700.0, 300.0, 739.0, 329.0)
+    rng = np.random.default_rng(1)
+    pixels, row = D.lpr_sample(_record(box), image, rng, D.DataOptions())
+    assert pixels.shape == (512, 512, 3)
+    x0, y0, w, h = row["window"]
+    assert (w, h) == (512, 512)
+    assert row["gt_box"] == [700 - x0, 300 - y0, 739 - x0, 329 - y0]
+    np.testing.assert_array_equal(pixels, image[y0:y0 + 512, x0:x0 + 512])  # native pixels, not resampled
+    centre, jittered = row["gt_points"]
+    assert centre == [(row["gt_box"][0] + row["gt_box"][2]) / 2, (row["gt_box"][1] + row["gt_box"][3]) / 2]
+    assert abs(jittered[0] - centre[0]) <= 0.1 * 39 + 0.01 and abs(jittered[1] - centre[1]) <= 0.1 * 29 + 0.01
+    assert jittered != centre
+
+
+def test_gse_sample_is_the_nominal_frame():
+    image = np.zeros((2160, 3840, 3), np.uint8)
+    record = _record((700, 300, 740, 330))
+    record.extra = {"best_region": [300, 100, 556, 356]}
+    pixels, row = D.gse_sample(record, image, D.DataOptions())
+    assert pixels.shape == (1080, 1920, 3)
+    assert row["gt_box"] == [350, 150, 370, 165] and row["gt_box_native"] == [700, 300, 740, 330]
+    assert row["best_region"] == [300, 100, 556, 356] and row["native_size"] == [3840, 2160]
+
+
+def test_built_sets_use_the_node_prompts_and_sizes(scenes, tmp_path):
+    records = load_annotations(scenes)
+    rows_path, counts = D.build_set("lpr", scenes, tmp_path / "lpr", D.DataOptions(seed=3))
+    assert counts == {"samples": 3, "skipped": 0}
+    dataset = D.load_dataset(rows_path, "You are a helpful assistant.")
+    first = dataset[0]
+    expected = chat_messages(lpr_prompt(records[0].question, records[0].q_type, records[0].options),
+                             "You are a helpful assistant.")
+    assert first["prompt"][1]["content"][1]["text"] == expected[1]["content"][1]["text"]
+    assert first["prompt"][1]["content"][0]["type"] == "image"
+    assert first["image"].size == (512, 512)
+    again, _ = D.build_set("lpr", scenes, tmp_path / "lpr_again", D.DataOptions(seed=3))
+    assert D.read_rows(again) == D.read_rows(rows_path)  # seeded
+    gse_rows, _ = D.build_set("gse", scenes, tmp_path / "gse", D.DataOptions())
+    gse = D.load_dataset(gse_rows, "You are a helpful assistant.")
+    assert gse[0]["image"].size == (1920, 1080)
+    assert gse[0]["prompt"][1]["content"][1]["text"] == gse_prompt(records[0].question, records[0].q_type,
+                                                                   records[0].options)
+
+
+def test_unreadable_image_is_skipped_and_counted(scenes, tmp_path):
+    data = json.loads(scenes.read_text())
+    data["annotations"][1]["image_path"] = "images/missing.png"
+    broken = scenes.parent / "broken.json"
+    broken.write_text(json.dumps(data))
+    _, counts = D.build_set("lpr", broken, tmp_path / "lpr", D.DataOptions())
+    assert counts == {"samples": 2, "skipped": 1}
+
+
+def test_candidate_windows_centred_first_all_holding_the_box():
+    box = (1000.0, 600.0, 1030.0, 620.0)
+    windows = candidate_windows(box, (3840, 2160), 512, np.random.default_rng(0))
+    assert len(windows) == 5 and all(w.contains_box(box) for w in windows)
+    assert windows[0] == geo.crop_for_region(box, (3840, 2160), 512)
+
+
+def test_lpr_answer_maps_back_to_native_pixels():
+    window = geo.CropWindow(1000, 500, 512, 512)
+    text = ("<think>x</think><answer>{'bbox': [10, 20, 50, 60], 'points_1': [30, 40], 'points_2': [31, 41], "
+            "'response': 'The object is found.'}</answer>")
+    assert lpr_native_box(text, window, (512, 512)) == ((1010, 520, 1050, 560), "ok")
+    assert lpr_native_box("garbage", window, (512, 512)) == (None, "unparsable")
+    not_found = text.replace("[10, 20, 50, 60]", "[0, 0, 0, 0]")
+    assert lpr_native_box(not_found, window, (512, 512)) == (None, "not_found")
+
+
+def test_online_reward_crops_the_region_as_the_node_does():
+    reward = OnlineRetrospectiveReward(TrainConfig(stage="gse"))
+    text = "<think>x</think><answer>{'bbox': [100, 200, 356, 456], 'response': 'The object is found.'}</answer>"
+    window = reward.region_window(text, (3840, 2160))
+    assert window == geo.crop_for_region((200, 400, 712, 912), (3840, 2160), 512)
+    assert reward.region_window("no answer", (3840, 2160)) is None
+    assert reward.region_window(text.replace("356", "NaN"), (3840, 2160)) is None
+
+
+def test_config_rejects_what_cannot_work():
+    with pytest.raises(TrainConfigError, match="unknown key"):
+        config_from_dict({"learning_rat": 1})
+    with pytest.raises(TrainConfigError, match="online_lpr_checkpoint"):
+        config_from_dict({"stage": "gse", "gse_reward": "online"})
+    with pytest.raises(TrainConfigError, match="multiple of num_generations"):
+        config_from_dict({"per_device_train_batch_size": 3, "gradient_accumulation_steps": 1})
+    recipe = TrainConfig()
+    assert (recipe.num_generations, recipe.temperature, recipe.beta, recipe.learning_rate, recipe.epsilon,
+            recipe.max_grad_norm) == (8, 1.0, 5e-3, 1e-6, 0.2, 1.0)
+
+
+def test_search_counts_unparsable_output_and_resumes(scenes, tiny_qwen_dir, tmp_path):
+    from finers_training.retrospective import search
+
+    config = TrainConfig(stage="gse", annotations=str(scenes), search_checkpoint=str(tiny_qwen_dir),
+                         search_max_new_tokens=6, search_batch_size=2, max_samples=2, device="cpu")
+    out = tmp_path / "searched" / "annotations.json"
+    counts = search(config, out, progress=False)
+    # a random model's text never parses: counted, and the centred window is kept
+    assert counts["windows"] == 10 and counts["unparsable"] + counts["not_found"] == 10
+    first = json.loads(out.read_text())["annotations"]
+    records = load_annotations(out)  # image paths still resolve next to the new JSON
+    for record, item in zip(records, first):
+        native = (1280, 720)
+        centred = geo.crop_for_region(D.gt_box(record), native, 512)
+        assert item["best_region"] == [round(v, 2) for v in geo.native_to_gse_box(centred.box, native, (1920, 1080))]
+    partial = out.with_name(out.name + ".partial.jsonl")
+    partial.write_text(partial.read_text().splitlines()[0] + "\n")  # interrupted after one sample
+    out.unlink()
+    again = search(config, out, progress=False)
+    assert again["resumed"] == 1 and again["windows"] == 5
+    assert json.loads(out.read_text())["annotations"] == first
