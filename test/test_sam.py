@@ -111,3 +111,30 @@ def test_tensorrt_runtime_fails_clearly_without_tensorrt(tiny_sam_files):
 def test_tiny_sam_uses_stock_geometry():
     sam = build_tiny_sam()
     assert sam.image_encoder.img_size == 1024 and sam.prompt_encoder.image_embedding_size == (64, 64)
+
+
+@pytest.mark.parametrize("crop_hw, box, points", [
+    ((512, 512), (120, 140, 300, 330), [(200, 220), (250, 260)]),
+    ((480, 512), (10, 5, 100, 90), [(50, 40), (60, 70)]),
+    ((700, 900), (400, 300, 880, 690), [(600, 500), (700, 450)]),
+])
+def test_segmenter_matches_stock_sam_predictor(tiny_sam_files, crop_hw, box, points, rng):
+    """The reference prompting through segment_anything's own SamPredictor.predict: box and
+    both points as positive clicks, multimask output, the mask with the best predicted IoU."""
+    checkpoint, onnx_path = tiny_sam_files
+    sam = load_sam("tiny", checkpoint)
+    h, w = crop_hw
+    crop = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+    crop[h // 4:h // 2, w // 4:w // 2] = (220, 30, 30)
+    ours = SamSegmenter(sam, TorchDecoder(sam))
+    embedding = ours.embed(crop)  # the stock predictor's set_image (one encoder run per case)
+    masks, scores, _ = ours.predictor.predict(point_coords=np.array(points, np.float32), point_labels=np.ones(2),
+                                              box=np.array(box, np.float32), multimask_output=True)
+    expected = masks[int(np.argmax(scores))]
+    assert expected.any() and not expected.all()
+
+    mine = ours.decode(embedding, crop_hw, box, points)
+    assert np.array_equal(mine.mask, expected)
+    assert mine.score == pytest.approx(float(scores.max()), abs=1e-5)
+    onnx = SamSegmenter(sam, OnnxRuntimeDecoder(onnx_path)).decode(embedding, crop_hw, box, points)
+    assert (onnx.mask & expected).sum() / (onnx.mask | expected).sum() >= 0.99
