@@ -17,6 +17,7 @@ a stable kind to count by.
 """
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
@@ -225,6 +226,10 @@ class BagEpisodes:
             used.add(chosen)
             return index.commands[chosen][1]
 
+        by_stamp: Dict[Tuple[int, str], List[int]] = {}
+        for number, (_, stamp_ns, frame_id) in enumerate(index.frames):
+            by_stamp.setdefault((stamp_ns, frame_id), []).append(number)
+        frame_times = [frame[0] for frame in index.frames]  # log order: sorted
         for log_ns, msg in index.detections:
             command = command_for(log_ns, msg)
             stamp = _stamp_ns(msg.header)
@@ -234,8 +239,8 @@ class BagEpisodes:
                 episode.detection = _detection(msg)
             except ValueError as exc:
                 episode.problem = f"malformed Detection: {exc}"
-            matches = [i for i, (t, s, f) in enumerate(index.frames)
-                       if s == stamp and f == msg.header.frame_id and t <= log_ns]
+            matches = [n for n in by_stamp.get((stamp, msg.header.frame_id), [])
+                       if index.frames[n][0] <= log_ns]
             if episode.detection and episode.detection.error:
                 episode.problem = (f"the node answered with an error: [{msg.error_stage}] "
                                    f"{msg.error}")
@@ -251,8 +256,8 @@ class BagEpisodes:
                 continue
             episode = BagEpisode(self.path, command["instruction"], command["question_type"],
                                  command["options"], command["request_id"])
-            after = next((n for n, frame in enumerate(index.frames) if frame[0] >= log_ns), None)
-            if after is None:
+            after = bisect.bisect_left(frame_times, log_ns)
+            if after == len(frame_times):
                 episode.problem = "no camera frame after the instruction"
                 loose.append(episode)
             else:
