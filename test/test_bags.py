@@ -324,3 +324,25 @@ def test_export_passes_over_an_unfinished_recording(tmp_path, capsys):
     assert any("killed.mcap: cannot read the bag (an unfinished recording" in line
                for line in lines)
     assert lines[-1].startswith("exported 2 record(s)") and "1 (unreadable bag)" in lines[-1]
+
+
+def test_other_string_topics_are_not_instructions(tmp_path):
+    bag = BagMaker(tmp_path / "chatter")
+    bag.write("/chatter", "std_msgs/msg/String", T0, bag.types["std_msgs/msg/String"](
+        data="hello"))
+    bag.frame(T0 + 1, T0 + 1, 1)
+    bag.close()
+    with pytest.raises(BagError, match="neither a finers/command nor a Detection topic"):
+        list(read_episodes([tmp_path / "chatter"]))
+    (episode,) = read_episodes([tmp_path / "chatter"], command_topic="/chatter")
+    assert episode.instruction == "hello" and frame_value(episode.image) == 1
+
+
+def test_a_message_that_does_not_deserialize_is_a_bag_error(tmp_path):
+    bag = BagMaker(tmp_path / "corrupt")
+    bag.frame(T0, T0, 1)
+    conn = bag._conn("/finers/command", "std_msgs/msg/String")
+    bag.writer.write(conn, T0 + 1, b"\x00\x01\x00\x00\xff\xff\xff\x7f")  # string length 2 GB
+    bag.close()
+    with pytest.raises(BagError, match="corrupt: Invalid string length"):
+        list(read_episodes([tmp_path / "corrupt"]))

@@ -120,18 +120,19 @@ def _stamp_ns(header) -> int:
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
-def _pick(connections, msgtypes: Sequence[str], topic: Optional[str], suffix: str,
-          exclude: Sequence[str] = ()) -> list:
-    """Connections of the wanted topic: the given name, else the one topic of that type."""
+def _pick(connections, msgtypes: Sequence[str], topic: Optional[str], option: str,
+          suffix: str = "", exclude: Sequence[str] = ()) -> list:
+    """Connections of the wanted topic: the one named, else the one of that type (whose
+    name ends with ``suffix`` when given), never one whose name ends with ``exclude``."""
     typed = [c for c in connections if c.msgtype in msgtypes]
     if topic:
         return [c for c in typed if c.topic == topic]
-    typed = [c for c in typed if not any(c.topic.endswith(e) for e in exclude)]
-    named = [c for c in typed if c.topic.endswith(suffix)] if suffix else []
-    chosen = named or typed
+    chosen = [c for c in typed if c.topic.endswith(suffix)
+              and not any(c.topic.endswith(e) for e in exclude)]
     topics = sorted({c.topic for c in chosen})
     if len(topics) > 1:
-        raise BagError(f"several {'/'.join(msgtypes)} topics ({', '.join(topics)}): name one")
+        raise BagError(f"several {'/'.join(msgtypes)} topics ({', '.join(topics)}): "
+                       f"name one ({option})")
     return chosen
 
 
@@ -178,11 +179,12 @@ class BagEpisodes:
     def _connections(self, reader: AnyReader) -> Dict[str, list]:
         conns = reader.connections
         picked = {
-            "camera": _pick(conns, (IMAGE_TYPE, COMPRESSED_TYPE), self.topics["camera"], "",
-                            NODE_IMAGE_OUTPUTS),
-            "command": _pick(conns, (STRING_TYPE,), self.topics["command"], "finers/command"),
+            "camera": _pick(conns, (IMAGE_TYPE, COMPRESSED_TYPE), self.topics["camera"],
+                            "camera_topic", exclude=NODE_IMAGE_OUTPUTS),
+            "command": _pick(conns, (STRING_TYPE,), self.topics["command"], "command_topic",
+                             suffix="finers/command"),
             "detections": _pick(conns, (DETECTION_TYPE,), self.topics["detections"],
-                                "finers/detections"),
+                                "detections_topic"),
         }
         if not picked["camera"]:
             raise BagError(f"{self.path}: no camera topic (sensor_msgs Image or CompressedImage)")
@@ -268,25 +270,29 @@ class BagEpisodes:
     def __iter__(self) -> Iterator[BagEpisode]:
         reader = self._open()
         try:
-            picked = self._connections(reader)
-            loose, by_frame = self._pair(self._index(reader, picked))
-            yield from loose
-            if not by_frame:
-                return
-            for number, (conn, _, raw) in enumerate(reader.messages(connections=picked["camera"])):
-                if number not in by_frame:
-                    continue
-                try:
-                    image, problem = _decode(reader.deserialize(raw, conn.msgtype)), ""
-                except ImageFormatError as exc:
-                    image, problem = None, f"unreadable frame: {exc}"
-                for episode in by_frame.pop(number):
-                    episode.image, episode.problem = image, problem
-                    yield episode
-                if not by_frame:
-                    break
+            yield from self._episodes(reader)
+        except AnyReaderError as exc:  # a message that does not deserialize
+            raise BagError(f"{self.path}: {exc}") from exc
         finally:
             reader.close()
+
+    def _episodes(self, reader: AnyReader) -> Iterator[BagEpisode]:
+        picked = self._connections(reader)
+        loose, by_frame = self._pair(self._index(reader, picked))
+        yield from loose
+        frames = reader.messages(connections=picked["camera"]) if by_frame else ()
+        for number, (conn, _, raw) in enumerate(frames):
+            if number not in by_frame:
+                continue
+            try:
+                image, problem = _decode(reader.deserialize(raw, conn.msgtype)), ""
+            except ImageFormatError as exc:
+                image, problem = None, f"unreadable frame: {exc}"
+            for episode in by_frame.pop(number):
+                episode.image, episode.problem = image, problem
+                yield episode
+            if not by_frame:
+                break
 
 
 def _decode(msg) -> np.ndarray:
