@@ -16,9 +16,9 @@ Bounded: ``record()`` only enqueues (a bounded queue; a full queue drops the epi
 counts it), a writer thread serialises and writes, a bag that would pass ``max_bag_bytes``
 is closed and a new one started, and recording stops with one warning when the disk has less
 than ``min_free_bytes`` left after the next episode. A failing disk never reaches the node.
-A bag is also finished after ``idle_finish_s`` without episodes: an MCAP file is readable only
-once finished, so a node killed later (power cut, SIGKILL) loses at most the episodes of the
-last few seconds, not those of the whole session.
+A bag is also finished after ``idle_finish_s`` (30 s) without episodes: an MCAP file is
+readable only once finished, so a node killed later (power cut, SIGKILL) loses at most the
+episodes of its last burst of activity, not those of the whole session.
 """
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ class EpisodeRecorder:
     def __init__(self, directory: str | Path, *, camera_topic: str, command_topic: str,
                  detections_topic: str, max_bag_bytes: int = 1024 * MB,
                  min_free_bytes: int = 1024 * MB, queue_limit: int = 4,
-                 idle_finish_s: float = 10.0, warn: Optional[Callable[[str], None]] = None):
+                 idle_finish_s: float = 30.0, warn: Optional[Callable[[str], None]] = None):
         self.directory = Path(directory).expanduser()
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
