@@ -144,6 +144,12 @@ class EpisodeRecorder:
             return False
         if self._closed or self.stopped:
             return self._drop()
+        try:
+            return self._enqueue(outcome, detection)
+        except Exception as exc:  # whatever happens here must not reach the node's worker
+            return self._drop(f"{type(exc).__name__}: {exc}")
+
+    def _enqueue(self, outcome: Outcome, detection) -> bool:
         now_ns, now = time.time_ns(), time.monotonic()
 
         def wall(monotonic: float) -> int:
