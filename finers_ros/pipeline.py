@@ -193,7 +193,11 @@ def _guard(stage: str):
     except StageFailure:
         raise
     except Exception as exc:
-        raise StageFailure(stage, f"{stage} failed: {type(exc).__name__}: {exc}") from exc
+        try:
+            detail = str(exc)
+        except Exception:  # e.g. an int past Python's digit limit in the message
+            detail = "(message cannot be printed)"
+        raise StageFailure(stage, f"{stage} failed: {type(exc).__name__}: {detail}") from exc
 
 
 def _text_of(generation, stage: str) -> str:
