@@ -171,6 +171,19 @@ def test_depth_input_locates_the_target_of_the_paired_frame(depth_input):
         depth_input._on_depth(depth_image(depth if ms == 33 else far, T0 + ms * 1_000_000))
     result = depth_input.locate(header(T0 + 40_000_000), scene.target_mask)
     assert result.has_3d and np.linalg.norm(np.subtract(result.point, CENTRE)) < 0.005, result
+    assert not depth_input._warned  # same frame_id: registered depth, nothing to say
+
+
+def test_depth_in_another_frame_is_warned_about_once(depth_input):
+    scene, depth = disc_depth()
+    depth_input._on_info(camera_info(COLOUR))
+    msg = depth_image(depth, T0)
+    msg.header.frame_id = "camera_depth_optical_frame"
+    depth_input._on_depth(msg)
+    for _ in range(2):
+        assert depth_input.locate(header(T0), scene.target_mask).has_3d
+    (warning,) = depth_input._warned
+    assert "'camera_depth_optical_frame'" in warning and "registered" in warning
 
 
 def test_pinned_depth_survives_a_long_run(depth_input):

@@ -146,6 +146,12 @@ class DepthInput:
             return Target3D.none(
                 reason.replace("depth frame", f"depth frame on {self.depth_topic}")
             )
+        if depth_msg.header.frame_id and depth_msg.header.frame_id != header.frame_id:
+            self._warn_once(
+                f"depth frames are in {depth_msg.header.frame_id!r}, colour frames in "
+                f"{header.frame_id!r}: the depth image must be registered (aligned) to the "
+                "colour camera; 3D points are given in the colour frame"
+            )
         try:
             depth = depth_to_metres(
                 depth_msg.encoding,
