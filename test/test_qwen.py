@@ -195,3 +195,16 @@ def test_pipeline_reports_prompt_tokens_prefill_and_decode(qwen):
     assert result.ok and not result.found
     assert result.timings_ms["gse_prompt_tokens"] > 8  # 112x56 -> 8 visual tokens, plus the text
     assert result.timings_ms["gse_prefill_ms"] > 0 and result.timings_ms["gse_decode_ms"] >= 0
+
+
+@pytest.mark.parametrize("text, complete", [
+    ("<think> a </think><answer>{}</answer>", True),
+    ("<think> quoting <answer>{}</answer>", False),  # still thinking
+    ("<think> quoting <answer>{}</answer> </think><answer>{'bbox'", False),
+    ("<answer>{}</answer>", True),  # no reasoning block at all (answer-only mode)
+    ("<think> a </think>", False),
+])
+def test_answer_is_complete_only_after_the_reasoning(text, complete):
+    from finers_ros.stages.qwen_vl import answer_is_complete
+
+    assert answer_is_complete(text) is complete

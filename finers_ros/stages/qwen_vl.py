@@ -69,8 +69,11 @@ class AnswerWatch:
 
         if self.first_token_at is None:
             self.first_token_at = time.perf_counter()
-        text = self.prefix + self.tokenizer.decode(input_ids[0, self.prompt_len:], skip_special_tokens=True)
-        done = answer_is_complete(text)
+        # Only a token holding '>' can complete "</answer>": skip the full decode otherwise.
+        done = ">" in self.tokenizer.decode(input_ids[0, -1:], skip_special_tokens=True)
+        if done:
+            generated = self.tokenizer.decode(input_ids[0, self.prompt_len:], skip_special_tokens=True)
+            done = answer_is_complete(self.prefix + generated)
         return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
 
 
