@@ -12,7 +12,13 @@ from .geometry import Box, CropWindow, Point
 @dataclass
 class FineRSResult:
     """``box``/``region``: XYXY inclusive native pixels; ``points``: (x, y) native pixels;
-    ``mask``: ``H x W`` bool at full resolution (None when nothing was segmented)."""
+    ``mask``: ``H x W`` bool at full resolution (None when nothing was segmented).
+
+    ``found`` is True only with a non-empty mask. ``region`` is the GSE region clipped to the
+    frame (the crop is placed on the region as the model gave it). ``timings_ms``: per stage
+    (gse, lpr, segment, total) and, for backends that measure them, ``<stage>_prompt_tokens``,
+    ``<stage>_generated_tokens`` (counts), ``<stage>_prefill_ms``, ``<stage>_decode_ms``.
+    """
 
     instruction: str
     found: bool = False
