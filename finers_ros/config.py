@@ -12,13 +12,42 @@ from typing import Any, Mapping, Optional, Tuple, Union, get_args, get_origin, g
 
 import yaml
 
-STAGE_BACKENDS = ("bringup", "qwen2_5_vl")
+STAGE_BACKENDS = ("bringup", "qwen2_5_vl", "openai")
 SEGMENTER_BACKENDS = ("bringup", "sam")
 SAM_RUNTIMES = ("torch", "onnxruntime", "tensorrt")
 
 
 class ConfigError(ValueError):
     """A configuration value that cannot work; the message names the key and value."""
+
+
+@dataclass
+class ServerConfig:
+    """An OpenAI-compatible model server (vLLM) for ``backend: openai``.
+
+    The API key is read from the environment variable ``api_key_env`` names, never from YAML.
+    """
+
+    base_url: Optional[str] = None  # e.g. http://gpu-server:8000/v1
+    model: Optional[str] = None  # the served model name (vLLM: --served-model-name or --model)
+    api_key_env: Optional[str] = None  # name of an environment variable holding the key
+    connect_timeout_s: float = 5.0
+    timeout_s: float = 120.0  # one request, server generation included
+    retries: int = 2  # extra attempts on connection errors and HTTP 5xx
+    backoff_s: float = 0.5  # first retry delay, doubled each retry
+    max_in_flight: int = 8  # requests this process sends at once; more wait
+    check_prompt_tokens: bool = True  # usage.prompt_tokens must match the expected image tokens
+
+    def validate(self, name: str) -> None:
+        if not self.base_url or not str(self.base_url).startswith(("http://", "https://")):
+            raise ConfigError(f"{name}.server.base_url={self.base_url!r}: "
+                              "expected http(s)://host:port/v1")
+        if not self.model:
+            raise ConfigError(f"{name}.server.model is required (the served model name)")
+        if (min(self.connect_timeout_s, self.timeout_s) <= 0 or self.retries < 0
+                or self.max_in_flight < 1):
+            raise ConfigError(f"{name}.server: timeouts must be > 0, retries >= 0, "
+                              "max_in_flight >= 1")
 
 
 @dataclass
@@ -38,10 +67,13 @@ class StageConfig:
     min_pixels: int = 3136
     max_pixels: int = 12845056
     answer_only: bool = False  # skip the reasoning (<think> left empty): lower latency
+    server: ServerConfig = field(default_factory=ServerConfig)  # backend: openai only
 
     def validate(self, name: str) -> None:
         if self.backend not in STAGE_BACKENDS:
             raise ConfigError(f"{name}.backend={self.backend!r}: expected one of {STAGE_BACKENDS}")
+        if self.backend == "openai":
+            self.server.validate(name)
         if self.backend == "qwen2_5_vl" and not self.checkpoint:
             raise ConfigError(f"{name}.backend=qwen2_5_vl needs {name}.checkpoint (a local directory)")
         if self.max_new_tokens <= 0:

@@ -208,7 +208,10 @@ def _text_of(generation, stage: str) -> str:
 
 
 def _record_generation(result: FineRSResult, stage: str, generation) -> None:
-    """Prompt tokens, prefill and decode time, when the backend measured them separately."""
+    """Prompt tokens, prefill and decode time, when the backend measured them separately;
+    a backend's own times (``generation.timings_ms``) as ``{stage}_{name}_ms``."""
+    for name, value in (getattr(generation, "timings_ms", None) or {}).items():
+        result.timings_ms[f"{stage}_{name}_ms"] = float(value)
     prefill = getattr(generation, "prefill_seconds", None)
     decode = getattr(generation, "decode_seconds", None)
     if prefill is None or decode is None:

@@ -1,8 +1,8 @@
 """The interface every GSE/LPR backend implements."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional, Protocol
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Protocol
 
 import numpy as np
 
@@ -14,6 +14,8 @@ class Generation:
     ``prefill_seconds`` / ``decode_seconds`` split ``seconds`` when the backend can measure
     them (prompt processing up to the first token, then the rest); None otherwise.
     ``truncated``: generation stopped at ``max_new_tokens`` before the answer was complete.
+    ``timings_ms``: further times the backend measured (a model server: ``network``, the
+    server's ``server_queue`` / ``server_prefill`` / ``server_decode``), milliseconds.
     """
 
     text: str
@@ -23,6 +25,7 @@ class Generation:
     prefill_seconds: Optional[float] = None
     decode_seconds: Optional[float] = None
     truncated: bool = False
+    timings_ms: Dict[str, float] = field(default_factory=dict)
 
 
 class VisionLanguageModel(Protocol):

@@ -12,6 +12,10 @@ def build_stage_model(config: StageConfig) -> VisionLanguageModel:
         from .bringup import BringupModel
 
         return BringupModel()
+    if config.backend == "openai":
+        from .openai_server import OpenAIServerModel
+
+        return OpenAIServerModel(config)
     from .qwen_vl import QwenVLModel
 
     return QwenVLModel(config)

@@ -1,0 +1,311 @@
+"""GSE and LPR through a real vLLM server (``backend: openai``), started once per test run.
+
+The server runs from its own venv (``make vllm-venv``) with a tiny random Qwen2.5-VL; the
+same checkpoint is loaded by the local transformers backend for comparison. A machine where
+the server cannot be built fails these tests with the reason; they are never skipped.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from finers_ros.config import PipelineConfig, ServerConfig, StageConfig, config_from_dict
+from finers_ros.pipeline import FineRSPipeline
+from finers_ros.prompts import gse_prompt, lpr_prompt
+from finers_ros.segmenters.bringup import BringupSegmenter
+from finers_ros.stages.openai_server import OpenAIServerModel, ServerError
+from finers_ros.testing.vllm_server import (ServerBuildError, VLLMServer, build_checkpoint, free_port,
+                                            install, stage_server_config)
+
+pytestmark = pytest.mark.timeout(900)  # the first test pays for the server's start (30-100 s)
+
+
+@pytest.fixture(scope="session")
+def vllm_checkpoint(tmp_path_factory):
+    return build_checkpoint(tmp_path_factory.mktemp("vllm") / "tiny-qwen")
+
+
+@pytest.fixture(scope="session")
+def session_server(vllm_checkpoint):
+    try:
+        install(log=lambda message: None)
+    except ServerBuildError as exc:
+        pytest.fail(f"the vLLM server cannot be built on this machine: {exc}")
+    server = VLLMServer(vllm_checkpoint, log_path=vllm_checkpoint.parent / "vllm.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def vllm_server(session_server):
+    """The session's server, running (a test that stopped or reconfigured it restarts it)."""
+    try:
+        session_server.start(timeout_s=600)
+    except ServerBuildError as exc:
+        pytest.fail(f"the vLLM server does not start: {exc}")
+    return session_server
+
+
+def stage(server: VLLMServer, max_new_tokens: int = 16, **server_settings) -> StageConfig:
+    settings = {"retries": 2, "backoff_s": 0.1, **server_settings}
+    return StageConfig(backend="openai", max_new_tokens=max_new_tokens,
+                       server=ServerConfig(**stage_server_config(server, **settings)))
+
+
+def frame(height: int, width: int, seed: int = 3) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 255, (height, width, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def local_model(vllm_checkpoint):
+    from finers_ros.stages.qwen_vl import QwenVLModel
+
+    return QwenVLModel(StageConfig(backend="qwen2_5_vl", checkpoint=str(vllm_checkpoint), dtype="float32",
+                                   max_new_tokens=24))
+
+
+def local_ids(model, image: np.ndarray, prompt: str, max_new_tokens: int):
+    """(prompt ids, greedy generated ids) of the local transformers model."""
+    import torch
+    from PIL import Image
+
+    chat = [{"role": "system", "content": [{"type": "text", "text": model.config.system_prompt}]},
+            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+    text = model.processor.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+    inputs = model.processor(text=[text], images=[Image.fromarray(image)], return_tensors="pt")
+    with torch.inference_mode():
+        output = model.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+    prompt_len = inputs["input_ids"].shape[1]
+    return inputs["input_ids"][0].tolist(), output[0, prompt_len:].tolist()
+
+
+def server_ids(backend: OpenAIServerModel, image: np.ndarray, prompt: str):
+    """(prompt ids, generated ids) of the same request the backend sends, from vLLM."""
+    from finers_ros.stages.openai_server import png_data_url
+
+    body = dict(backend.chat_request(prompt, png_data_url(image)), return_token_ids=True)
+    answer = backend._post("/chat/completions", body)
+    return answer["prompt_token_ids"], answer["choices"][0]["token_ids"]
+
+
+def test_gse_prompt_tokens_equal_the_local_processor(vllm_server, local_model):
+    backend = OpenAIServerModel(stage(vllm_server, max_new_tokens=1))
+    image = frame(1080, 1920)
+    prompt = gse_prompt("find the red screw")
+    generation = backend.generate(image, prompt)  # the backend's own count check passes
+    expected = local_model.generate(image, prompt).prompt_tokens
+    assert generation.prompt_tokens == expected
+    assert generation.prompt_tokens == backend.text_tokens(prompt) + 2 + 2691
+
+
+@pytest.mark.parametrize("size, prompt", [((1080, 1920), gse_prompt("find the red screw")),
+                                          ((512, 512), lpr_prompt("find the red screw"))],
+                         ids=["gse_1920x1080", "lpr_512x512"])
+def test_greedy_tokens_agree_with_the_local_backend(vllm_server, local_model, size, prompt):
+    """Same prompt ids (image tokens included) and the same greedy tokens, float32 on both
+    sides. The texts can differ only where the random model emits byte tokens that do not form
+    UTF-8 (a trained model does not): transformers and vLLM's incremental detokenizer render
+    such bytes with different numbers of U+FFFD."""
+    backend = OpenAIServerModel(stage(vllm_server, max_new_tokens=24))
+    image = frame(*size)
+    local_prompt, local_new = local_ids(local_model, image, prompt, 24)
+    remote_prompt, remote_new = server_ids(backend, image, prompt)
+    assert remote_prompt == local_prompt
+    assert remote_new == local_new, f"first difference at token {_first_difference(remote_new, local_new)}"
+    remote_text = backend.generate(image, prompt).text
+    local_text = local_model.generate(image, prompt).text
+    assert remote_text.replace("\ufffd", "") == local_text.replace("\ufffd", "")
+
+
+def _first_difference(a, b) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+
+def test_pipeline_runs_both_stages_through_the_server(vllm_server, scene_4k):
+    """GSE on the server: a random model's answer is reported as unparsable, with its text.
+    LPR on the server (bring-up GSE finds the region first): the 512x512 crop goes out."""
+    image, record = scene_4k
+    remote = stage(vllm_server, max_new_tokens=12)
+    pipeline = FineRSPipeline.from_config(PipelineConfig(gse=remote, lpr=StageConfig()))
+    result = pipeline.run(image, record["Q"])
+    assert result.error_stage == "gse" and "GSE" in result.error and result.gse_text
+    assert result.timings_ms["gse_request_ms"] > 0 and result.timings_ms["gse_server_prefill_ms"] > 0
+
+    pipeline = FineRSPipeline.from_config(PipelineConfig(gse=StageConfig(), lpr=remote))
+    result = pipeline.run(image, record["Q"])
+    assert result.region is not None and result.error_stage == "lpr" and result.lpr_text
+    assert result.timings_ms["lpr_network_ms"] >= 0 and "lpr_server_decode_ms" in result.timings_ms
+    pipeline.close()
+
+
+def test_config_file_selects_the_server_backend(vllm_server, tmp_path):
+    config = config_from_dict({"gse": {"backend": "openai", "max_new_tokens": 4,
+                                       "server": stage_server_config(vllm_server)}})
+    pipeline = FineRSPipeline.from_config(config)
+    assert pipeline.gse.name == f"openai:{vllm_server.served_name}"
+    assert pipeline.gse.generate(frame(1080, 1920), gse_prompt("find it")).prompt_tokens > 2691
+
+
+def test_server_down_is_one_clear_error():
+    port = free_port()
+    config = StageConfig(backend="openai", server=ServerConfig(base_url=f"http://127.0.0.1:{port}/v1",
+                                                               model="m", retries=1, backoff_s=0.05))
+    pipeline = FineRSPipeline(OpenAIServerModel(config), OpenAIServerModel(config), BringupSegmenter(),
+                              PipelineConfig())
+    result = pipeline.run(frame(1080, 1920), "find the red screw")
+    assert result.error_stage == "gse"
+    assert f"model server unreachable at http://127.0.0.1:{port}/v1 after 2 attempts: cannot connect" \
+        in result.error
+    assert "\n" not in result.error
+
+
+def test_unknown_model_is_refused_without_retry(vllm_server):
+    backend = OpenAIServerModel(stage(vllm_server, model="no-such-model"))
+    with pytest.raises(ServerError, match=r"refused the request: HTTP 404: .*no-such-model"):
+        backend.generate(frame(512, 512), lpr_prompt("find it"))
+
+
+def test_hung_server_times_out_and_the_next_request_works(vllm_server):
+    backend = OpenAIServerModel(stage(vllm_server, max_new_tokens=4, timeout_s=2.0))
+    backend.text_tokens(lpr_prompt("find it"))  # cached: the hang hits the generation request
+    vllm_server.pause()
+    try:
+        start = time.monotonic()
+        with pytest.raises(ServerError, match=r"timed out waiting for the answer \(limit 2 s"):
+            backend.generate(frame(512, 512), lpr_prompt("find it"))
+        assert time.monotonic() - start < 10  # a read timeout is not retried
+    finally:
+        vllm_server.resume()
+    assert backend.generate(frame(512, 512), lpr_prompt("find it")).generated_tokens >= 1
+
+
+def test_killed_server_then_down_then_restarted(vllm_server):
+    backend = OpenAIServerModel(stage(vllm_server, max_new_tokens=3000))
+    image, prompt = frame(512, 512), lpr_prompt("find the red screw")
+    backend.text_tokens(prompt)
+    outcome = {}
+
+    def request():
+        try:
+            outcome["generation"] = backend.generate(image, prompt)
+        except ServerError as exc:
+            outcome["error"] = str(exc)
+
+    worker = threading.Thread(target=request)
+    worker.start()
+    deadline = time.monotonic() + 60
+    while _running_requests(vllm_server) < 1 and "generation" not in outcome and time.monotonic() < deadline:
+        time.sleep(0.05)
+    vllm_server.kill()  # while the server generates (3000 tokens take seconds)
+    worker.join(60)
+    assert "generation" not in outcome, "the request finished before the server was killed"
+    assert outcome["error"].startswith(f"model server unreachable at {vllm_server.base_url} after 3 attempts: "
+                                       "connection lost mid-request")
+    with pytest.raises(ServerError, match="unreachable .* cannot connect"):
+        backend.generate(image, prompt)
+    vllm_server.start(timeout_s=600)
+    backend.config.max_new_tokens = 2
+    generation = backend.generate(image, prompt)  # the same client recovers
+    assert generation.prompt_tokens == backend.text_tokens(prompt) + 2 + 324
+
+
+def _running_requests(server: VLLMServer) -> float:
+    """vLLM's own gauge of requests being generated (Prometheus text at /metrics)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{server.root_url}/metrics", timeout=5) as answer:
+        lines = answer.read().decode().splitlines()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith("vllm:num_requests_running"))
+
+
+class _Misbehaving:
+    """A real HTTP server on loopback answering every POST with ``status`` and ``body``:
+    the server failures vLLM itself cannot be made to produce (5xx, a body that is not JSON)."""
+
+    def __init__(self, status: int, body: bytes):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        outer = self
+        self.requests = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                outer.requests += 1
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def backend(self, **settings) -> OpenAIServerModel:
+        server = ServerConfig(base_url=self.url, model="m", retries=2, backoff_s=0.01,
+                              check_prompt_tokens=False, **settings)
+        return OpenAIServerModel(StageConfig(backend="openai", server=server))
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_http_5xx_is_retried_then_reported():
+    server = _Misbehaving(503, json.dumps({"error": {"message": "engine is overloaded"}}).encode())
+    try:
+        with pytest.raises(ServerError, match=r"failed after 3 attempts: HTTP 503: engine is overloaded$"):
+            server.backend().generate(frame(64, 64), "find it")
+        assert server.requests == 3
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("body, why", [(b"<html>oops</html>", "not JSON"),
+                                       (json.dumps({"choices": []}).encode(), "no choices/usage"),
+                                       (json.dumps({"usage": {}}).encode(), "no 'choices'")])
+def test_malformed_answer_is_one_clear_error(body, why):
+    server = _Misbehaving(200, body)
+    try:
+        with pytest.raises(ServerError, match=f"malformed answer from model server at {server.url}: {why}"):
+            server.backend().generate(frame(64, 64), "find it")
+        assert server.requests == 1
+    finally:
+        server.close()
+
+
+def test_api_key_comes_from_the_named_environment_variable(monkeypatch):
+    server = _Misbehaving(401, json.dumps({"error": {"message": "bad key"}}).encode())
+    try:
+        with pytest.raises(ServerError, match="FINERS_TEST_KEY .* is not set"):
+            server.backend(api_key_env="FINERS_TEST_KEY")
+        monkeypatch.setenv("FINERS_TEST_KEY", "secret-1")
+        backend = server.backend(api_key_env="FINERS_TEST_KEY")
+        assert backend._client.headers["Authorization"] == "Bearer secret-1"
+        with pytest.raises(ServerError, match="HTTP 401: bad key"):
+            backend.generate(frame(64, 64), "find it")
+    finally:
+        server.close()
+
+
+def test_server_that_resizes_images_is_reported(vllm_server):
+    """Last: restarts the session server with a smaller max_pixels, as a misconfigured
+    server would run (a later test restarts it as it was)."""
+    vllm_server.extra_args = ["--mm-processor-kwargs", json.dumps({"max_pixels": 1003520})]
+    try:
+        vllm_server.restart(timeout_s=600)
+        backend = OpenAIServerModel(stage(vllm_server, max_new_tokens=1))
+        with pytest.raises(ServerError, match=r"expected \d+ \(2691 visual for 1920x1080\): the server resizes "
+                                              r"images; check its processor settings"):
+            backend.generate(frame(1080, 1920), gse_prompt("find the red screw"))
+    finally:
+        vllm_server.extra_args = []
+        vllm_server.stop()
