@@ -93,6 +93,13 @@ class SegmenterConfig:
     checkpoint: Optional[str] = None  # SAM weights (.pth read with weights_only, or .safetensors)
     decoder_onnx: Optional[str] = None  # exported prompt encoder + mask decoder
     device: str = "cpu"
+    encoder_runtime: str = "torch"  # torch | onnxruntime | tensorrt (the image encoder's runtime)
+    encoder_onnx: Optional[str] = None  # exported image encoder (fp32, or its int8 quantisation)
+    ort_threads: int = 0  # ONNX Runtime intra-op threads; 0 = one per core
+    ort_graph_optimization: str = "all"  # disable | basic | extended | all
+    engine_cache: Optional[str] = None  # TensorRT engines built by finers-build-engines
+    tensorrt_precision: str = "fp16"  # fp16 | fp32
+    tensorrt_fallback: str = "onnxruntime"  # onnxruntime (CUDA, then CPU) | none
 
     def validate(self) -> None:
         if self.backend not in SEGMENTER_BACKENDS:
@@ -103,6 +110,23 @@ class SegmenterConfig:
             raise ConfigError("segmenter.backend=sam needs segmenter.checkpoint")
         if self.backend == "sam" and self.runtime != "torch" and not self.decoder_onnx:
             raise ConfigError(f"segmenter.runtime={self.runtime} needs segmenter.decoder_onnx")
+        if self.encoder_runtime not in SAM_RUNTIMES:
+            raise ConfigError(f"segmenter.encoder_runtime={self.encoder_runtime!r}: "
+                              f"expected one of {SAM_RUNTIMES}")
+        if self.backend == "sam" and self.encoder_runtime != "torch" and not self.encoder_onnx:
+            raise ConfigError(f"segmenter.encoder_runtime={self.encoder_runtime} needs "
+                              "segmenter.encoder_onnx")
+        if self.ort_graph_optimization not in ("disable", "basic", "extended", "all"):
+            raise ConfigError(f"segmenter.ort_graph_optimization={self.ort_graph_optimization!r}: "
+                              "expected disable, basic, extended or all")
+        if self.ort_threads < 0:
+            raise ConfigError(f"segmenter.ort_threads={self.ort_threads}: must be >= 0")
+        if self.tensorrt_precision not in ("fp16", "fp32"):
+            raise ConfigError(f"segmenter.tensorrt_precision={self.tensorrt_precision!r}: "
+                              "expected fp16 or fp32")
+        if self.tensorrt_fallback not in ("onnxruntime", "none"):
+            raise ConfigError(f"segmenter.tensorrt_fallback={self.tensorrt_fallback!r}: "
+                              "expected onnxruntime or none")
 
 
 @dataclass
@@ -122,13 +146,6 @@ class GeometryConfig:
 
 @dataclass
 class PipelineConfig:
-    encoder_runtime: str = "torch"  # torch | onnxruntime | tensorrt (the image encoder's runtime)
-    encoder_onnx: Optional[str] = None  # exported image encoder (fp32, or its int8 quantisation)
-    ort_threads: int = 0  # ONNX Runtime intra-op threads; 0 = one per core
-    ort_graph_optimization: str = "all"  # disable | basic | extended | all
-    engine_cache: Optional[str] = None  # TensorRT engines built by finers-build-engines
-    tensorrt_precision: str = "fp16"  # fp16 | fp32
-    tensorrt_fallback: str = "onnxruntime"  # onnxruntime (CUDA, then CPU) | none
     gse: StageConfig = field(default_factory=StageConfig)
     lpr: StageConfig = field(default_factory=StageConfig)
     segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
@@ -140,23 +157,6 @@ class PipelineConfig:
         self.gse.validate("gse")
         self.lpr.validate("lpr")
         self.segmenter.validate()
-        if self.encoder_runtime not in SAM_RUNTIMES:
-            raise ConfigError(f"segmenter.encoder_runtime={self.encoder_runtime!r}: "
-                              f"expected one of {SAM_RUNTIMES}")
-        if self.backend == "sam" and self.encoder_runtime != "torch" and not self.encoder_onnx:
-            raise ConfigError(f"segmenter.encoder_runtime={self.encoder_runtime} needs "
-                              "segmenter.encoder_onnx")
-        if self.ort_graph_optimization not in ("disable", "basic", "extended", "all"):
-            raise ConfigError(f"segmenter.ort_graph_optimization={self.ort_graph_optimization!r}: "
-                              "expected disable, basic, extended or all")
-        if self.ort_threads < 0:
-            raise ConfigError(f"segmenter.ort_threads={self.ort_threads}: must be >= 0")
-        if self.tensorrt_precision not in ("fp16", "fp32"):
-            raise ConfigError(f"segmenter.tensorrt_precision={self.tensorrt_precision!r}: "
-                              "expected fp16 or fp32")
-        if self.tensorrt_fallback not in ("onnxruntime", "none"):
-            raise ConfigError(f"segmenter.tensorrt_fallback={self.tensorrt_fallback!r}: "
-                              "expected onnxruntime or none")
         self.geometry.validate()
         return self
 
@@ -249,6 +249,8 @@ def load_config(path: str | Path | None) -> PipelineConfig:
         stage.checkpoint = _relative_to(base, stage.checkpoint)
     config.segmenter.checkpoint = _relative_to(base, config.segmenter.checkpoint)
     config.segmenter.decoder_onnx = _relative_to(base, config.segmenter.decoder_onnx)
+    config.segmenter.encoder_onnx = _relative_to(base, config.segmenter.encoder_onnx)
+    config.segmenter.engine_cache = _relative_to(base, config.segmenter.engine_cache)
     return config
 
 
@@ -258,5 +260,3 @@ def _relative_to(base: Path, value: Optional[str]) -> Optional[str]:
         return value
     path = Path(value).expanduser()
     return str(path if path.is_absolute() else (base / path).resolve())
-    config.segmenter.encoder_onnx = _relative_to(base, config.segmenter.encoder_onnx)
-    config.segmenter.engine_cache = _relative_to(base, config.segmenter.engine_cache)
