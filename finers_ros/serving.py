@@ -77,6 +77,7 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
+        """True when the request was answered without an error."""
         return self.result.error is None
 
 
@@ -90,10 +91,12 @@ class FrameSlot:
 
     @property
     def last_seq(self) -> int:
+        """Sequence number of the newest frame (0 before any)."""
         with self._cond:
             return self._frame.seq if self._frame else 0
 
     def put(self, decode: Callable[[], np.ndarray], header: Any = None) -> Frame:
+        """Make ``decode`` the newest frame and wake waiting requests."""
         with self._cond:
             self._frame = Frame(decode, header, next(self._seq), time.monotonic())
             self._cond.notify_all()

@@ -67,6 +67,7 @@ def _start(context):
 
 
 def generate_launch_description():
+    """Arguments, the Fast DDS profile, then the checked start of the node (and RViz)."""
     share = FindPackageShare("finers_ros")
     arguments = [
         DeclareLaunchArgument("namespace", default_value="",

@@ -27,6 +27,8 @@ PING_PREFIX = "finers-client-ping-"
 
 
 class PerceptionClient:
+    """A ROS participant of its own (own context) that plays camera and robot for the node."""
+
     def __init__(self, domain_id: Optional[int] = None, namespace: str = "",
                  camera_topic: Optional[str] = None, name: str = "finers_client"):
         self.context = Context()
@@ -90,6 +92,7 @@ class PerceptionClient:
             self._cond.notify_all()
 
     def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Wait until ``predicate()`` holds (checked as messages arrive); False on timeout."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while not predicate():
@@ -127,13 +130,16 @@ class PerceptionClient:
                 return True
         return False
 
-    def frame_message(self, image: np.ndarray, stamp_ns: Optional[int] = None, frame_id: str = "camera") -> Image:
+    def frame_message(self, image: np.ndarray, stamp_ns: Optional[int] = None,
+                      frame_id: str = "camera") -> Image:
+        """An rgb8 Image of ``H x W x 3 uint8 RGB`` ``image`` (stamped now by default)."""
         stamp_ns = time.time_ns() if stamp_ns is None else stamp_ns
         header = Header(frame_id=frame_id)
         header.stamp.sec, header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
         return Image(header=header, **rgb_fields(image))
 
     def publish_frame(self, image_or_msg) -> Image:
+        """Publish one frame (an Image, or an RGB array made into one); returns the message."""
         msg = image_or_msg if isinstance(image_or_msg, Image) else self.frame_message(image_or_msg)
         self.camera.publish(msg)
         return msg
@@ -147,18 +153,21 @@ class PerceptionClient:
         def loop() -> None:
             while not stop.is_set():
                 if restamp:
-                    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(time.time_ns(), 1_000_000_000)
+                    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(time.time_ns(),
+                                                                            1_000_000_000)
                 self.camera.publish(msg)
                 stop.wait(1.0 / hz)
 
         threading.Thread(target=loop, daemon=True).start()
 
     def stop_stream(self) -> None:
+        """Stop the stream started by ``stream``."""
         if self._streaming is not None:
             self._streaming.set()
             self._streaming = None
 
     def send(self, text: str) -> None:
+        """Publish one command (plain instruction or JSON) on the node's command topic."""
         self.commands.publish(String(data=text))
 
     def next_detection(self, after: int, timeout: float) -> Optional[Detection]:
@@ -168,6 +177,7 @@ class PerceptionClient:
         return None
 
     def close(self) -> None:
+        """Stop streaming and spinning; destroy the node and shut this client's context down."""
         self.stop_stream()
         self.executor.shutdown(timeout_sec=1.0)
         self.node.destroy_node()

@@ -26,6 +26,7 @@ def red_scene(seed: int = 0):
 
 
 def main(argv=None) -> int:
+    """Run the demo: node + client over ROS, one instruction on a streamed 4K scene."""
     parser = argparse.ArgumentParser(prog="finers-demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"))
     parser.add_argument("--instruction", default=INSTRUCTION)
@@ -41,10 +42,12 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     image, record = red_scene()
     with domain_id() as domain:
-        os.environ.update(ros_environment(domain))  # this process's participant uses the same profile
+        # this process's participant uses the same profile
+        os.environ.update(ros_environment(domain))
         from .client import PerceptionClient
 
-        print(f"finers-demo: starting finers_perception (ROS domain {domain}, shared-memory transport)")
+        print(f"finers-demo: starting finers_perception (ROS domain {domain}, "
+              f"shared-memory transport)")
         node = NodeProcess(domain, log_path=args.out / "node.log")
         client = PerceptionClient(domain_id=domain)
         try:
@@ -63,8 +66,10 @@ def main(argv=None) -> int:
                 return 1
             round_trip = (time.monotonic() - sent) * 1000
             stamp = (detection.header.stamp.sec, detection.header.stamp.nanosec)
-            client.wait_until(lambda: any((m.header.stamp.sec, m.header.stamp.nanosec) == stamp for m in client.masks)
-                              and any((m.header.stamp.sec, m.header.stamp.nanosec) == stamp for m in client.overlays), 30)
+            def echoed(store) -> bool:
+                return any((m.header.stamp.sec, m.header.stamp.nanosec) == stamp for m in store)
+
+            client.wait_until(lambda: echoed(client.masks) and echoed(client.overlays), 30)
             client.stop_stream()
             _save(args.out, client, detection, stamp)
         finally:
@@ -78,16 +83,19 @@ def main(argv=None) -> int:
     gt = annotation_mask(record["points"], (image.shape[1], image.shape[0]))
     mask = detection_mask(detection)
     iou = float((mask & gt).sum() / max(1, (mask | gt).sum()))
-    print(f"finers-demo: backend {detection.backend or '-'} (bring-up: weight-free, no model weights)"
+    print(f"finers-demo: backend {detection.backend or '-'} "
+          f"(bring-up: weight-free, no model weights)"
           if "bringup" in detection.backend else f"finers-demo: backend {detection.backend}")
     if detection.error:
         print(f"finers-demo: error [{detection.error_stage}] {detection.error}")
         return 1
-    print(f"finers-demo: found={detection.found} answer={detection.answer!r} box={[round(v) for v in detection.box]} "
+    print(f"finers-demo: found={detection.found} answer={detection.answer!r} "
+          f"box={[round(v) for v in detection.box]} "
           f"IoU with ground truth {iou:.3f}")
     print("finers-demo: latency " + ", ".join(f"{k} {v:.0f} ms" for k, v in timings.items())
           + f"; instruction -> detection over ROS {round_trip:.0f} ms")
-    print(f"finers-demo: wrote {args.out}/mask.png, overlay.png, detection.json (node exited with {code})")
+    print(f"finers-demo: wrote {args.out}/mask.png, overlay.png, detection.json "
+          f"(node exited with {code})")
     return 0 if detection.found else 1
 
 
@@ -103,7 +111,8 @@ def _save(out: Path, client, detection, stamp) -> None:
             continue
         msg = chosen[-1]
         if name == "mask":
-            pixels = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)[:, :msg.width]
+            pixels = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
+            pixels = pixels[:, :msg.width]
             cv2.imwrite(str(out / "mask.png"), pixels)
         else:
             rgb = image_to_rgb(msg.encoding, msg.width, msg.height, msg.step, msg.data)

@@ -28,7 +28,8 @@ class NodeProcess:
     """``finers-perception`` in its own process group, with parameter overrides."""
 
     def __init__(self, domain_id: int, parameters: Optional[dict] = None, ros_args: tuple = (),
-                 log_path: Optional[Path] = None, env: Optional[dict] = None, shared_memory: bool = True):
+                 log_path: Optional[Path] = None, env: Optional[dict] = None,
+                 shared_memory: bool = True):
         self.env = ros_environment(domain_id, shared_memory)
         self.env.update(env or {})
         self._tmp = tempfile.TemporaryDirectory(prefix="finers-node-")
@@ -38,11 +39,13 @@ class NodeProcess:
             override.write_text(yaml.safe_dump({"/**": {"ros__parameters": parameters}}))
             from .paths import default_params_file
 
-            command += ["--params-file", str(default_params_file()), "--params-file", str(override)]
+            command += ["--params-file", str(default_params_file()),
+                        "--params-file", str(override)]
         command += list(ros_args)
         self.log_path = log_path or Path(self._tmp.name) / "node.log"
         self._log = open(self.log_path, "w")
-        self.process = subprocess.Popen(command, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+        self.process = subprocess.Popen(command, env=self.env, stdout=self._log,
+                                        stderr=subprocess.STDOUT,
                                         start_new_session=True)
 
     def log(self) -> str:
@@ -52,6 +55,7 @@ class NodeProcess:
         return Path(self.log_path).read_text(errors="replace")
 
     def alive(self) -> bool:
+        """True while the process runs."""
         return self.process.poll() is None
 
     def stop(self, timeout: float = 15.0) -> int:

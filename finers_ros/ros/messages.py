@@ -29,9 +29,11 @@ def outcome_header(outcome: Outcome, now) -> Header:
 
 
 def detection_message(outcome: Outcome, header: Header) -> Detection:
+    """The Detection of one outcome (found, error, box, points, compact mask, timings)."""
     result = outcome.result
     request = outcome.request
-    msg = Detection(header=header, request_id=request.request_id, instruction=request.instruction[:4096],
+    msg = Detection(header=header, request_id=request.request_id,
+                    instruction=request.instruction[:4096],
                     found=bool(result.found), answer=result.answer or "", error=result.error or "",
                     error_stage=result.error_stage or "", backend=result.backend or "")
     msg.box = _box4(result.box)
@@ -44,7 +46,8 @@ def detection_message(outcome: Outcome, header: Header) -> Detection:
     tight: Optional[tuple] = mask_box(result.mask) if result.mask is not None else None
     if tight is not None:
         x1, y1, x2, y2 = (int(v) for v in tight)
-        msg.mask_roi = RegionOfInterest(x_offset=x1, y_offset=y1, width=x2 - x1 + 1, height=y2 - y1 + 1)
+        msg.mask_roi = RegionOfInterest(x_offset=x1, y_offset=y1, width=x2 - x1 + 1,
+                                        height=y2 - y1 + 1)
         msg.mask = result.mask[y1:y2 + 1, x1:x2 + 1].astype(np.uint8).tobytes()
     msg.timing_names = list(result.timings_ms)
     msg.timings_ms = [float(v) for v in result.timings_ms.values()]
@@ -59,6 +62,7 @@ def mask_image(mask: Optional[np.ndarray], shape, header: Header) -> Image:
 
 
 def rgb_image(image: np.ndarray, header: Header) -> Image:
+    """An rgb8 Image of ``H x W x 3 uint8 RGB`` ``image`` with ``header``."""
     return Image(header=header, **rgb_fields(image))
 
 
