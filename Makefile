@@ -5,16 +5,17 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 OUT := outputs
 
-.PHONY: setup install interfaces main-job demo test test-fast bench clean vllm-venv vllm-server bench-vllm
+.PHONY: setup install interfaces main-job demo test test-fast bench clean train-smoke vllm-venv vllm-server bench-vllm
 
 setup: install interfaces main-job
 
-$(VENV)/.installed: requirements.txt setup.py
+$(VENV)/.installed: requirements.txt setup.py training/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet pip==26.3
 	$(PIP) install --quiet torch==2.14.1 torchvision==0.29.1
 	$(PIP) install --quiet -r requirements.txt
 	$(PIP) install --quiet --no-deps --no-build-isolation -e .
+	$(PIP) install --quiet --no-deps --no-build-isolation -e training
 	touch $@
 
 install: $(VENV)/.installed
@@ -30,10 +31,16 @@ demo: main-job
 
 test: interfaces vllm-venv
 	$(PY) -m pytest -q test
+	$(MAKE) train-smoke
 
 bench: install
 	$(PY) benchmarks/bench_pipeline.py --out benchmarks/results
 	$(PY) benchmarks/bench_ros.py --out benchmarks/results
+
+# The training loop on CPU: LPR -> best-region search -> GSE (offline and online reward) ->
+# finers-segment / finers-eval on the trained checkpoints (runs/smoke; README: Training).
+train-smoke: install
+	bash training/smoke.sh
 
 clean:
 	rm -rf build install log $(OUT)

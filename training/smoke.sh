@@ -44,10 +44,13 @@ assert all(len(r["best_region"]) == 4 for r in best)
 print("train-smoke: runs, logs and checkpoints in place")
 EOF
 
+"$BIN/python" -c "import sys, torch; from finers_ros.segmenters.sam_model import build_tiny_sam, save_sam
+torch.manual_seed(0); save_sam(build_tiny_sam(), sys.argv[1])" "$OUT/sam_tiny.safetensors"
 cat > "$OUT/pipeline.yaml" <<EOF
 # The smoke's trained checkpoints in the node's pipeline config (paths relative to this file).
 gse: {backend: qwen2_5_vl, checkpoint: gse, max_new_tokens: 24}
 lpr: {backend: qwen2_5_vl, checkpoint: lpr, max_new_tokens: 24}
+segmenter: {backend: sam, model_type: tiny, checkpoint: sam_tiny.safetensors}
 EOF
 IMAGE=$(ls "$OUT"/scenes/images/*.png | head -n 1)
 # A random tiny model answers gibberish: exit 3 (stage failed, result.json written) is expected.

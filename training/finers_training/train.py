@@ -46,11 +46,12 @@ def reward_functions(config: TrainConfig) -> Tuple[list, List[float]]:
 
 
 def grpo_args(config: TrainConfig, weights: List[float], **extra):
-    """TRL GRPOConfig of the recipe: constant lr from step one, no warm-up."""
+    """TRL GRPOConfig of the recipe: constant lr from step one, no warm-up; ``extra``
+    (GRPOConfig keys) overrides."""
     from trl import GRPOConfig
 
     bf16 = use_bf16(config)
-    return GRPOConfig(
+    args = dict(
         output_dir=config.output_dir,
         num_generations=config.num_generations,
         temperature=config.temperature,
@@ -77,9 +78,10 @@ def grpo_args(config: TrainConfig, weights: List[float], **extra):
         seed=config.seed,
         report_to="none",
         remove_unused_columns=False,
-        **({"gradient_checkpointing": True} if config.gradient_checkpointing else {}),
-        **extra,
     )
+    if config.gradient_checkpointing:
+        args["gradient_checkpointing"] = True
+    return GRPOConfig(**{**args, **extra})
 
 
 def _sha256(path: Path) -> str:
