@@ -11,8 +11,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_launch_file_parses_and_uses_the_shared_defaults():
     source = (ROOT / "launch" / "perception.launch.py").read_text()
     tree = ast.parse(source)
-    assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description" for n in tree.body)
-    for needed in ('"perception.yaml"', '"perception_node"', '"finers_perception"', '"use_rviz"', '"namespace"',
+    assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description"
+               for n in tree.body)
+    for needed in ('"perception.yaml"', '"perception_node"', '"finers_perception"', '"use_rviz"',
+                   '"namespace"',
                    '"camera_topic"', '"finers.rviz"'):
         assert needed in source
 
@@ -21,7 +23,8 @@ def test_launch_description_builds_where_launch_ros_exists():
     pytest.importorskip("launch_ros")
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("perception_launch", ROOT / "launch" / "perception.launch.py")
+    spec = importlib.util.spec_from_file_location("perception_launch",
+                                                  ROOT / "launch" / "perception.launch.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     description = module.generate_launch_description()
@@ -67,8 +70,9 @@ def test_console_script_adds_default_params_file_like_launch():
     from finers_ros.ros.main import with_default_params
     from finers_ros.ros.paths import default_params_file
 
-    assert with_default_params(["x"]) == ["x", "--ros-args", "--params-file", str(default_params_file())]
-    assert with_default_params(["x", "--ros-args", "-r", "a:=b"])[-2:] == ["--params-file", str(default_params_file())]
+    default = ["--params-file", str(default_params_file())]
+    assert with_default_params(["x"]) == ["x", "--ros-args"] + default
+    assert with_default_params(["x", "--ros-args", "-r", "a:=b"])[-2:] == default
     custom = ["x", "--ros-args", "--params-file", "mine.yaml"]
     assert with_default_params(custom) == custom
 
@@ -91,7 +95,9 @@ def test_core_never_imports_ros():
         if "ros" in path.relative_to(ROOT / "finers_ros").parts[:1]:
             continue
         text = path.read_text()
-        if "import rclpy" in text or "from rclpy" in text or "_msgs" in text and "import" in text and ".msg import" in text:
+        imports_ros = "import rclpy" in text or "from rclpy" in text
+        imports_msgs = "_msgs" in text and "import" in text and ".msg import" in text
+        if imports_ros or imports_msgs:
             offenders.append(str(path))
     assert offenders == []
 

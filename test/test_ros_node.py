@@ -34,7 +34,8 @@ def domain():
 
 @pytest.fixture(scope="module")
 def flaky_node(domain):
-    node = NodeProcess(domain, parameters={"pipeline_factory": "faulty_pipelines:flaky", "request_timeout_s": 3.0,
+    node = NodeProcess(domain, parameters={"pipeline_factory": "faulty_pipelines:flaky",
+                                           "request_timeout_s": 3.0,
                                            "frame_wait_s": 3.0, "no_frames_warning_s": 2.0},
                        env={"PYTHONPATH": str(HERE)})
     yield node
@@ -55,7 +56,9 @@ def client(domain, flaky_node):
 @pytest.fixture(scope="module")
 def frame_msg(client, scene_4k):
     image, record = scene_4k
-    return client.frame_message(image, stamp_ns=1_700_000_000_123_456_789, frame_id="camera_optical_frame"), record
+    msg = client.frame_message(image, stamp_ns=1_700_000_000_123_456_789,
+                               frame_id="camera_optical_frame")
+    return msg, record
 
 
 def ask(client, text, timeout=TIMEOUT):
@@ -79,7 +82,8 @@ def test_detection_on_streamed_4k_frame(client, frame_msg, scene_4k):
     finally:
         client.stop_stream()
     assert detection.error == "" and detection.found, detection.error
-    assert (detection.header.stamp.sec, detection.header.stamp.nanosec) == (1_700_000_000, 123_456_789)
+    stamp = (detection.header.stamp.sec, detection.header.stamp.nanosec)
+    assert stamp == (1_700_000_000, 123_456_789)
     assert detection.header.frame_id == "camera_optical_frame"
     assert (detection.image_width, detection.image_height) == (3840, 2160)
     assert box_iou(tuple(detection.box), polygon_box(record["points"])) > 0.7
@@ -88,12 +92,16 @@ def test_detection_on_streamed_4k_frame(client, frame_msg, scene_4k):
 
     assert detection_mask(detection).sum() > 0
     stamp = (detection.header.stamp.sec, detection.header.stamp.nanosec)
-    assert client.wait_until(lambda: any((m.header.stamp.sec, m.header.stamp.nanosec) == stamp for m in client.masks), 30)
+    def same(m):
+        return (m.header.stamp.sec, m.header.stamp.nanosec) == stamp
+
+    assert client.wait_until(lambda: any(same(m) for m in client.masks), 30)
     mask = [m for m in client.masks if (m.header.stamp.sec, m.header.stamp.nanosec) == stamp][-1]
     assert (mask.width, mask.height, mask.encoding) == (3840, 2160, "mono8")
     pixels = np.frombuffer(bytes(mask.data), np.uint8).reshape(2160, 3840)
     assert np.array_equal(pixels > 0, detection_mask(detection))
-    assert client.wait_until(lambda: any(m.header.stamp.sec == stamp[0] for m in client.overlays), 30)
+    assert client.wait_until(
+        lambda: any(m.header.stamp.sec == stamp[0] for m in client.overlays), 30)
 
 
 def bad_frame(client, scene_4k, **changes):
@@ -117,7 +125,8 @@ def test_malformed_frames_give_error_outcomes(client, scene_4k, changes, message
         client.publish_frame(msg)
         time.sleep(0.1)
     detection = client.next_detection(before, TIMEOUT)
-    assert detection is not None and detection.error_stage == "frame" and message in detection.error
+    assert detection is not None
+    assert detection.error_stage == "frame" and message in detection.error
 
 
 @pytest.mark.parametrize("text, message", [("", "empty instruction"), ("x" * 100_000, "too long")])
@@ -155,11 +164,13 @@ def test_burst_of_instructions_each_get_exactly_one_outcome(client, frame_msg):
     answered = [d.request_id for d in client.detections[before:]]
     assert sorted(answered) == sorted(ids)  # one outcome each, none twice
     outcomes = {d.error_stage for d in client.detections[before:]}
-    assert outcomes <= {"", "queue"} and "" in outcomes  # served, or refused because the queue (8) was full
+    # served, or refused because the queue (8) was full
+    assert outcomes <= {"", "queue"} and "" in outcomes
 
 
 def test_status_reports_health(client):
-    assert client.wait_until(lambda: client.status is not None and client.status.requests_failed >= 2, 10)
+    assert client.wait_until(
+        lambda: client.status is not None and client.status.requests_failed >= 2, 10)
     status = client.status
     assert status.model_loaded and status.state == "active" and "bringup" in status.backend
     assert status.frames_received > 0 and status.frames_rejected >= 1 and status.last_error
@@ -178,14 +189,16 @@ def test_action_result_feedback_and_cancel(client, frame_msg, domain):
     client.stream(msg, hz=3.0)
     try:
         goal = action.send_goal_async(Segment.Goal(instruction=record["Q"]),
-                                      feedback_callback=lambda fb: stages.append(fb.feedback.stage))
+                                      feedback_callback=lambda fb: stages.append(
+                                          fb.feedback.stage))
         handle = _wait_future(goal)
         assert handle.accepted
         result = _wait_future(handle.get_result_async()).result
         assert result.detection.found and result.detection.error == ""
         assert {"queued", "gse", "lpr", "segment"} <= set(stages)
 
-        goal = _wait_future(action.send_goal_async(Segment.Goal(instruction="hang around the red screw")))
+        hang = Segment.Goal(instruction="hang around the red screw")
+        goal = _wait_future(action.send_goal_async(hang))
         time.sleep(1.0)
         _wait_future(goal.cancel_goal_async())
         wrapped = _wait_future(goal.get_result_async())
@@ -303,6 +316,7 @@ def test_twenty_goals_and_topic_instructions_while_frames_stream(client, scene_4
         client.stop_stream()
         action.destroy()
     assert results, "no goal accepted"
+    assert len(results) < len(handles), "a full queue must reject goals (queue_limit 8)"
     for wrapped in results:  # one terminal state each, never "no camera frame"
         detection = wrapped.result.detection
         assert wrapped.status in (GoalStatus.STATUS_SUCCEEDED, GoalStatus.STATUS_ABORTED)
@@ -318,6 +332,9 @@ def test_twenty_goals_and_topic_instructions_while_frames_stream(client, scene_4
 def test_deactivate_during_a_slow_request_ten_times(client, scene_4k, frame_msg, lifecycle):
     """Deactivate cancels the request in flight at once; activate always has a worker."""
     from lifecycle_msgs.msg import Transition
+    from rclpy.action import ActionClient
+
+    from finers_ros.action import Segment
 
     client.stream(small_frame(client, scene_4k), hz=10.0)
     try:
@@ -338,6 +355,13 @@ def test_deactivate_during_a_slow_request_ten_times(client, scene_4k, frame_msg,
             if cycle == 0:  # the command topic stays up while inactive and says why
                 inactive = ask(client, "find the red screw")
                 assert inactive.error_stage == "node" and "not active" in inactive.error
+                action = ActionClient(client.node, Segment, "/finers/segment")
+                try:  # and goals are rejected while inactive
+                    assert action.wait_for_server(timeout_sec=TIMEOUT)
+                    goal = Segment.Goal(instruction="find the red screw")
+                    assert not _wait_future(action.send_goal_async(goal)).accepted
+                finally:
+                    action.destroy()
             ok, _ = lifecycle.change(Transition.TRANSITION_ACTIVATE)
             assert ok
             assert client.wait_until(lambda: client.camera.get_subscription_count() > 0, 10)
@@ -352,31 +376,22 @@ def test_deactivate_during_a_slow_request_ten_times(client, scene_4k, frame_msg,
     assert served.error == "" and served.found
 
 
-def test_lifecycle_deactivate_and_activate(client, frame_msg):
+def test_lifecycle_deactivate_and_activate(client, frame_msg, lifecycle):
     from lifecycle_msgs.msg import Transition
-    from lifecycle_msgs.srv import ChangeState, GetState
 
-    change = client.node.create_client(ChangeState, "/finers_perception/change_state")
-    get = client.node.create_client(GetState, "/finers_perception/get_state")
-    assert change.wait_for_service(timeout_sec=TIMEOUT) and get.wait_for_service(timeout_sec=TIMEOUT)
+    assert lifecycle.state() == "active"
+    assert lifecycle.change(Transition.TRANSITION_DEACTIVATE)[0]
+    assert lifecycle.state() == "inactive"
+    assert client.wait_until(
+        lambda: client.status is not None and client.status.state == "inactive", 10)
+    assert lifecycle.change(Transition.TRANSITION_ACTIVATE)[0]
+    assert client.wait_for_node(TIMEOUT)
+    msg, record = frame_msg
+    client.stream(msg, hz=3.0)
     try:
-        assert _wait_future(get.call_async(GetState.Request())).current_state.label == "active"
-        reply = _wait_future(change.call_async(ChangeState.Request(transition=Transition(id=Transition.TRANSITION_DEACTIVATE))))
-        assert reply.success
-        assert _wait_future(get.call_async(GetState.Request())).current_state.label == "inactive"
-        assert client.wait_until(lambda: client.status is not None and client.status.state == "inactive", 10)
-        reply = _wait_future(change.call_async(ChangeState.Request(transition=Transition(id=Transition.TRANSITION_ACTIVATE))))
-        assert reply.success
-        assert client.wait_for_node(TIMEOUT)
-        msg, record = frame_msg
-        client.stream(msg, hz=3.0)
-        try:
-            assert ask(client, record["Q"]).found
-        finally:
-            client.stop_stream()
+        assert ask(client, record["Q"]).found
     finally:
-        client.node.destroy_client(change)
-        client.node.destroy_client(get)
+        client.stop_stream()
 
 
 def test_missing_weights_keep_node_serving_errors(domain, tmp_path):
@@ -385,13 +400,16 @@ def test_missing_weights_keep_node_serving_errors(domain, tmp_path):
     config = tmp_path / "pipeline.yaml"
     config.write_text(f"gse: {{backend: qwen2_5_vl, checkpoint: {tmp_path / 'no-such-model'}}}\n")
     # its own namespace: the flaky node of this module still runs in the same domain
-    with NodeProcess(domain, parameters={"pipeline_config": str(config)}, ros_args=("-r", "__ns:=/weights")) as node:
+    with NodeProcess(domain, parameters={"pipeline_config": str(config)},
+                     ros_args=("-r", "__ns:=/weights")) as node:
         client = PerceptionClient(domain_id=domain, namespace="weights", name="weights_client")
         try:
             assert client.wait_for_node(TIMEOUT), node.log()[-2000:]
             detection = ask(client, "find the red screw")
-            assert detection.error_stage == "model" and "checkpoint directory not found" in detection.error
-            assert client.wait_until(lambda: client.status is not None and not client.status.model_loaded, 10)
+            assert detection.error_stage == "model"
+            assert "checkpoint directory not found" in detection.error
+            assert client.wait_until(
+                lambda: client.status is not None and not client.status.model_loaded, 10)
             assert "model not loaded" in client.status.last_error
             from rclpy.action import ActionClient
 
@@ -399,7 +417,8 @@ def test_missing_weights_keep_node_serving_errors(domain, tmp_path):
 
             action = ActionClient(client.node, Segment, "/weights/finers/segment")
             assert action.wait_for_server(timeout_sec=TIMEOUT)
-            handle = _wait_future(action.send_goal_async(Segment.Goal(instruction="find the red screw")))
+            goal = Segment.Goal(instruction="find the red screw")
+            handle = _wait_future(action.send_goal_async(goal))
             result = _wait_future(handle.get_result_async()).result
             assert result.detection.error_stage == "model"  # the goal ends too, with the reason
             action.destroy()

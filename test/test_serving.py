@@ -132,9 +132,11 @@ def test_cancel_between_stages(server):
     srv.put_frame(frame(1))
     cancel = threading.Event()
     stages = []
-    done, box = submit(srv, on_stage=lambda s: (stages.append(s), s == "gse" and cancel.set()), cancel=cancel)
+    done, box = submit(srv, on_stage=lambda s: (stages.append(s), s == "gse" and cancel.set()),
+                       cancel=cancel)
     assert done.wait(3)
-    assert box["outcomes"][0].result.error_stage == "cancelled" and stages[:3] == ["queued", "waiting_for_frame", "gse"]
+    assert box["outcomes"][0].result.error_stage == "cancelled"
+    assert stages[:3] == ["queued", "waiting_for_frame", "gse"]
 
 
 def test_stop_answers_queued_requests(server):
