@@ -242,13 +242,18 @@ def test_camera_matched_without_frames_is_named_with_the_fix(domain):
     assert "config/fastdds_shm.xml" in node.log() and "camera driver" in node.log()
 
 
+def _mapped_segments(pid: int) -> set:
+    """The Fast DDS shared-memory segments process ``pid`` has mapped (its own)."""
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    return {line.split("/dev/shm/", 1)[1].strip() for line in maps.splitlines()
+            if "/dev/shm/fastdds_" in line and "port" not in line.split("/dev/shm/", 1)[1]}
+
+
 def test_shared_memory_cleanup_removes_a_killed_node_s_segments(domain):
-    before = set(os.listdir("/dev/shm"))
     node = NodeProcess(domain, ros_args=("-r", "__ns:=/killed"))
     assert _wait_for_log(node, "serving:"), node.log()
-    created = {name for name in set(os.listdir("/dev/shm")) - before  # its own segments
-               if name.startswith("fastdds_") and "port" not in name}
-    assert created, "the node made no shared-memory segment (is the SHM profile in use?)"
+    created = _mapped_segments(node.process.pid)
+    assert created, "the node mapped no shared-memory segment (is the SHM profile in use?)"
     os.killpg(node.process.pid, signal.SIGKILL)
     node.process.wait(10)
     node.stop()
