@@ -33,9 +33,10 @@ test: interfaces vllm-venv
 	$(PY) -m pytest -q test
 	$(MAKE) train-smoke
 
-bench: install
+# Quality on synthetic scenes, then speed (node, transport, SAM runtimes): ~20 min on 2 cores.
+bench: interfaces
 	$(PY) benchmarks/bench_pipeline.py --out benchmarks/results
-	$(PY) benchmarks/bench_ros.py --out benchmarks/results
+	$(PY) benchmarks/bench_speed.py --out benchmarks/results
 
 # The training loop on CPU: LPR -> best-region search -> GSE (offline and online reward) ->
 # finers-segment / finers-eval on the trained checkpoints (runs/smoke; README: Training).

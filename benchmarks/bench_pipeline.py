@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Benchmarks: bring-up quality and latency on synthetic 4K scenes, SAM decoder runtimes
-side by side, and camera-frame conversion. Prints the figures and writes them to
+"""Benchmarks: bring-up quality and latency on synthetic 4K scenes, and camera-frame
+conversion (SAM runtimes and the node: ``bench_speed.py``). Prints the figures and writes them to
 ``<out>/bench.json`` (medians; ratios measured in the same run).
 
     python benchmarks/bench_pipeline.py --out benchmarks/results [--scenes 50]
@@ -49,35 +49,6 @@ def bench_bringup_eval(scenes: int, seed: int, work: Path, out: Path) -> dict:
     return {"scenes": scenes, "seed": seed, "resolution": "3840x2160", "metrics": metrics, "eval_dir": str(out)}
 
 
-def bench_sam_decoders(model_type: str, repeat: int) -> dict:
-    """Prompt encoder + mask decoder, torch vs ONNX Runtime, same embedding and prompts (512 crop)."""
-    import torch
-
-    from finers_ros.segmenters.sam import TorchDecoder, prompt_arrays
-    from finers_ros.segmenters.sam_export import export_decoder
-    from finers_ros.segmenters.sam_model import load_sam
-    from finers_ros.segmenters.sam_onnx import OnnxRuntimeDecoder
-    from segment_anything.utils.transforms import ResizeLongestSide
-
-    torch.manual_seed(0)
-    sam = load_sam(model_type, None)
-    with tempfile.TemporaryDirectory() as tmp:
-        onnx_path = export_decoder(sam, Path(tmp) / "decoder.onnx")
-        ort_decoder = OnnxRuntimeDecoder(onnx_path)
-        torch_decoder = TorchDecoder(sam)
-        embedding = torch.randn(1, sam.prompt_encoder.embed_dim, 64, 64)
-        crop_hw = (512, 512)
-        coords, labels = prompt_arrays((200, 180, 260, 250), [(230, 215), (240, 230)])
-        coords = ResizeLongestSide(1024).apply_coords(coords, crop_hw).astype(np.float32)
-        results = {}
-        for name, decoder in (("torch", torch_decoder), ("onnxruntime", ort_decoder)):
-            results[name] = summary(timed(lambda: decoder.decode(embedding, coords, labels, crop_hw), repeat))
-    results["torch_over_onnxruntime"] = round(results["torch"]["median_ms"] / results["onnxruntime"]["median_ms"], 2)
-    results["model_type"] = model_type
-    torch.set_num_threads(torch.get_num_threads())
-    return results
-
-
 def bench_frame_conversion(repeat: int) -> dict:
     import cv2
 
@@ -101,7 +72,6 @@ def main() -> int:
     parser.add_argument("--scenes", type=int, default=50)
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--repeat", type=int, default=30)
-    parser.add_argument("--sam", default="vit_b", help="SAM architecture for the decoder benchmark (random weights)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     import torch
@@ -109,15 +79,11 @@ def main() -> int:
     report = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
                           "torch_threads": torch.get_num_threads(), "python": platform.python_version()}}
     report["frame_conversion_4k"] = bench_frame_conversion(args.repeat)
-    report["sam_decoder"] = bench_sam_decoders(args.sam, args.repeat)
     with tempfile.TemporaryDirectory(prefix="finers-scenes-") as scenes:  # 4K PNGs: ~10 MB each
         report["bringup_eval"] = bench_bringup_eval(args.scenes, args.seed, Path(scenes), args.out / "eval")
     (args.out / "bench.json").write_text(json.dumps(report, indent=2))
 
     print("4K frame -> RGB (median ms): " + ", ".join(f"{k} {v['median_ms']:.1f}" for k, v in report["frame_conversion_4k"].items()))
-    sam = report["sam_decoder"]
-    print(f"SAM {sam['model_type']} prompt encoder + mask decoder, 512 crop (median ms): torch {sam['torch']['median_ms']:.1f}, "
-          f"onnxruntime {sam['onnxruntime']['median_ms']:.1f} (torch/ort {sam['torch_over_onnxruntime']}x)")
     metrics = report["bringup_eval"]["metrics"]
     seg = metrics["segmentation"]
     print(f"bring-up on {args.scenes} synthetic 4K scenes: gIoU {seg['all']['gIoU']:.3f} cIoU {seg['all']['cIoU']:.3f} "

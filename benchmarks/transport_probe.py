@@ -52,7 +52,7 @@ def sink(node, args) -> dict:
     import rclpy
     from sensor_msgs.msg import Image
 
-    latencies, cpu = [], []
+    latencies = []
 
     def on_image(msg) -> None:
         now = node.get_clock().now().nanoseconds
