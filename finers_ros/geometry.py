@@ -12,6 +12,7 @@ Boxes are ``(x1, y1, x2, y2)`` with inclusive corners, top-left origin; points a
 ``(x, y)``. Maps between frames are linear in coordinates; rounding to whole pixels only
 happens when a box is rasterised or a crop is cut.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -120,7 +121,10 @@ def native_to_lpr_box(box: Box, crop: CropWindow, lpr: Size) -> Box:
 
 
 def native_to_lpr_point(point: Point, crop: CropWindow, lpr: Size) -> Point:
-    return ((point[0] - crop.x0) * lpr[0] / crop.width, (point[1] - crop.y0) * lpr[1] / crop.height)
+    return (
+        (point[0] - crop.x0) * lpr[0] / crop.width,
+        (point[1] - crop.y0) * lpr[1] / crop.height,
+    )
 
 
 def box_centre(box: Box) -> Point:
@@ -158,8 +162,12 @@ def clip_box(box: Box, size: Size) -> Box:
     """Clip an inclusive box to an image of ``size`` (W, H)."""
     width, height = size
     x1, y1, x2, y2 = box
-    return (min(max(x1, 0), width - 1), min(max(y1, 0), height - 1),
-            min(max(x2, 0), width - 1), min(max(y2, 0), height - 1))
+    return (
+        min(max(x1, 0), width - 1),
+        min(max(y1, 0), height - 1),
+        min(max(x2, 0), width - 1),
+        min(max(y2, 0), height - 1),
+    )
 
 
 def clip_point(point: Point, box: Box) -> Point:
@@ -183,10 +191,6 @@ def box_iou(a: Box, b: Box) -> float:
     return inter / union if union > 0 else 0.0
 
 
-
-
-
-
 def polygon_to_mask(polygon: Iterable[Sequence[float]], size: Size) -> np.ndarray:
     """Rasterise a native polygon ``[[x, y], ...]`` to an ``H x W`` bool mask."""
     mask = np.zeros((size[1], size[0]), np.uint8)
@@ -199,7 +203,12 @@ def polygon_to_mask(polygon: Iterable[Sequence[float]], size: Size) -> np.ndarra
 def annotation_mask(points, size: Size) -> np.ndarray:
     """Mask of a FineRS-4k ``points`` field: one polygon ``[[x, y], ...]`` or a list of them."""
     arr = points
-    if arr and isinstance(arr[0], (list, tuple)) and arr[0] and isinstance(arr[0][0], (list, tuple)):
+    if (
+        arr
+        and isinstance(arr[0], (list, tuple))
+        and arr[0]
+        and isinstance(arr[0][0], (list, tuple))
+    ):
         mask = np.zeros((size[1], size[0]), bool)
         for polygon in arr:
             mask |= polygon_to_mask(polygon, size)
@@ -208,13 +217,24 @@ def annotation_mask(points, size: Size) -> np.ndarray:
 
 
 def polygon_box(polygon: Iterable[Sequence[float]]) -> Box:
-    pts = np.concatenate([np.asarray(p, np.float64).reshape(-1, 2) for p in _flat_polygons(polygon)])
-    return (float(pts[:, 0].min()), float(pts[:, 1].min()),
-            float(pts[:, 0].max()), float(pts[:, 1].max()))
+    pts = np.concatenate(
+        [np.asarray(p, np.float64).reshape(-1, 2) for p in _flat_polygons(polygon)]
+    )
+    return (
+        float(pts[:, 0].min()),
+        float(pts[:, 1].min()),
+        float(pts[:, 0].max()),
+        float(pts[:, 1].max()),
+    )
 
 
 def _flat_polygons(points) -> list:
-    if points and isinstance(points[0], (list, tuple)) and points[0] and isinstance(points[0][0], (list, tuple)):
+    if (
+        points
+        and isinstance(points[0], (list, tuple))
+        and points[0]
+        and isinstance(points[0][0], (list, tuple))
+    ):
         return list(points)
     return [points]
 
@@ -225,8 +245,6 @@ def mask_box(mask: np.ndarray) -> Box | None:
     if xs.size == 0:
         return None
     return (float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()))
-
-
 
 
 def paste_mask(crop_mask: np.ndarray, crop: CropWindow, native: Size) -> np.ndarray:
@@ -241,4 +259,6 @@ def resize_image(image: np.ndarray, size: Size) -> np.ndarray:
     if (image.shape[1], image.shape[0]) == tuple(size):
         return image
     shrink = size[0] < image.shape[1] and size[1] < image.shape[0]
-    return cv2.resize(image, tuple(size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return cv2.resize(
+        image, tuple(size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    )

@@ -3,6 +3,7 @@
 ``FineRSPipeline.run`` never raises for bad input or a failing stage: the result carries
 ``error`` (one line) and ``error_stage``; the raw model texts are kept for diagnosis.
 """
+
 from __future__ import annotations
 
 import time
@@ -53,8 +54,13 @@ def validate_image(image) -> np.ndarray:
 class FineRSPipeline:
     """Injected parts: the GSE and LPR models and the segmenter (see ``from_config``)."""
 
-    def __init__(self, gse: VisionLanguageModel, lpr: VisionLanguageModel, segmenter: Segmenter,
-                 config: Optional[PipelineConfig] = None):
+    def __init__(
+        self,
+        gse: VisionLanguageModel,
+        lpr: VisionLanguageModel,
+        segmenter: Segmenter,
+        config: Optional[PipelineConfig] = None,
+    ):
         self.gse = gse
         self.lpr = lpr
         self.segmenter = segmenter
@@ -90,23 +96,39 @@ class FineRSPipeline:
             self.lpr.generate(blank_lpr, lpr_prompt("find the object"))
         side = geometry.crop_size
         crop = np.zeros((side, side, 3), np.uint8)
-        self.segmenter.segment(crop, (side / 4, side / 4, side / 2, side / 2), [(side * 3 / 8, side * 3 / 8)] * 2)
+        self.segmenter.segment(
+            crop, (side / 4, side / 4, side / 2, side / 2), [(side * 3 / 8, side * 3 / 8)] * 2
+        )
         return time.perf_counter() - start
 
     def close(self) -> None:
         for part in {id(p): p for p in (self.gse, self.lpr, self.segmenter)}.values():
             part.close()
 
-    def run(self, image: np.ndarray, instruction: str, question_type: str = "referring",
-            options: Sequence[str] | str | None = None,
-            progress: Optional[Callable[[str], None]] = None) -> FineRSResult:
+    def run(
+        self,
+        image: np.ndarray,
+        instruction: str,
+        question_type: str = "referring",
+        options: Sequence[str] | str | None = None,
+        progress: Optional[Callable[[str], None]] = None,
+    ) -> FineRSResult:
         """``progress(stage)`` is called before each stage (gse, lpr, segment); an exception
         it raises (e.g. to cancel) propagates to the caller: the one way ``run`` raises."""
-        result = FineRSResult(instruction=instruction if isinstance(instruction, str) else "",
-                              backend=self.backend_name)
+        result = FineRSResult(
+            instruction=instruction if isinstance(instruction, str) else "",
+            backend=self.backend_name,
+        )
         start = time.perf_counter()
         try:
-            self._run(result, image, instruction, question_type, options, progress or (lambda stage: None))
+            self._run(
+                result,
+                image,
+                instruction,
+                question_type,
+                options,
+                progress or (lambda stage: None),
+            )
         except StageFailure as failure:  # found stays False: it is set only after the mask
             result.error, result.error_stage = " ".join(str(failure).split())[:500], failure.stage
         result.timings_ms["total"] = (time.perf_counter() - start) * 1000.0
@@ -140,7 +162,9 @@ class FineRSPipeline:
             result.image_size = native
 
         with self._stage(result, "gse", progress):
-            generation = self.gse.generate(geo.resize_image(image, geometry.gse_size), gse_text_prompt)
+            generation = self.gse.generate(
+                geo.resize_image(image, geometry.gse_size), gse_text_prompt
+            )
         with _guard("gse"):
             result.gse_text = _text_of(generation, "gse")
             _record_generation(result, "gse", generation)
@@ -169,17 +193,25 @@ class FineRSPipeline:
             result.points = [geo.crop_to_native_point(p, crop) for p in points_crop]
 
         with self._stage(result, "segment", progress):
-            segmentation = self.segmenter.segment(np.ascontiguousarray(crop_pixels), box_crop, points_crop)
+            segmentation = self.segmenter.segment(
+                np.ascontiguousarray(crop_pixels), box_crop, points_crop
+            )
         with _guard("segment"):
             mask = np.asarray(segmentation.mask)
             if mask.shape != (crop.height, crop.width):
-                raise StageFailure("segment", f"segmenter returned a {mask.shape} mask for a "
-                                              f"{crop.width}x{crop.height} crop")
+                raise StageFailure(
+                    "segment",
+                    f"segmenter returned a {mask.shape} mask for a "
+                    f"{crop.width}x{crop.height} crop",
+                )
             result.score = _finite_or_none(segmentation.score)
             if not mask.any():
                 # A 0-pixel mask finds nothing, whatever the LPR said.
-                raise StageFailure("segment", "empty mask: the segmenter found no object pixels in "
-                                              f"the LPR box {[round(v, 1) for v in result.box]}")
+                raise StageFailure(
+                    "segment",
+                    "empty mask: the segmenter found no object pixels in "
+                    f"the LPR box {[round(v, 1) for v in result.box]}",
+                )
             result.mask = geo.paste_mask(mask.astype(bool), crop, native)
         result.found = True
 
@@ -229,8 +261,11 @@ def _parse(parse, text: str, stage: str, generation, kind: str):
         return parse(text, kind)
     except ParseError as exc:
         if getattr(generation, "truncated", False):
-            raise StageFailure(stage, f"{stage.upper()} answer cut at max_new_tokens "
-                                      f"({generation.generated_tokens} tokens): {exc.reason}") from exc
+            raise StageFailure(
+                stage,
+                f"{stage.upper()} answer cut at max_new_tokens "
+                f"({generation.generated_tokens} tokens): {exc.reason}",
+            ) from exc
         if getattr(exc, "truncated", False):
             raise StageFailure(stage, f"{stage.upper()} answer cut short: {exc.reason}") from exc
         raise StageFailure(stage, f"unparsable {stage.upper()} output: {exc.reason}") from exc
@@ -256,8 +291,11 @@ def _gse_crop(bbox, native, geometry) -> tuple:
         raise StageFailure("gse", f"GSE box {list(bbox)} has non-finite coordinates")
     region = geo.gse_to_native_box(bbox, native, geometry.gse_size)
     if not geo.is_finite_box(region) or not geo.overlaps_frame(region, native):
-        raise StageFailure("gse", f"GSE box {[float(v) for v in bbox]} lies outside the "
-                                  f"{geometry.gse_size[0]}x{geometry.gse_size[1]} GSE frame")
+        raise StageFailure(
+            "gse",
+            f"GSE box {[float(v) for v in bbox]} lies outside the "
+            f"{geometry.gse_size[0]}x{geometry.gse_size[1]} GSE frame",
+        )
     crop = geo.crop_for_region(region, native, geometry.crop_size)
     return crop, geo.clip_box(region, native), geo.box_centre(region)
 
@@ -275,8 +313,11 @@ def _lpr_prompts(lpr, crop: geo.CropWindow, lpr_size) -> tuple:
         raise StageFailure("lpr", "LPR box or points have non-finite coordinates")
     box = geo.lpr_to_crop_box(lpr.bbox, crop, lpr_size)
     if not geo.is_finite_box(box) or not geo.overlaps_frame(box, crop_size):
-        raise StageFailure("lpr", f"LPR box {[float(v) for v in lpr.bbox]} lies outside the "
-                                  f"{lpr_size[0]}x{lpr_size[1]} LPR frame")
+        raise StageFailure(
+            "lpr",
+            f"LPR box {[float(v) for v in lpr.bbox]} lies outside the "
+            f"{lpr_size[0]}x{lpr_size[1]} LPR frame",
+        )
     box = geo.clip_box(box, crop_size)
     points = [geo.clip_point(geo.lpr_to_crop_point(p, crop, lpr_size), box) for p in lpr.points]
     return box, points

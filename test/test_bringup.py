@@ -17,7 +17,12 @@ def test_reference_colours_classify_as_themselves_only(name):
 
 def test_instruction_parsing():
     query = parse_instruction("Find the smallest red screw in the top-left corner")
-    assert (query.colour, query.size, query.positions, query.groundable) == ("red", "smallest", ["top", "left"], True)
+    assert (query.colour, query.size, query.positions, query.groundable) == (
+        "red",
+        "smallest",
+        ["top", "left"],
+        True,
+    )
     assert parse_instruction("find the gray bolt").colour == "grey"
     unknown = parse_instruction("find the screw that holds the panel")
     assert not unknown.groundable and "'holds'" in unknown.reason()
@@ -33,11 +38,18 @@ def scene(objects, size=(400, 300), background=(120, 130, 100)):
 
 
 def test_components_and_selection_words():
-    image = scene([("red", (20, 20, 10, 10)), ("red", (300, 200, 30, 30)), ("blue", (150, 150, 20, 20))])
+    image = scene(
+        [("red", (20, 20, 10, 10)), ("red", (300, 200, 30, 30)), ("blue", (150, 150, 20, 20))]
+    )
     found = components(image, "red")
     assert [c.area for c in found] == [900, 100]
     model = BringupModel()
-    for words, expected_x in (("smallest red", 20), ("largest red", 300), ("red on the right", 300), ("top red", 20)):
+    for words, expected_x in (
+        ("smallest red", 20),
+        ("largest red", 300),
+        ("red on the right", 300),
+        ("top red", 20),
+    ):
         text = model.generate(image, gse_prompt(f"find the {words} screw")).text
         region = parse_gse(text).bbox
         assert region[0] <= expected_x <= region[2], words
@@ -52,16 +64,21 @@ def test_stage_text_is_the_checkpoint_format():
     assert gse.found and gse.bbox[2] - gse.bbox[0] == 256
     lpr = parse_lpr(model.generate(image, lpr_prompt("find the green bolt")).text)
     assert lpr.bbox == (100, 100, 111, 107)
-    assert all(lpr.bbox[0] <= x <= lpr.bbox[2] and lpr.bbox[1] <= y <= lpr.bbox[3] for x, y in lpr.points)
+    assert all(
+        lpr.bbox[0] <= x <= lpr.bbox[2] and lpr.bbox[1] <= y <= lpr.bbox[3] for x, y in lpr.points
+    )
 
 
-@pytest.mark.parametrize("question, qtype, reason", [
-    ("why is the robot stopped", "referring", "cannot ground"),
-    ("find the purple screw", "referring", "no purple object"),
-    ("what colour is the car", "open", "colour questions about a named shape only"),
-    ("what is the capital of france", "open", "cannot ground the word(s) 'capital'"),
-    ("what colour is the hexagon", "open", "cannot ground the word(s) 'hexagon'"),
-])
+@pytest.mark.parametrize(
+    "question, qtype, reason",
+    [
+        ("why is the robot stopped", "referring", "cannot ground"),
+        ("find the purple screw", "referring", "no purple object"),
+        ("what colour is the car", "open", "colour questions about a named shape only"),
+        ("what is the capital of france", "open", "cannot ground the word(s) 'capital'"),
+        ("what colour is the hexagon", "open", "cannot ground the word(s) 'hexagon'"),
+    ],
+)
 def test_ungroundable_is_not_found_with_reason(question, qtype, reason):
     image = scene([("red", (20, 20, 10, 10))])
     text = BringupModel().generate(image, gse_prompt(question, qtype)).text
@@ -80,7 +97,7 @@ def test_inscribed_points_of_a_bar_are_apart():
 def test_segmenter_is_tight_on_a_noisy_disc(rng):
     image = np.full((200, 200, 3), (150, 140, 120), np.float32)
     yy, xx = np.mgrid[:200, :200]
-    disc = (xx - 90) ** 2 + (yy - 110) ** 2 <= 15 ** 2
+    disc = (xx - 90) ** 2 + (yy - 110) ** 2 <= 15**2
     image[disc] = REFERENCE_RGB["orange"]
     image = np.clip(image + rng.normal(0, 4, image.shape), 0, 255).astype(np.uint8)
     result = BringupSegmenter().segment(image, (75, 95, 105, 125), [(90, 110), (84, 104)])
@@ -104,8 +121,12 @@ def shaped_scene():
     import cv2
 
     image = scene([])
-    for colour, shape, centre, radius in (("red", "triangle", (80, 80), 14), ("blue", "circle", (300, 200), 10),
-                                          ("yellow", "circle", (200, 60), 25), ("green", "square", (60, 220), 12)):
+    for colour, shape, centre, radius in (
+        ("red", "triangle", (80, 80), 14),
+        ("blue", "circle", (300, 200), 10),
+        ("yellow", "circle", (200, 60), 25),
+        ("green", "square", (60, 220), 12),
+    ):
         points = np.round(shape_polygon(shape, centre, radius, 0.0)).astype(np.int32)
         cv2.fillPoly(image, [points], REFERENCE_RGB[colour])
     return image
@@ -114,18 +135,30 @@ def shaped_scene():
 def test_open_shape_question_names_the_shape():
     image = shaped_scene()
     for colour, shape in (("red", "triangle"), ("blue", "circle"), ("green", "square")):
-        text = BringupModel().generate(image, gse_prompt(f"what shape is the {colour} marker", "open")).text
+        text = (
+            BringupModel()
+            .generate(image, gse_prompt(f"what shape is the {colour} marker", "open"))
+            .text
+        )
         assert parse_gse(text).response == f"The object is a {shape}."
 
 
 def test_option_colour_question_picks_the_letter():
     image = shaped_scene()
     options = ["A. yellow", "B. blue", "C. red"]
-    text = BringupModel().generate(image, gse_prompt("what colour is the smallest circle", "option", options)).text
+    text = (
+        BringupModel()
+        .generate(image, gse_prompt("what colour is the smallest circle", "option", options))
+        .text
+    )
     answer = parse_gse(text)
     assert answer.response == "B" and answer.bbox[0] <= 300 <= answer.bbox[2]
     # a colour no option names is not an answer
-    text = BringupModel().generate(image, gse_prompt("what colour is the triangle", "option", ["A. blue"])).text
+    text = (
+        BringupModel()
+        .generate(image, gse_prompt("what colour is the triangle", "option", ["A. blue"]))
+        .text
+    )
     assert not parse_gse(text).found
 
 
@@ -138,9 +171,15 @@ def test_referring_with_shape_word():
 def test_open_colour_question_answers_the_colour():
     image = shaped_scene()
     for shape, colour in (("triangle", "red"), ("square", "green")):
-        text = BringupModel().generate(image, gse_prompt(f"what colour is the {shape}", "open")).text
+        text = (
+            BringupModel().generate(image, gse_prompt(f"what colour is the {shape}", "open")).text
+        )
         assert parse_gse(text, "open").response == f"The object is {colour}."
-    text = BringupModel().generate(image, lpr_prompt("what color is the smallest circle", "open")).text
+    text = (
+        BringupModel()
+        .generate(image, lpr_prompt("what color is the smallest circle", "open"))
+        .text
+    )
     answer = parse_lpr(text, "open")
     assert answer.response == "The object is blue." and answer.bbox[0] < 300 < answer.bbox[2]
 
@@ -149,7 +188,12 @@ def test_lpr_prefers_the_object_nearest_the_gse_focus():
     image = scene([("red", (40, 40, 10, 10)), ("red", (180, 180, 10, 10))], size=(256, 256))
     model = BringupModel()
     prompt = lpr_prompt("find the red screw")
-    assert parse_lpr(model.generate(image, prompt).text).bbox == (180, 180, 189, 189)  # crop centre
+    assert parse_lpr(model.generate(image, prompt).text).bbox == (
+        180,
+        180,
+        189,
+        189,
+    )  # crop centre
     text = model.generate(image, prompt, focus=(30.0, 60.0)).text
     assert parse_lpr(text).bbox == (40, 40, 49, 49) and "GSE region's centre" in text
 

@@ -25,16 +25,22 @@ def test_paths_relative_to_file(tmp_path):
     assert config.gse.checkpoint == str((tmp_path / "ckpt").resolve())
 
 
-@pytest.mark.parametrize("data, message", [
-    ({"gse": {"backend": "gpt"}}, "gse.backend='gpt'"),
-    ({"gse": {"backend": "qwen2_5_vl"}}, "needs gse.checkpoint"),
-    ({"segmenter": {"backend": "sam"}}, "needs segmenter.checkpoint"),
-    ({"segmenter": {"backend": "sam", "checkpoint": "x", "runtime": "onnxruntime"}}, "needs segmenter.decoder_onnx"),
-    ({"geometry": {"crop_size": 0}}, "crop_size=0"),
-    ({"lpr": {"max_new_tokens": -1}}, "max_new_tokens=-1"),
-    ({"gse": {"temperature": 1}}, "unknown key(s) ['temperature'] in gse"),
-    ({"gse": "qwen"}, "expected a mapping"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"gse": {"backend": "gpt"}}, "gse.backend='gpt'"),
+        ({"gse": {"backend": "qwen2_5_vl"}}, "needs gse.checkpoint"),
+        ({"segmenter": {"backend": "sam"}}, "needs segmenter.checkpoint"),
+        (
+            {"segmenter": {"backend": "sam", "checkpoint": "x", "runtime": "onnxruntime"}},
+            "needs segmenter.decoder_onnx",
+        ),
+        ({"geometry": {"crop_size": 0}}, "crop_size=0"),
+        ({"lpr": {"max_new_tokens": -1}}, "max_new_tokens=-1"),
+        ({"gse": {"temperature": 1}}, "unknown key(s) ['temperature'] in gse"),
+        ({"gse": "qwen"}, "expected a mapping"),
+    ],
+)
 def test_invalid_values_name_key_and_value(data, message):
     with pytest.raises(ConfigError) as info:
         config_from_dict(data)
@@ -50,18 +56,27 @@ def test_missing_and_broken_files(tmp_path):
         load_config(bad)
 
 
-@pytest.mark.parametrize("data, message", [
-    ({"geometry": {"crop_size": "512"}}, "geometry.crop_size='512': expected an integer"),
-    ({"geometry": {"gse_size": ["a", "b"]}}, "geometry.gse_size=['a', 'b']: expected a list of 2 integers"),
-    ({"geometry": {"lpr_size": 512}}, "geometry.lpr_size=512: expected a list of 2 integers"),
-    ({"geometry": {"gse_size": [1920, 1080, 3]}}, "geometry.gse_size=[1920, 1080, 3]"),
-    ({"gse": {"max_new_tokens": 1.5}}, "gse.max_new_tokens=1.5: expected an integer"),
-    ({"lpr": {"do_sample": "no"}}, "lpr.do_sample='no': expected true or false"),
-    ({"lpr": {"answer_only": 1}}, "lpr.answer_only=1: expected true or false"),
-    ({"gse": {"checkpoint": 7}}, "gse.checkpoint=7: expected a string"),
-    ({"max_instruction_chars": None}, "max_instruction_chars=None: expected an integer"),
-    ({"gse": {"min_pixels": 5000, "max_pixels": 4000}}, "expected 0 < min_pixels <= max_pixels"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"geometry": {"crop_size": "512"}}, "geometry.crop_size='512': expected an integer"),
+        (
+            {"geometry": {"gse_size": ["a", "b"]}},
+            "geometry.gse_size=['a', 'b']: expected a list of 2 integers",
+        ),
+        ({"geometry": {"lpr_size": 512}}, "geometry.lpr_size=512: expected a list of 2 integers"),
+        ({"geometry": {"gse_size": [1920, 1080, 3]}}, "geometry.gse_size=[1920, 1080, 3]"),
+        ({"gse": {"max_new_tokens": 1.5}}, "gse.max_new_tokens=1.5: expected an integer"),
+        ({"lpr": {"do_sample": "no"}}, "lpr.do_sample='no': expected true or false"),
+        ({"lpr": {"answer_only": 1}}, "lpr.answer_only=1: expected true or false"),
+        ({"gse": {"checkpoint": 7}}, "gse.checkpoint=7: expected a string"),
+        ({"max_instruction_chars": None}, "max_instruction_chars=None: expected an integer"),
+        (
+            {"gse": {"min_pixels": 5000, "max_pixels": 4000}},
+            "expected 0 < min_pixels <= max_pixels",
+        ),
+    ],
+)
 def test_wrong_types_are_config_errors_naming_the_key(data, message):
     with pytest.raises(ConfigError) as info:
         config_from_dict(data)

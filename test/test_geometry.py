@@ -3,7 +3,16 @@ import pytest
 
 from finers_ros import geometry as geo
 
-FRAMES = [(640, 480), (1280, 720), (1920, 1080), (3840, 2160), (4000, 3000), (7680, 4320), (2160, 3840), (600, 800)]
+FRAMES = [
+    (640, 480),
+    (1280, 720),
+    (1920, 1080),
+    (3840, 2160),
+    (4000, 3000),
+    (7680, 4320),
+    (2160, 3840),
+    (600, 800),
+]
 
 
 @pytest.mark.parametrize("native", FRAMES)
@@ -11,7 +20,9 @@ def test_gse_box_round_trip_is_exact(native, rng):
     for _ in range(20):
         x1, y1 = rng.uniform(0, native[0] - 2), rng.uniform(0, native[1] - 2)
         box = (x1, y1, rng.uniform(x1, native[0] - 1), rng.uniform(y1, native[1] - 1))
-        back = geo.gse_to_native_box(geo.native_to_gse_box(box, native, (1920, 1080)), native, (1920, 1080))
+        back = geo.gse_to_native_box(
+            geo.native_to_gse_box(box, native, (1920, 1080)), native, (1920, 1080)
+        )
         assert np.allclose(back, box, atol=1e-9)
 
 
@@ -66,7 +77,10 @@ def test_lpr_round_trip_maps_back_exactly(native, rng):
         back = geo.lpr_to_native_box(geo.native_to_lpr_box(box, crop, lpr), crop, lpr)
         assert np.allclose(back, box, atol=1e-9)
         point = (box[0], box[3])
-        lpr_point = ((point[0] - crop.x0) * lpr[0] / crop.width, (point[1] - crop.y0) * lpr[1] / crop.height)
+        lpr_point = (
+            (point[0] - crop.x0) * lpr[0] / crop.width,
+            (point[1] - crop.y0) * lpr[1] / crop.height,
+        )
         assert np.allclose(geo.lpr_to_native_point(lpr_point, crop, lpr), point)
 
 
@@ -83,7 +97,9 @@ def test_polygon_mask_and_boxes():
     assert geo.mask_box(mask) == (10, 10, 19, 19)
     assert geo.polygon_box([[10, 12], [19, 10], [15, 25]]) == (10, 10, 19, 25)
     assert geo.mask_box(np.zeros((5, 5), bool)) is None
-    two = geo.annotation_mask([[[0, 0], [4, 0], [4, 4], [0, 4]], [[10, 10], [14, 10], [14, 14], [10, 14]]], (20, 20))
+    two = geo.annotation_mask(
+        [[[0, 0], [4, 0], [4, 4], [0, 4]], [[10, 10], [14, 10], [14, 14], [10, 14]]], (20, 20)
+    )
     assert two.sum() == 50
 
 
@@ -102,24 +118,43 @@ def test_resize_image_to_nominal_frame():
 
 
 # Hand-computed cases: GSE box (1920x1080 frame) -> native region -> LPR crop -> LPR answer back.
-@pytest.mark.parametrize("native, gse_box, region, crop", [
-    # 4K: x2, y2 -> native by 3840/1920 = 2160/1080 = 2; 512 region, 512 crop on its centre
-    ((3840, 2160), (600, 300, 856, 556), (1200, 600, 1712, 1112), (1200, 600, 512, 512)),
-    # 8K: factor 4; the 1024 region is larger than the 512 minimum, so the crop is 1024
-    ((7680, 4320), (100, 50, 356, 306), (400, 200, 1424, 1224), (400, 200, 1024, 1024)),
-    # 8K at the bottom-right corner: x2 = 1920 maps to 7680, one past the last pixel; the crop
-    # is centred on the region as given (side 1024), not on a clipped one (side 1023)
-    ((7680, 4320), (1664, 824, 1920, 1080), (6656, 3296, 7680, 4320), (6656, 3296, 1024, 1024)),
-    # portrait 2160x3840: x by 2160/1920 = 1.125, y by 3840/1080 = 3.5556; side ceil(910.2) = 911,
-    # x0 = round(1224.5625 - 455.5) = 769, y0 = round(2375.111 - 455.5) = 1920
-    ((2160, 3840), (960, 540, 1217, 796), (1080, 1920, 1369.125, 2830.2222), (769, 1920, 911, 911)),
-    # 4K region past the bottom-right border: the 512 crop is shifted to 3840 - 512, 2160 - 512
-    ((3840, 2160), (1700, 900, 1956, 1156), (3400, 1800, 3912, 2312), (3328, 1648, 512, 512)),
-    # 4K region past the top-left border (negative corners): shifted to the origin
-    ((3840, 2160), (-50, -20, 206, 236), (-100, -40, 412, 472), (0, 0, 512, 512)),
-    # 640x480 frame: the crop is 512 wide but only the image's 480 high; x0 = round(53.33)
-    ((640, 480), (800, 400, 1056, 656), (266.6667, 177.7778, 352, 291.5556), (53, 0, 512, 480)),
-])
+@pytest.mark.parametrize(
+    "native, gse_box, region, crop",
+    [
+        # 4K: x2, y2 -> native by 3840/1920 = 2160/1080 = 2; 512 region, 512 crop on its centre
+        ((3840, 2160), (600, 300, 856, 556), (1200, 600, 1712, 1112), (1200, 600, 512, 512)),
+        # 8K: factor 4; the 1024 region is larger than the 512 minimum, so the crop is 1024
+        ((7680, 4320), (100, 50, 356, 306), (400, 200, 1424, 1224), (400, 200, 1024, 1024)),
+        # 8K at the bottom-right corner: x2 = 1920 maps to 7680, one past the last pixel; the crop
+        # is centred on the region as given (side 1024), not on a clipped one (side 1023)
+        (
+            (7680, 4320),
+            (1664, 824, 1920, 1080),
+            (6656, 3296, 7680, 4320),
+            (6656, 3296, 1024, 1024),
+        ),
+        # portrait 2160x3840: x by 2160/1920 = 1.125, y by 3840/1080 = 3.5556;
+        # side ceil(910.2) = 911,
+        # x0 = round(1224.5625 - 455.5) = 769, y0 = round(2375.111 - 455.5) = 1920
+        (
+            (2160, 3840),
+            (960, 540, 1217, 796),
+            (1080, 1920, 1369.125, 2830.2222),
+            (769, 1920, 911, 911),
+        ),
+        # 4K region past the bottom-right border: the 512 crop is shifted to 3840 - 512, 2160 - 512
+        ((3840, 2160), (1700, 900, 1956, 1156), (3400, 1800, 3912, 2312), (3328, 1648, 512, 512)),
+        # 4K region past the top-left border (negative corners): shifted to the origin
+        ((3840, 2160), (-50, -20, 206, 236), (-100, -40, 412, 472), (0, 0, 512, 512)),
+        # 640x480 frame: the crop is 512 wide but only the image's 480 high; x0 = round(53.33)
+        (
+            (640, 480),
+            (800, 400, 1056, 656),
+            (266.6667, 177.7778, 352, 291.5556),
+            (53, 0, 512, 480),
+        ),
+    ],
+)
 def test_hand_computed_regions_and_crops(native, gse_box, region, crop):
     native_region = geo.gse_to_native_box(gse_box, native, (1920, 1080))
     assert native_region == pytest.approx(region, abs=1e-4)
@@ -133,7 +168,8 @@ def test_hand_computed_lpr_answers_to_native():
     short = geo.CropWindow(53, 0, 512, 480)  # the 640x480 frame's crop, stretched to 512x512
     assert geo.lpr_to_native_box((0, 0, 511, 511), short, (512, 512)) == (53, 0, 564, 479.0625)
     assert geo.native_to_lpr_point((309.3333, 234.6667), short, (512, 512)) == pytest.approx(
-        (256.3333, 250.3111), abs=1e-4)
+        (256.3333, 250.3111), abs=1e-4
+    )
 
 
 def test_clip_point_moves_onto_the_box():

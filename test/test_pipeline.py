@@ -35,15 +35,18 @@ def test_not_found_is_not_an_error(pipeline, scene_4k):
     assert "cannot ground" in result.gse_text
 
 
-@pytest.mark.parametrize("image, instruction, message", [
-    (np.zeros((100, 100), np.uint8), "find the red screw", "H x W x 3"),
-    (np.zeros((100, 100, 3), np.float32), "find the red screw", "uint8"),
-    (np.zeros((8, 8, 3), np.uint8), "find the red screw", "too small"),
-    ("not an image", "find the red screw", "numpy array"),
-    (np.zeros((100, 100, 3), np.uint8), "   ", "empty instruction"),
-    (np.zeros((100, 100, 3), np.uint8), "x" * 100_000, "too long"),
-    (np.zeros((100, 100, 3), np.uint8), None, "empty instruction"),
-])
+@pytest.mark.parametrize(
+    "image, instruction, message",
+    [
+        (np.zeros((100, 100), np.uint8), "find the red screw", "H x W x 3"),
+        (np.zeros((100, 100, 3), np.float32), "find the red screw", "uint8"),
+        (np.zeros((8, 8, 3), np.uint8), "find the red screw", "too small"),
+        ("not an image", "find the red screw", "numpy array"),
+        (np.zeros((100, 100, 3), np.uint8), "   ", "empty instruction"),
+        (np.zeros((100, 100, 3), np.uint8), "x" * 100_000, "too long"),
+        (np.zeros((100, 100, 3), np.uint8), None, "empty instruction"),
+    ],
+)
 def test_bad_input_gives_error_result(pipeline, image, instruction, message):
     result = pipeline.run(image, instruction)
     assert result.error_stage == "input" and message in result.error and not result.found
@@ -83,7 +86,10 @@ def test_stage_exception_becomes_error(scene_4k):
 
 def test_lpr_missing_points_is_reported(scene_4k):
     image, record = scene_4k
-    lpr = ScriptedModel("<think>x</think><answer>{'bbox': [1, 2, 30, 40], 'response': 'The object is found.'}</answer>")
+    lpr = ScriptedModel(
+        "<think>x</think><answer>{'bbox': [1, 2, 30, 40], "
+        "'response': 'The object is found.'}</answer>"
+    )
     pipeline = FineRSPipeline(BringupModel(), lpr, BringupSegmenter(), PipelineConfig())
     result = pipeline.run(image, record["Q"])
     assert result.error_stage == "lpr" and "no 'points_1'" in result.error
@@ -92,8 +98,10 @@ def test_lpr_missing_points_is_reported(scene_4k):
 
 def test_out_of_frame_lpr_box_is_clipped_to_crop(scene_4k):
     image, record = scene_4k
-    lpr = ScriptedModel("<answer>{'bbox': [400, 400, 900, 900], 'points_1': [450, 450], 'points_2': [500, 500], "
-                        "'response': 'The object is found.'}</answer>")
+    lpr = ScriptedModel(
+        "<answer>{'bbox': [400, 400, 900, 900], 'points_1': [450, 450], 'points_2': [500, 500], "
+        "'response': 'The object is found.'}</answer>"
+    )
     pipeline = FineRSPipeline(BringupModel(), lpr, BringupSegmenter(), PipelineConfig())
     result = pipeline.run(image, record["Q"])
     assert result.ok and result.found
@@ -129,13 +137,24 @@ class EmptySegmenter(BringupSegmenter):
         return result
 
 
-LPR_OK = ("<answer>{'bbox': [100, 100, 300, 300], 'points_1': [%s], 'points_2': [%s], "
-          "'response': 'The object is found.'}</answer>")
+LPR_OK = (
+    "<answer>{'bbox': [100, 100, 300, 300], 'points_1': [%s], 'points_2': [%s], "
+    "'response': 'The object is found.'}</answer>"
+)
 
 
-@pytest.mark.parametrize("bbox", ["[NaN, 0, 10, 10]", "[0, 0, Infinity, 10]", "[-Infinity, 0, 5, 5]",
-                                  "[1e308, 1e308, 1e308, 1e308]", "[0, 0, 1" + "0" * 400 + ", 5]",
-                                  "[5000, 5000, 5256, 5256]", "[-900, -900, -600, -600]"])
+@pytest.mark.parametrize(
+    "bbox",
+    [
+        "[NaN, 0, 10, 10]",
+        "[0, 0, Infinity, 10]",
+        "[-Infinity, 0, 5, 5]",
+        "[1e308, 1e308, 1e308, 1e308]",
+        "[0, 0, 1" + "0" * 400 + ", 5]",
+        "[5000, 5000, 5256, 5256]",
+        "[-900, -900, -600, -600]",
+    ],
+)
 def test_absurd_gse_box_is_a_gse_error_not_an_exception(scene_4k, bbox):
     image, record = scene_4k
     gse = ScriptedModel("<answer>{'bbox': %s, 'response': 'The object is found.'}</answer>" % bbox)
@@ -151,7 +170,9 @@ def test_crop_is_placed_on_the_unclipped_gse_region():
     # would make the crop 1023 pixels and move it by one.
     config = PipelineConfig()
     config.geometry.gse_size = (960, 540)
-    gse = ScriptedModel("<answer>{'bbox': [704, 284, 960, 540], 'response': 'The object is found.'}</answer>")
+    gse = ScriptedModel(
+        "<answer>{'bbox': [704, 284, 960, 540], 'response': 'The object is found.'}</answer>"
+    )
     lpr = ScriptedModel(LPR_OK % ("150, 150", "200, 200"))
     pipeline = FineRSPipeline(gse, lpr, BringupSegmenter(), config)
     result = pipeline.run(np.zeros((2160, 3840, 3), np.uint8), "find the red screw")
@@ -179,8 +200,10 @@ def test_lpr_points_outside_the_box_are_moved_onto_it(scene_4k):
 
 def test_lpr_box_outside_the_crop_is_an_lpr_error(scene_4k):
     image, record = scene_4k
-    lpr = ScriptedModel("<answer>{'bbox': [600, 600, 700, 700], 'points_1': [650, 650], "
-                        "'points_2': [660, 660], 'response': 'The object is found.'}</answer>")
+    lpr = ScriptedModel(
+        "<answer>{'bbox': [600, 600, 700, 700], 'points_1': [650, 650], "
+        "'points_2': [660, 660], 'response': 'The object is found.'}</answer>"
+    )
     pipeline = FineRSPipeline(BringupModel(), lpr, BringupSegmenter(), PipelineConfig())
     result = pipeline.run(image, record["Q"])
     assert not result.found and result.error_stage == "lpr" and "outside" in result.error

@@ -12,7 +12,9 @@ from finers_ros.stages.registry import build_stage_models
 
 
 def test_loads_saved_checkpoint_and_generates(tiny_qwen_dir):
-    model = QwenVLModel(StageConfig(backend="qwen2_5_vl", checkpoint=str(tiny_qwen_dir), max_new_tokens=8))
+    model = QwenVLModel(
+        StageConfig(backend="qwen2_5_vl", checkpoint=str(tiny_qwen_dir), max_new_tokens=8)
+    )
     image = np.random.default_rng(0).integers(0, 255, (252, 448, 3), dtype=np.uint8)
     generation = model.generate(image, gse_prompt("find the red screw"))
     assert isinstance(generation.text, str)
@@ -22,17 +24,24 @@ def test_loads_saved_checkpoint_and_generates(tiny_qwen_dir):
 
 
 def test_nominal_gse_frame_gives_the_published_token_count(tiny_qwen_dir):
-    model = QwenVLModel(StageConfig(backend="qwen2_5_vl", checkpoint=str(tiny_qwen_dir), max_new_tokens=1))
+    model = QwenVLModel(
+        StageConfig(backend="qwen2_5_vl", checkpoint=str(tiny_qwen_dir), max_new_tokens=1)
+    )
     processor = model.processor
     from PIL import Image
 
-    inputs = processor(text=["<|vision_start|><|image_pad|><|vision_end|>"],
-                       images=[Image.fromarray(np.zeros((1080, 1920, 3), np.uint8))], return_tensors="pt")
+    inputs = processor(
+        text=["<|vision_start|><|image_pad|><|vision_end|>"],
+        images=[Image.fromarray(np.zeros((1080, 1920, 3), np.uint8))],
+        return_tensors="pt",
+    )
     assert int(inputs["image_grid_thw"].prod()) // 4 == 2691  # 1932x1092 after rounding
 
 
 def test_greedy_generation_is_deterministic(tiny_qwen_dir):
-    model = QwenVLModel(StageConfig(backend="qwen2_5_vl", checkpoint=str(tiny_qwen_dir), max_new_tokens=6))
+    model = QwenVLModel(
+        StageConfig(backend="qwen2_5_vl", checkpoint=str(tiny_qwen_dir), max_new_tokens=6)
+    )
     image = np.full((224, 224, 3), 128, np.uint8)
     assert model.generate(image, "find it").text == model.generate(image, "find it").text
 
@@ -70,7 +79,8 @@ def test_pipeline_reports_a_finished_but_malformed_answer_as_unparsable(qwen):
     hook, _ = scripted(qwen, "<think> x </think><answer>{'bbox': [1, 2]}</answer>")
     try:
         result = FineRSPipeline(qwen, qwen, BringupSegmenter(), config).run(
-            np.zeros((224, 448, 3), np.uint8), "find the red screw")
+            np.zeros((224, 448, 3), np.uint8), "find the red screw"
+        )
     finally:
         hook.remove()
     assert result.error_stage == "gse" and "unparsable GSE output" in result.error
@@ -102,11 +112,15 @@ THINKING = "<think> the template says <answer>{'bbox': [5, 5, 6, 6]}</answer> so
 
 @pytest.fixture(scope="module")
 def qwen(tiny_qwen_dir):
-    return QwenVLModel(StageConfig(backend="qwen2_5_vl", checkpoint=str(tiny_qwen_dir), max_new_tokens=200))
+    return QwenVLModel(
+        StageConfig(backend="qwen2_5_vl", checkpoint=str(tiny_qwen_dir), max_new_tokens=200)
+    )
 
 
 def test_generation_stops_at_the_final_answer_end(qwen):
-    hook, _ = scripted(qwen, f"{THINKING}<answer>{ANSWER}</answer> and then 1 2 3 4 5 6 7 8 9 10 100 256")
+    hook, _ = scripted(
+        qwen, f"{THINKING}<answer>{ANSWER}</answer> and then 1 2 3 4 5 6 7 8 9 10 100 256"
+    )
     try:
         generation = qwen.generate(np.zeros((56, 56, 3), np.uint8), "find it")
     finally:
@@ -132,16 +146,25 @@ def test_answer_cut_at_max_new_tokens_is_reported_as_such(tiny_qwen_dir):
     hook, _ = scripted(model, f"{THINKING}<answer>{ANSWER}</answer>")
     try:
         result = FineRSPipeline(model, model, BringupSegmenter(), config).run(
-            np.zeros((224, 448, 3), np.uint8), "find the red screw")
+            np.zeros((224, 448, 3), np.uint8), "find the red screw"
+        )
     finally:
         hook.remove()
     assert generation.truncated and generation.generated_tokens == 30
-    assert result.error_stage == "gse" and "answer cut at max_new_tokens (30 tokens)" in result.error
+    assert (
+        result.error_stage == "gse" and "answer cut at max_new_tokens (30 tokens)" in result.error
+    )
 
 
 def test_answer_only_mode_starts_the_answer_for_the_model(tiny_qwen_dir, qwen):
-    fast = QwenVLModel(StageConfig(backend="qwen2_5_vl", checkpoint=str(tiny_qwen_dir), max_new_tokens=200,
-                                   answer_only=True))
+    fast = QwenVLModel(
+        StageConfig(
+            backend="qwen2_5_vl",
+            checkpoint=str(tiny_qwen_dir),
+            max_new_tokens=200,
+            answer_only=True,
+        )
+    )
     assert fast.chat_text("find it") == qwen.chat_text("find it") + "<think> </think><answer>"
     hook, ids = scripted(fast, f"{ANSWER}</answer> trailing 1 2 3")
     try:
@@ -149,11 +172,15 @@ def test_answer_only_mode_starts_the_answer_for_the_model(tiny_qwen_dir, qwen):
     finally:
         hook.remove()
     assert generation.text == f"<think> </think><answer>{ANSWER}</answer>"
-    assert generation.generated_tokens == len(fast.processor.tokenizer(f"{ANSWER}</answer>")["input_ids"])
+    assert generation.generated_tokens == len(
+        fast.processor.tokenizer(f"{ANSWER}</answer>")["input_ids"]
+    )
 
 
 @pytest.mark.parametrize("shape, visual_tokens", [((1080, 1920), 2691), ((512, 512), 324)])
-def test_resolution_is_fixed_by_the_stage_not_the_checkpoint(tiny_qwen_dir, tmp_path, shape, visual_tokens):
+def test_resolution_is_fixed_by_the_stage_not_the_checkpoint(
+    tiny_qwen_dir, tmp_path, shape, visual_tokens
+):
     # A checkpoint whose processor config caps images at 200704 pixels (256 visual tokens).
     import json
     import shutil
@@ -180,16 +207,21 @@ def test_prefill_and_decode_times_are_measured(qwen):
     finally:
         hook.remove()
     assert generation.prefill_seconds > 0 and generation.decode_seconds > 0
-    assert generation.prefill_seconds + generation.decode_seconds == pytest.approx(generation.seconds)
+    assert generation.prefill_seconds + generation.decode_seconds == pytest.approx(
+        generation.seconds
+    )
 
 
 def test_pipeline_reports_prompt_tokens_prefill_and_decode(qwen):
     config = PipelineConfig()
     config.geometry.gse_size = (112, 56)
-    hook, _ = scripted(qwen, "<answer>{'bbox': [0, 0, 0, 0], 'response': 'No object founded'}</answer>")
+    hook, _ = scripted(
+        qwen, "<answer>{'bbox': [0, 0, 0, 0], 'response': 'No object founded'}</answer>"
+    )
     try:
         result = FineRSPipeline(qwen, qwen, BringupSegmenter(), config).run(
-            np.zeros((224, 448, 3), np.uint8), "find the red screw")
+            np.zeros((224, 448, 3), np.uint8), "find the red screw"
+        )
     finally:
         hook.remove()
     assert result.ok and not result.found
@@ -197,13 +229,16 @@ def test_pipeline_reports_prompt_tokens_prefill_and_decode(qwen):
     assert result.timings_ms["gse_prefill_ms"] > 0 and result.timings_ms["gse_decode_ms"] >= 0
 
 
-@pytest.mark.parametrize("text, complete", [
-    ("<think> a </think><answer>{}</answer>", True),
-    ("<think> quoting <answer>{}</answer>", False),  # still thinking
-    ("<think> quoting <answer>{}</answer> </think><answer>{'bbox'", False),
-    ("<answer>{}</answer>", True),  # no reasoning block at all (answer-only mode)
-    ("<think> a </think>", False),
-])
+@pytest.mark.parametrize(
+    "text, complete",
+    [
+        ("<think> a </think><answer>{}</answer>", True),
+        ("<think> quoting <answer>{}</answer>", False),  # still thinking
+        ("<think> quoting <answer>{}</answer> </think><answer>{'bbox'", False),
+        ("<answer>{}</answer>", True),  # no reasoning block at all (answer-only mode)
+        ("<think> a </think>", False),
+    ],
+)
 def test_answer_is_complete_only_after_the_reasoning(text, complete):
     from finers_ros.stages.qwen_vl import answer_is_complete
 

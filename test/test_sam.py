@@ -7,7 +7,12 @@ import torch
 from finers_ros.config import SegmenterConfig
 from finers_ros.segmenters import build_segmenter
 from finers_ros.segmenters.sam import SamSegmenter, TorchDecoder
-from finers_ros.segmenters.sam_model import SamCheckpointError, build_tiny_sam, load_sam, read_state_dict
+from finers_ros.segmenters.sam_model import (
+    SamCheckpointError,
+    build_tiny_sam,
+    load_sam,
+    read_state_dict,
+)
 from finers_ros.segmenters.sam_onnx import OnnxRuntimeDecoder
 
 
@@ -24,7 +29,9 @@ def test_pth_loads_weights_only(tmp_path, tiny_sam_files):
     state = read_state_dict(checkpoint)
     torch.save(state, tmp_path / "sam.pth")
     sam = load_sam("tiny", tmp_path / "sam.pth")
-    assert torch.equal(sam.state_dict()["mask_decoder.iou_token.weight"], state["mask_decoder.iou_token.weight"])
+    assert torch.equal(
+        sam.state_dict()["mask_decoder.iou_token.weight"], state["mask_decoder.iou_token.weight"]
+    )
 
 
 class Exploit:
@@ -84,11 +91,20 @@ def test_onnx_graph_has_no_shape_tensor_inputs_and_dynamic_points(tiny_sam_files
 
 def test_segmenter_built_from_config_embeds_once_per_request(tiny_sam_files, rng, monkeypatch):
     checkpoint, onnx_path = tiny_sam_files
-    segmenter = build_segmenter(SegmenterConfig(backend="sam", runtime="onnxruntime", model_type="tiny",
-                                                checkpoint=str(checkpoint), decoder_onnx=str(onnx_path)))
+    segmenter = build_segmenter(
+        SegmenterConfig(
+            backend="sam",
+            runtime="onnxruntime",
+            model_type="tiny",
+            checkpoint=str(checkpoint),
+            decoder_onnx=str(onnx_path),
+        )
+    )
     calls = []
     original = segmenter.predictor.set_image
-    monkeypatch.setattr(segmenter.predictor, "set_image", lambda *a, **k: (calls.append(1), original(*a, **k)))
+    monkeypatch.setattr(
+        segmenter.predictor, "set_image", lambda *a, **k: (calls.append(1), original(*a, **k))
+    )
     crop = rng.integers(0, 255, (512, 512, 3), dtype=np.uint8)
     result = segmenter.segment(crop, (100, 100, 300, 300), [(150, 150), (200, 200)])
     assert result.mask.shape == (512, 512) and len(calls) == 1
@@ -98,6 +114,7 @@ def test_tensorrt_runtime_fails_clearly_without_tensorrt(tiny_sam_files):
     pytest.importorskip("torch")
     try:
         import tensorrt  # noqa: F401
+
         pytest.skip("TensorRT is installed here")
     except Exception:
         pass
@@ -110,14 +127,20 @@ def test_tensorrt_runtime_fails_clearly_without_tensorrt(tiny_sam_files):
 
 def test_tiny_sam_uses_stock_geometry():
     sam = build_tiny_sam()
-    assert sam.image_encoder.img_size == 1024 and sam.prompt_encoder.image_embedding_size == (64, 64)
+    assert sam.image_encoder.img_size == 1024 and sam.prompt_encoder.image_embedding_size == (
+        64,
+        64,
+    )
 
 
-@pytest.mark.parametrize("crop_hw, box, points", [
-    ((512, 512), (120, 140, 300, 330), [(200, 220), (250, 260)]),
-    ((480, 512), (10, 5, 100, 90), [(50, 40), (60, 70)]),
-    ((700, 900), (400, 300, 880, 690), [(600, 500), (700, 450)]),
-])
+@pytest.mark.parametrize(
+    "crop_hw, box, points",
+    [
+        ((512, 512), (120, 140, 300, 330), [(200, 220), (250, 260)]),
+        ((480, 512), (10, 5, 100, 90), [(50, 40), (60, 70)]),
+        ((700, 900), (400, 300, 880, 690), [(600, 500), (700, 450)]),
+    ],
+)
 def test_segmenter_matches_stock_sam_predictor(tiny_sam_files, crop_hw, box, points, rng):
     """The reference prompting through segment_anything's own SamPredictor.predict: box and
     both points as positive clicks, multimask output, the mask with the best predicted IoU."""
@@ -128,8 +151,12 @@ def test_segmenter_matches_stock_sam_predictor(tiny_sam_files, crop_hw, box, poi
     crop[h // 4:h // 2, w // 4:w // 2] = (220, 30, 30)
     ours = SamSegmenter(sam, TorchDecoder(sam))
     embedding = ours.embed(crop)  # the stock predictor's set_image (one encoder run per case)
-    masks, scores, _ = ours.predictor.predict(point_coords=np.array(points, np.float32), point_labels=np.ones(2),
-                                              box=np.array(box, np.float32), multimask_output=True)
+    masks, scores, _ = ours.predictor.predict(
+        point_coords=np.array(points, np.float32),
+        point_labels=np.ones(2),
+        box=np.array(box, np.float32),
+        multimask_output=True,
+    )
     expected = masks[int(np.argmax(scores))]
     assert expected.any() and not expected.all()
 

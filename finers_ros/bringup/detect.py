@@ -1,4 +1,5 @@
 """Finding the object a ``Query`` names in an RGB image, by colour components."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,9 +44,15 @@ def components(rgb: np.ndarray, colour: str, min_area: int = 4) -> List[Componen
         x, y, w, h, area = stats[label]
         if area < min_area:
             continue
-        found.append(Component((int(x), int(y), int(x + w - 1), int(y + h - 1)),
-                               (float(centroids[label][0]), float(centroids[label][1])),
-                               int(area), labels == label, colour))
+        found.append(
+            Component(
+                (int(x), int(y), int(x + w - 1), int(y + h - 1)),
+                (float(centroids[label][0]), float(centroids[label][1])),
+                int(area),
+                labels == label,
+                colour,
+            )
+        )
     return sorted(found, key=lambda c: -c.area)
 
 
@@ -73,14 +80,24 @@ def _position_score(component: Component, positions: List[str], width: int, heig
     cx, cy = component.centroid[0] / width, component.centroid[1] / height
     score = 0.0
     for position in positions:
-        score += {"left": cx, "right": 1 - cx, "top": cy, "bottom": 1 - cy,
-                  "centre": abs(cx - 0.5) + abs(cy - 0.5)}[position]
+        score += {
+            "left": cx,
+            "right": 1 - cx,
+            "top": cy,
+            "bottom": 1 - cy,
+            "centre": abs(cx - 0.5) + abs(cy - 0.5),
+        }[position]
     return score
 
 
-def select(candidates: List[Component], query: Query, image_size: Tuple[int, int],
-           use_position: bool = True, anchor: Optional[Tuple[float, float]] = None,
-           anchor_name: str = "the anchor") -> Tuple[Optional[Component], str]:
+def select(
+    candidates: List[Component],
+    query: Query,
+    image_size: Tuple[int, int],
+    use_position: bool = True,
+    anchor: Optional[Tuple[float, float]] = None,
+    anchor_name: str = "the anchor",
+) -> Tuple[Optional[Component], str]:
     """Pick the candidate the query describes; returns (component or None, explanation).
 
     Size words pick by area, position words by distance to the named sides; with neither,
@@ -99,7 +116,10 @@ def select(candidates: List[Component], query: Query, image_size: Tuple[int, int
     if query.size in ("large", "largest"):
         return max(candidates, key=lambda c: c.area), f"{note}; the largest one"
     if anchor is not None:
-        best = min(candidates, key=lambda c: (c.centroid[0] - anchor[0]) ** 2 + (c.centroid[1] - anchor[1]) ** 2)
+        best = min(
+            candidates,
+            key=lambda c: (c.centroid[0] - anchor[0]) ** 2 + (c.centroid[1] - anchor[1]) ** 2,
+        )
         return best, f"{note}; the one nearest {anchor_name}"
     return candidates[0], f"{note}; the largest one"
 

@@ -5,6 +5,7 @@ It reads the question from the prompt, grounds colour/size/position words with
 a checkpoint would (single-quoted JSON, as the checkpoints often emit), so the parser and
 the pipeline run the same code paths as with Qwen2.5-VL.
 """
+
 from __future__ import annotations
 
 import re
@@ -13,9 +14,20 @@ import time
 import numpy as np
 
 from ..bringup.colours import SYNONYMS
-from ..bringup.detect import components, components_of_shape, filter_shape, inscribed_points, select
+from ..bringup.detect import (
+    components,
+    components_of_shape,
+    filter_shape,
+    inscribed_points,
+    select,
+)
 from ..bringup.language import parse_instruction
-from ..prompts import is_gse_prompt, options_from_prompt, question_from_prompt, question_type_from_prompt
+from ..prompts import (
+    is_gse_prompt,
+    options_from_prompt,
+    question_from_prompt,
+    question_type_from_prompt,
+)
 from .base import Generation
 
 NOT_FOUND_RESPONSE = "No object founded"
@@ -53,7 +65,9 @@ class BringupModel:
     def generate(self, image: np.ndarray, prompt: str, focus=None) -> Generation:
         start = time.perf_counter()
         text = self._respond(image, prompt, focus)
-        return Generation(text, len(prompt.split()), len(text.split()), time.perf_counter() - start)
+        return Generation(
+            text, len(prompt.split()), len(text.split()), time.perf_counter() - start
+        )
 
     def _respond(self, image: np.ndarray, prompt: str, focus=None) -> str:
         gse = is_gse_prompt(prompt)
@@ -64,7 +78,9 @@ class BringupModel:
             return self._not_found(gse, query.reason())
         if kind == "option" or (kind == "open" and query.asks == "colour"):
             if query.shape is None:
-                return self._not_found(gse, "the bring-up backend answers colour questions about a named shape only")
+                return self._not_found(
+                    gse, "the bring-up backend answers colour questions about a named shape only"
+                )
             candidates = components_of_shape(image, query.shape)
             if kind == "option":  # the answer must be one of the options: only their colours count
                 candidates = [c for c in candidates if _option_for(prompt, c.colour)]
@@ -76,8 +92,14 @@ class BringupModel:
             chosen, note = select(candidates, query, (width, height))
         else:
             anchor = tuple(focus) if focus is not None else (width / 2.0, height / 2.0)
-            chosen, note = select(candidates, query, (width, height), use_position=False, anchor=anchor,
-                                  anchor_name="the GSE region's centre" if focus is not None else "the crop centre")
+            chosen, note = select(
+                candidates,
+                query,
+                (width, height),
+                use_position=False,
+                anchor=anchor,
+                anchor_name="the GSE region's centre" if focus is not None else "the crop centre",
+            )
         if chosen is None:
             return self._not_found(gse, note)
         response, why = self._response(kind, chosen, prompt, query.asks)
@@ -85,10 +107,19 @@ class BringupModel:
             return self._not_found(gse, why)
         think = f"{'Looking for' if gse else 'Refining'} the object: {note}. {why}".strip()
         if gse:
-            return _answer(think, {"bbox": self._region(chosen.box, width, height), "response": response})
+            return _answer(
+                think, {"bbox": self._region(chosen.box, width, height), "response": response}
+            )
         p1, p2 = inscribed_points(chosen.mask)
-        return _answer(think, {"bbox": list(chosen.box), "points_1": [int(p1[0]), int(p1[1])],
-                               "points_2": [int(p2[0]), int(p2[1])], "response": response})
+        return _answer(
+            think,
+            {
+                "bbox": list(chosen.box),
+                "points_1": [int(p1[0]), int(p1[1])],
+                "points_2": [int(p2[0]), int(p2[1])],
+                "response": response,
+            },
+        )
 
     @staticmethod
     def _response(kind: str, chosen, prompt: str, asks=None):
@@ -99,11 +130,17 @@ class BringupModel:
             return f"The object is {chosen.colour}.", f"It is {chosen.colour}."
         if kind == "open":
             shape = chosen.shape
-            return (f"The object is a {shape}.", f"Its outline is a {shape}.") if shape else (
-                None, "the object is too small to name its shape")
+            return (
+                (f"The object is a {shape}.", f"Its outline is a {shape}.")
+                if shape
+                else (None, "the object is too small to name its shape")
+            )
         letter = _option_for(prompt, chosen.colour)
-        return (letter, f"It is {chosen.colour}: option {letter}.") if letter else (
-            None, f"no option names the colour {chosen.colour}")
+        return (
+            (letter, f"It is {chosen.colour}: option {letter}.")
+            if letter
+            else (None, f"no option names the colour {chosen.colour}")
+        )
 
     def _region(self, box, width: int, height: int) -> list:
         """A ``region_size`` square (bigger if the object is) centred on the box.

@@ -1,4 +1,5 @@
 """Qwen2.5-VL through ``transformers``, loaded from a local checkpoint directory."""
+
 from __future__ import annotations
 
 import time
@@ -72,7 +73,9 @@ class AnswerWatch:
         # Only a token holding '>' can complete "</answer>": skip the full decode otherwise.
         done = ">" in self.tokenizer.decode(input_ids[0, -1:], skip_special_tokens=True)
         if done:
-            generated = self.tokenizer.decode(input_ids[0, self.prompt_len:], skip_special_tokens=True)
+            generated = self.tokenizer.decode(
+                input_ids[0, self.prompt_len:], skip_special_tokens=True
+            )
             done = answer_is_complete(self.prefix + generated)
         return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
 
@@ -91,7 +94,9 @@ class QwenVLModel:
     def __init__(self, config: StageConfig):
         path = Path(config.checkpoint or "")
         if not config.checkpoint or not path.is_dir():
-            raise CheckpointError(f"Qwen2.5-VL checkpoint directory not found: {config.checkpoint}")
+            raise CheckpointError(
+                f"Qwen2.5-VL checkpoint directory not found: {config.checkpoint}"
+            )
         if not (path / "config.json").is_file():
             raise CheckpointError(f"not a checkpoint directory (no config.json): {path}")
         from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
@@ -102,13 +107,17 @@ class QwenVLModel:
         self.image_size = {"shortest_edge": config.min_pixels, "longest_edge": config.max_pixels}
         try:
             self.processor = AutoProcessor.from_pretrained(str(path), local_files_only=True)
-            self.model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-                str(path),
-                dtype=_torch_dtype(config.dtype, config.device),
-                attn_implementation=config.attn_implementation,
-                local_files_only=True,
-                use_safetensors=True,
-            ).to(config.device).eval()
+            self.model = (
+                Qwen2_5_VLForConditionalGeneration.from_pretrained(
+                    str(path),
+                    dtype=_torch_dtype(config.dtype, config.device),
+                    attn_implementation=config.attn_implementation,
+                    local_files_only=True,
+                    use_safetensors=True,
+                )
+                .to(config.device)
+                .eval()
+            )
         except (OSError, ValueError) as exc:
             raise CheckpointError(f"cannot load Qwen2.5-VL from {path}: {exc}") from exc
 
@@ -119,7 +128,9 @@ class QwenVLModel:
     def chat_text(self, prompt: str) -> str:
         """The full prompt text: system turn, user turn (image, then text), assistant turn."""
         messages = chat_messages(prompt, self.config.system_prompt)
-        text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        text = self.processor.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True
+        )
         return text + self.answer_prefix
 
     def generate(self, image: np.ndarray, prompt: str) -> Generation:
@@ -127,8 +138,12 @@ class QwenVLModel:
         from PIL import Image
         from transformers import StoppingCriteriaList
 
-        inputs = self.processor(text=[self.chat_text(prompt)], images=[Image.fromarray(image)],
-                                images_kwargs={"size": self.image_size}, return_tensors="pt")
+        inputs = self.processor(
+            text=[self.chat_text(prompt)],
+            images=[Image.fromarray(image)],
+            images_kwargs={"size": self.image_size},
+            return_tensors="pt",
+        )
         inputs = inputs.to(self.device)
         prompt_len = int(inputs["input_ids"].shape[1])
         watch = AnswerWatch(self.processor.tokenizer, prompt_len, self.answer_prefix)
@@ -142,15 +157,27 @@ class QwenVLModel:
             )
         end = time.perf_counter()
         new_tokens = output[0, prompt_len:]
-        answer = self.answer_prefix + self.processor.tokenizer.decode(new_tokens, skip_special_tokens=True)
+        answer = self.answer_prefix + self.processor.tokenizer.decode(
+            new_tokens, skip_special_tokens=True
+        )
         first = watch.first_token_at or end
         eos = self.model.generation_config.eos_token_id
         eos = set(eos if isinstance(eos, (list, tuple)) else [eos])
         ended = new_tokens.numel() > 0 and int(new_tokens[-1]) in eos
-        truncated = (new_tokens.numel() >= self.config.max_new_tokens and not ended
-                     and not answer_is_complete(answer))
-        return Generation(answer, prompt_len, int(new_tokens.numel()), end - start,
-                          prefill_seconds=first - start, decode_seconds=end - first, truncated=truncated)
+        truncated = (
+            new_tokens.numel() >= self.config.max_new_tokens
+            and not ended
+            and not answer_is_complete(answer)
+        )
+        return Generation(
+            answer,
+            prompt_len,
+            int(new_tokens.numel()),
+            end - start,
+            prefill_seconds=first - start,
+            decode_seconds=end - first,
+            truncated=truncated,
+        )
 
     def close(self) -> None:
         self.model = None
