@@ -75,13 +75,16 @@ class StageConfig:
         if self.backend == "openai":
             self.server.validate(name)
         if self.backend == "qwen2_5_vl" and not self.checkpoint:
-            raise ConfigError(f"{name}.backend=qwen2_5_vl needs {name}.checkpoint (a local directory)")
+            raise ConfigError(
+                f"{name}.backend=qwen2_5_vl needs {name}.checkpoint (a local directory)")
         if self.max_new_tokens <= 0:
             raise ConfigError(f"{name}.max_new_tokens={self.max_new_tokens}: must be positive")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
-            raise ConfigError(f"{name}.dtype={self.dtype!r}: expected auto, float32, bfloat16 or float16")
+            raise ConfigError(
+                f"{name}.dtype={self.dtype!r}: expected auto, float32, bfloat16 or float16")
         if not 0 < self.min_pixels <= self.max_pixels:
-            raise ConfigError(f"{name}.min_pixels={self.min_pixels}, {name}.max_pixels={self.max_pixels}: "
+            raise ConfigError(f"{name}.min_pixels={self.min_pixels}, "
+                              f"{name}.max_pixels={self.max_pixels}: "
                               "expected 0 < min_pixels <= max_pixels")
 
 
@@ -103,9 +106,11 @@ class SegmenterConfig:
 
     def validate(self) -> None:
         if self.backend not in SEGMENTER_BACKENDS:
-            raise ConfigError(f"segmenter.backend={self.backend!r}: expected one of {SEGMENTER_BACKENDS}")
+            raise ConfigError(
+                f"segmenter.backend={self.backend!r}: expected one of {SEGMENTER_BACKENDS}")
         if self.runtime not in SAM_RUNTIMES:
-            raise ConfigError(f"segmenter.runtime={self.runtime!r}: expected one of {SAM_RUNTIMES}")
+            raise ConfigError(
+                f"segmenter.runtime={self.runtime!r}: expected one of {SAM_RUNTIMES}")
         if self.backend == "sam" and not self.checkpoint:
             raise ConfigError("segmenter.backend=sam needs segmenter.checkpoint")
         if self.backend == "sam" and self.runtime != "torch" and not self.decoder_onnx:
@@ -179,7 +184,8 @@ def _type_problem(value, hint) -> Optional[str]:
     if hint is bool:
         return None if isinstance(value, bool) else "expected true or false"
     if hint is int:
-        return None if isinstance(value, int) and not isinstance(value, bool) else "expected an integer"
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return None if ok else "expected an integer"
     if hint is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         return None if ok else "expected a number"
@@ -215,7 +221,8 @@ def _build(cls, data: Mapping[str, Any], where: str):
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(known))
     if unknown:
-        raise ConfigError(f"unknown key(s) {unknown} in {where or 'config'}; known: {sorted(known)}")
+        raise ConfigError(
+            f"unknown key(s) {unknown} in {where or 'config'}; known: {sorted(known)}")
     kwargs = {}
     for name, value in data.items():
         default = getattr(cls(), name)
