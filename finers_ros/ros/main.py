@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -23,6 +24,7 @@ from .paths import default_params_file
 
 EXECUTOR_THREADS = 4
 JOIN_S = 2.0
+FINALIZED_GRACE_S = 1.0
 
 
 def with_default_params(argv: List[str]) -> List[str]:
@@ -109,6 +111,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     node.stop_serving("node shutting down")
     node.wait_goals_ended(JOIN_S)  # their results go out before the executor stops
+    if node.state_name == "finalized":
+        # ended by the shutdown transition: its reply must reach the lifecycle manager
+        # before the node's endpoints go away
+        time.sleep(FINALIZED_GRACE_S)
     executor.shutdown(timeout_sec=JOIN_S)
     spinner.join(JOIN_S)
     node.destroy_node()
