@@ -4,6 +4,7 @@ The server runs from its own venv (``make vllm-venv``) with a tiny random Qwen2.
 same checkpoint is loaded by the local transformers backend for comparison. A machine where
 the server cannot be built fails these tests with the reason; they are never skipped.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,14 @@ from finers_ros.pipeline import FineRSPipeline
 from finers_ros.prompts import gse_prompt, lpr_prompt
 from finers_ros.segmenters.bringup import BringupSegmenter
 from finers_ros.stages.openai_server import OpenAIServerModel, ServerError
-from finers_ros.testing.vllm_server import (ServerBuildError, VLLMServer, build_checkpoint, free_port,
-                                            install, stage_server_config)
+from finers_ros.testing.vllm_server import (
+    ServerBuildError,
+    VLLMServer,
+    build_checkpoint,
+    free_port,
+    install,
+    stage_server_config,
+)
 
 pytestmark = pytest.mark.timeout(900)  # the first test pays for the server's start (30-100 s)
 
@@ -52,8 +59,11 @@ def vllm_server(session_server):
 
 def stage(server: VLLMServer, max_new_tokens: int = 16, **server_settings) -> StageConfig:
     settings = {"retries": 2, "backoff_s": 0.1, **server_settings}
-    return StageConfig(backend="openai", max_new_tokens=max_new_tokens,
-                       server=ServerConfig(**stage_server_config(server, **settings)))
+    return StageConfig(
+        backend="openai",
+        max_new_tokens=max_new_tokens,
+        server=ServerConfig(**stage_server_config(server, **settings)),
+    )
 
 
 def frame(height: int, width: int, seed: int = 3) -> np.ndarray:
@@ -64,8 +74,14 @@ def frame(height: int, width: int, seed: int = 3) -> np.ndarray:
 def local_model(vllm_checkpoint):
     from finers_ros.stages.qwen_vl import QwenVLModel
 
-    return QwenVLModel(StageConfig(backend="qwen2_5_vl", checkpoint=str(vllm_checkpoint), dtype="float32",
-                                   max_new_tokens=24))
+    return QwenVLModel(
+        StageConfig(
+            backend="qwen2_5_vl",
+            checkpoint=str(vllm_checkpoint),
+            dtype="float32",
+            max_new_tokens=24,
+        )
+    )
 
 
 def local_ids(model, image: np.ndarray, prompt: str, max_new_tokens: int):
@@ -73,8 +89,10 @@ def local_ids(model, image: np.ndarray, prompt: str, max_new_tokens: int):
     import torch
     from PIL import Image
 
-    chat = [{"role": "system", "content": [{"type": "text", "text": model.config.system_prompt}]},
-            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+    chat = [
+        {"role": "system", "content": [{"type": "text", "text": model.config.system_prompt}]},
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]},
+    ]
     text = model.processor.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
     inputs = model.processor(text=[text], images=[Image.fromarray(image)], return_tensors="pt")
     with torch.inference_mode():
@@ -102,9 +120,14 @@ def test_gse_prompt_tokens_equal_the_local_processor(vllm_server, local_model):
     assert generation.prompt_tokens == backend.text_tokens(prompt) + 2 + 2691
 
 
-@pytest.mark.parametrize("size, prompt", [((1080, 1920), gse_prompt("find the red screw")),
-                                          ((512, 512), lpr_prompt("find the red screw"))],
-                         ids=["gse_1920x1080", "lpr_512x512"])
+@pytest.mark.parametrize(
+    "size, prompt",
+    [
+        ((1080, 1920), gse_prompt("find the red screw")),
+        ((512, 512), lpr_prompt("find the red screw")),
+    ],
+    ids=["gse_1920x1080", "lpr_512x512"],
+)
 def test_greedy_tokens_agree_with_the_local_backend(vllm_server, local_model, size, prompt):
     """Same prompt ids (image tokens included) and the same greedy tokens, float32 on both
     sides. The texts can differ only where the random model emits byte tokens that do not form
@@ -115,14 +138,18 @@ def test_greedy_tokens_agree_with_the_local_backend(vllm_server, local_model, si
     local_prompt, local_new = local_ids(local_model, image, prompt, 24)
     remote_prompt, remote_new = server_ids(backend, image, prompt)
     assert remote_prompt == local_prompt
-    assert remote_new == local_new, f"first difference at token {_first_difference(remote_new, local_new)}"
+    assert remote_new == local_new, (
+        f"first difference at token {_first_difference(remote_new, local_new)}"
+    )
     remote_text = backend.generate(image, prompt).text
     local_text = local_model.generate(image, prompt).text
     assert remote_text.replace("\ufffd", "") == local_text.replace("\ufffd", "")
 
 
 def _first_difference(a, b) -> int:
-    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    return next(
+        (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+    )
 
 
 def test_pipeline_runs_both_stages_through_the_server(vllm_server, scene_4k):
@@ -133,7 +160,9 @@ def test_pipeline_runs_both_stages_through_the_server(vllm_server, scene_4k):
     pipeline = FineRSPipeline.from_config(PipelineConfig(gse=remote, lpr=StageConfig()))
     result = pipeline.run(image, record["Q"])
     assert result.error_stage == "gse" and "GSE" in result.error and result.gse_text
-    assert result.timings_ms["gse_request_ms"] > 0 and result.timings_ms["gse_server_prefill_ms"] > 0
+    assert (
+        result.timings_ms["gse_request_ms"] > 0 and result.timings_ms["gse_server_prefill_ms"] > 0
+    )
 
     pipeline = FineRSPipeline.from_config(PipelineConfig(gse=StageConfig(), lpr=remote))
     result = pipeline.run(image, record["Q"])
@@ -143,8 +172,15 @@ def test_pipeline_runs_both_stages_through_the_server(vllm_server, scene_4k):
 
 
 def test_config_file_selects_the_server_backend(vllm_server, tmp_path):
-    config = config_from_dict({"gse": {"backend": "openai", "max_new_tokens": 4,
-                                       "server": stage_server_config(vllm_server)}})
+    config = config_from_dict(
+        {
+            "gse": {
+                "backend": "openai",
+                "max_new_tokens": 4,
+                "server": stage_server_config(vllm_server),
+            }
+        }
+    )
     pipeline = FineRSPipeline.from_config(config)
     assert pipeline.gse.name == f"openai:{vllm_server.served_name}"
     assert pipeline.gse.generate(frame(1080, 1920), gse_prompt("find it")).prompt_tokens > 2691
@@ -152,14 +188,21 @@ def test_config_file_selects_the_server_backend(vllm_server, tmp_path):
 
 def test_server_down_is_one_clear_error():
     port = free_port()
-    config = StageConfig(backend="openai", server=ServerConfig(base_url=f"http://127.0.0.1:{port}/v1",
-                                                               model="m", retries=1, backoff_s=0.05))
-    pipeline = FineRSPipeline(OpenAIServerModel(config), OpenAIServerModel(config), BringupSegmenter(),
-                              PipelineConfig())
+    config = StageConfig(
+        backend="openai",
+        server=ServerConfig(
+            base_url=f"http://127.0.0.1:{port}/v1", model="m", retries=1, backoff_s=0.05
+        ),
+    )
+    pipeline = FineRSPipeline(
+        OpenAIServerModel(config), OpenAIServerModel(config), BringupSegmenter(), PipelineConfig()
+    )
     result = pipeline.run(frame(1080, 1920), "find the red screw")
     assert result.error_stage == "gse"
-    assert f"model server unreachable at http://127.0.0.1:{port}/v1 after 2 attempts: cannot connect" \
+    assert (
+        f"model server unreachable at http://127.0.0.1:{port}/v1 after 2 attempts: cannot connect"
         in result.error
+    )
     assert "\n" not in result.error
 
 
@@ -198,13 +241,19 @@ def test_killed_server_then_down_then_restarted(vllm_server):
     worker = threading.Thread(target=request)
     worker.start()
     deadline = time.monotonic() + 60
-    while _running_requests(vllm_server) < 1 and "generation" not in outcome and time.monotonic() < deadline:
+    while (
+        _running_requests(vllm_server) < 1
+        and "generation" not in outcome
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.05)
     vllm_server.kill()  # while the server generates (3000 tokens take seconds)
     worker.join(60)
     assert "generation" not in outcome, "the request finished before the server was killed"
-    assert outcome["error"].startswith(f"model server unreachable at {vllm_server.base_url} after 3 attempts: "
-                                       "connection lost mid-request")
+    assert outcome["error"].startswith(
+        f"model server unreachable at {vllm_server.base_url} after 3 attempts: "
+        "connection lost mid-request"
+    )
     with pytest.raises(ServerError, match="unreachable .* cannot connect"):
         backend.generate(image, prompt)
     vllm_server.start(timeout_s=600)
@@ -219,7 +268,11 @@ def _running_requests(server: VLLMServer) -> float:
 
     with urllib.request.urlopen(f"{server.root_url}/metrics", timeout=5) as answer:
         lines = answer.read().decode().splitlines()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith("vllm:num_requests_running"))
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in lines
+        if line.startswith("vllm:num_requests_running")
+    )
 
 
 class _Misbehaving:
@@ -250,8 +303,14 @@ class _Misbehaving:
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
 
     def backend(self, **settings) -> OpenAIServerModel:
-        server = ServerConfig(base_url=self.url, model="m", retries=2, backoff_s=0.01,
-                              check_prompt_tokens=False, **settings)
+        server = ServerConfig(
+            base_url=self.url,
+            model="m",
+            retries=2,
+            backoff_s=0.01,
+            check_prompt_tokens=False,
+            **settings,
+        )
         return OpenAIServerModel(StageConfig(backend="openai", server=server))
 
     def close(self):
@@ -262,20 +321,29 @@ class _Misbehaving:
 def test_http_5xx_is_retried_then_reported():
     server = _Misbehaving(503, json.dumps({"error": {"message": "engine is overloaded"}}).encode())
     try:
-        with pytest.raises(ServerError, match=r"failed after 3 attempts: HTTP 503: engine is overloaded$"):
+        with pytest.raises(
+            ServerError, match=r"failed after 3 attempts: HTTP 503: engine is overloaded$"
+        ):
             server.backend().generate(frame(64, 64), "find it")
         assert server.requests == 3
     finally:
         server.close()
 
 
-@pytest.mark.parametrize("body, why", [(b"<html>oops</html>", "not JSON"),
-                                       (json.dumps({"choices": []}).encode(), "no choices/usage"),
-                                       (json.dumps({"usage": {}}).encode(), "no 'choices'")])
+@pytest.mark.parametrize(
+    "body, why",
+    [
+        (b"<html>oops</html>", "not JSON"),
+        (json.dumps({"choices": []}).encode(), "no choices/usage"),
+        (json.dumps({"usage": {}}).encode(), "no 'choices'"),
+    ],
+)
 def test_malformed_answer_is_one_clear_error(body, why):
     server = _Misbehaving(200, body)
     try:
-        with pytest.raises(ServerError, match=f"malformed answer from model server at {server.url}: {why}"):
+        with pytest.raises(
+            ServerError, match=f"malformed answer from model server at {server.url}: {why}"
+        ):
             server.backend().generate(frame(64, 64), "find it")
         assert server.requests == 1
     finally:
@@ -303,8 +371,11 @@ def test_server_that_resizes_images_is_reported(vllm_server):
     try:
         vllm_server.restart(timeout_s=600)
         backend = OpenAIServerModel(stage(vllm_server, max_new_tokens=1))
-        with pytest.raises(ServerError, match=r"expected \d+ \(2691 visual for 1920x1080\): the server resizes "
-                                              r"images; check its processor settings"):
+        with pytest.raises(
+            ServerError,
+            match=r"expected \d+ \(2691 visual for 1920x1080\): the server resizes "
+            r"images; check its processor settings",
+        ):
             backend.generate(frame(1080, 1920), gse_prompt("find the red screw"))
     finally:
         vllm_server.extra_args = []

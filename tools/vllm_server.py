@@ -9,6 +9,7 @@
 ``/health``, writes a pipeline config pointing GSE and LPR at it (``--config-out``), and stops
 the server cleanly on Ctrl-C / SIGTERM. Run it with the project venv (.venv/bin/python).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,14 @@ from pathlib import Path
 
 import yaml
 
-from finers_ros.testing.vllm_server import (REPO, ServerBuildError, VLLMServer, build_checkpoint,
-                                            install, stage_server_config)
+from finers_ros.testing.vllm_server import (
+    REPO,
+    ServerBuildError,
+    VLLMServer,
+    build_checkpoint,
+    install,
+    stage_server_config,
+)
 
 DEFAULT_MODEL = REPO / "outputs" / "vllm" / "tiny-qwen"
 
@@ -46,10 +53,17 @@ def serve(args) -> int:
     try:
         server.start(timeout_s=args.timeout)
         config = write_pipeline_config(server, Path(args.config_out))
-        print(f"vLLM serving {server.served_name} at {server.base_url} (ready in {server.startup_s:.0f} s; "
-              f"log {server.log_path})\npipeline config: {config}\nCtrl-C stops it.", flush=True)
+        print(
+            f"vLLM serving {server.served_name} at {server.base_url} "
+            f"(ready in {server.startup_s:.0f} s; "
+            f"log {server.log_path})\npipeline config: {config}\nCtrl-C stops it.",
+            flush=True,
+        )
         server.process.wait()
-        print(f"vLLM server exited with {server.process.returncode}: {server.log_tail()}", file=sys.stderr)
+        print(
+            f"vLLM server exited with {server.process.returncode}: {server.log_tail()}",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         return 0
@@ -65,11 +79,15 @@ def main(argv=None) -> int:
     build = commands.add_parser("build-model", help="write the tiny Qwen2.5-VL checkpoint")
     build.add_argument("directory", nargs="?", default=str(DEFAULT_MODEL))
     run = commands.add_parser("serve", help="install, build the tiny model, serve until Ctrl-C")
-    run.add_argument("--model", default=str(DEFAULT_MODEL), help="checkpoint directory (built if absent)")
+    run.add_argument(
+        "--model", default=str(DEFAULT_MODEL), help="checkpoint directory (built if absent)"
+    )
     run.add_argument("--port", type=int, default=None, help="default: a free port")
     run.add_argument("--dtype", default="float32")
     run.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for /health")
-    run.add_argument("--config-out", default=str(REPO / "outputs" / "vllm" / "pipeline_vllm_local.yaml"))
+    run.add_argument(
+        "--config-out", default=str(REPO / "outputs" / "vllm" / "pipeline_vllm_local.yaml")
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "install":

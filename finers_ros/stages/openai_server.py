@@ -12,10 +12,10 @@ is checked against the tokens the published processor gives for the image
 Every failure raises ``ServerError`` with one line that names the server; the pipeline turns
 it into the stage's error outcome.
 """
+
 from __future__ import annotations
 
 import base64
-import io
 import json
 import os
 import threading
@@ -43,14 +43,16 @@ class ServerError(RuntimeError):
     """A request the model server did not answer usefully (one line, names the server)."""
 
 
-def expected_image_tokens(width: int, height: int, min_pixels: int = MIN_PIXELS,
-                          max_pixels: int = MAX_PIXELS) -> int:
+def expected_image_tokens(
+    width: int, height: int, min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS
+) -> int:
     """Visual tokens Qwen2.5-VL's processor gives a ``width x height`` image (the published
     limits by default: 2691 for 1920x1080, 324 for 512x512)."""
     from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
-    h, w = smart_resize(height, width, factor=PIXELS_PER_TOKEN_SIDE, min_pixels=min_pixels,
-                        max_pixels=max_pixels)
+    h, w = smart_resize(
+        height, width, factor=PIXELS_PER_TOKEN_SIDE, min_pixels=min_pixels, max_pixels=max_pixels
+    )
     return (h // PIXELS_PER_TOKEN_SIDE) * (w // PIXELS_PER_TOKEN_SIDE)
 
 
@@ -58,8 +60,9 @@ def png_data_url(image: np.ndarray) -> str:
     """``H x W x 3 uint8 RGB`` -> a lossless ``data:image/png;base64,...`` URL."""
     import cv2
 
-    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(image[:, :, ::-1]),
-                               [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    ok, encoded = cv2.imencode(
+        ".png", np.ascontiguousarray(image[:, :, ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, 1]
+    )
     if not ok:
         raise ServerError("cannot encode the image as PNG")
     return "data:image/png;base64," + base64.b64encode(encoded.tobytes()).decode("ascii")
@@ -90,15 +93,18 @@ class OpenAIServerModel:
         if self.server.api_key_env:
             key = os.environ.get(self.server.api_key_env)
             if not key:
-                raise ServerError(f"environment variable {self.server.api_key_env} (server.api_key_env) "
-                                  "is not set")
+                raise ServerError(
+                    f"environment variable {self.server.api_key_env} (server.api_key_env) "
+                    "is not set"
+                )
             headers["Authorization"] = f"Bearer {key}"
         self._httpx = httpx2
         self._client = httpx2.Client(
             headers=headers,
             timeout=httpx2.Timeout(self.server.timeout_s, connect=self.server.connect_timeout_s),
             limits=httpx2.Limits(max_connections=self.server.max_in_flight),
-            trust_env=False)
+            trust_env=False,
+        )
         self._slots = threading.BoundedSemaphore(self.server.max_in_flight)
         self._text_tokens: "OrderedDict[Tuple[str, str], int]" = OrderedDict()
         self._cache_lock = threading.Lock()
@@ -113,16 +119,23 @@ class OpenAIServerModel:
     def messages(self, prompt: str, image_url: Optional[str], assistant_text: str = "") -> list:
         """``QwenVLModel``'s chat: system turn, user turn (image, then text); with
         ``assistant_text``, an open assistant turn the server continues."""
-        user = ([{"type": "image_url", "image_url": {"url": image_url}}] if image_url else [])
+        user = [{"type": "image_url", "image_url": {"url": image_url}}] if image_url else []
         user.append({"type": "text", "text": prompt})
-        messages = [{"role": "system", "content": [{"type": "text", "text": self.config.system_prompt}]},
-                    {"role": "user", "content": user}]
+        messages = [
+            {"role": "system", "content": [{"type": "text", "text": self.config.system_prompt}]},
+            {"role": "user", "content": user},
+        ]
         if assistant_text:
             messages.append({"role": "assistant", "content": assistant_text})
         return messages
 
-    def chat_request(self, prompt: str, image_url: str, assistant_text: str = "",
-                     max_tokens: Optional[int] = None) -> dict:
+    def chat_request(
+        self,
+        prompt: str,
+        image_url: str,
+        assistant_text: str = "",
+        max_tokens: Optional[int] = None,
+    ) -> dict:
         """The chat-completions body (greedy unless ``do_sample``, stop at ``</answer>``)."""
         body = {
             "model": self.server.model,
@@ -152,10 +165,20 @@ class OpenAIServerModel:
             try:
                 response = self._client.post(url, json=body)
             except httpx2.TimeoutException as exc:
-                kind = "connecting" if isinstance(exc, httpx2.ConnectTimeout) else "waiting for the answer"
-                limit = self.server.connect_timeout_s if kind == "connecting" else self.server.timeout_s
-                raise ServerError(f"model server at {root} timed out {kind} (limit {limit:g} s; "
-                                  "server overloaded or hung?)") from exc
+                kind = (
+                    "connecting"
+                    if isinstance(exc, httpx2.ConnectTimeout)
+                    else "waiting for the answer"
+                )
+                limit = (
+                    self.server.connect_timeout_s
+                    if kind == "connecting"
+                    else self.server.timeout_s
+                )
+                raise ServerError(
+                    f"model server at {root} timed out {kind} (limit {limit:g} s; "
+                    "server overloaded or hung?)"
+                ) from exc
             except httpx2.TransportError as exc:
                 failures.append(_connection_failure(exc))
                 continue
@@ -163,13 +186,17 @@ class OpenAIServerModel:
                 failures.append(f"HTTP {response.status_code}: {_error_detail(response)}")
                 continue
             if response.status_code >= 400:
-                raise ServerError(f"model server at {root} refused the request: HTTP "
-                                  f"{response.status_code}: {_error_detail(response)}")
+                raise ServerError(
+                    f"model server at {root} refused the request: HTTP "
+                    f"{response.status_code}: {_error_detail(response)}"
+                )
             try:
                 return response.json()
             except ValueError as exc:
-                raise ServerError(f"malformed answer from model server at {root}: not JSON "
-                                  f"({_one_line(response.text, 80)!r})") from exc
+                raise ServerError(
+                    f"malformed answer from model server at {root}: not JSON "
+                    f"({_one_line(response.text, 80)!r})"
+                ) from exc
         said = "; then ".join(dict.fromkeys(failures))
         if failures[-1].startswith("HTTP"):
             raise ServerError(f"model server at {root} failed after {attempts} attempts: {said}")
@@ -186,11 +213,15 @@ class OpenAIServerModel:
         text = self.answer_prefix
         prompt_tokens, generated = None, 0
         if not self._slots.acquire(timeout=self.server.timeout_s):
-            raise ServerError(f"{self.server.max_in_flight} requests to {self.base_url} already in flight "
-                              f"for {self.server.timeout_s:g} s (server.max_in_flight)")
+            raise ServerError(
+                f"{self.server.max_in_flight} requests to {self.base_url} already in flight "
+                f"for {self.server.timeout_s:g} s (server.max_in_flight)"
+            )
         try:
             for _ in range(MAX_ROUNDS):
-                body = self.chat_request(prompt, image_url, text, self.config.max_new_tokens - generated)
+                body = self.chat_request(
+                    prompt, image_url, text, self.config.max_new_tokens - generated
+                )
                 sent = time.perf_counter()
                 answer = self._post("/chat/completions", body)
                 request_ms = (time.perf_counter() - sent) * 1000.0
@@ -201,7 +232,11 @@ class OpenAIServerModel:
                         self._check_prompt_tokens(prompt, image, tokens)
                 text, generated = text + piece, generated + new
                 _add(timings, {"request": request_ms, **_server_timings_ms(answer, request_ms)})
-                if stop_reason != STOP or _answer_complete(text) or generated >= self.config.max_new_tokens:
+                if (
+                    stop_reason != STOP
+                    or _answer_complete(text)
+                    or generated >= self.config.max_new_tokens
+                ):
                     break
         finally:
             self._slots.release()
@@ -210,21 +245,33 @@ class OpenAIServerModel:
         prefill = timings.get("server_prefill")
         decode = timings.get("server_decode")
         truncated = generated >= self.config.max_new_tokens and not _answer_complete(text)
-        return Generation(text, int(prompt_tokens), generated, end - start,
-                          prefill_seconds=None if prefill is None else prefill / 1000.0,
-                          decode_seconds=None if decode is None else decode / 1000.0,
-                          truncated=truncated, timings_ms=timings)
+        return Generation(
+            text,
+            int(prompt_tokens),
+            generated,
+            end - start,
+            prefill_seconds=None if prefill is None else prefill / 1000.0,
+            decode_seconds=None if decode is None else decode / 1000.0,
+            truncated=truncated,
+            timings_ms=timings,
+        )
 
     def _check_prompt_tokens(self, prompt: str, image: np.ndarray, prompt_tokens: int) -> None:
         height, width = image.shape[:2]
-        visual = expected_image_tokens(width, height, getattr(self.config, "min_pixels", MIN_PIXELS),
-                                       getattr(self.config, "max_pixels", MAX_PIXELS))
+        visual = expected_image_tokens(
+            width,
+            height,
+            getattr(self.config, "min_pixels", MIN_PIXELS),
+            getattr(self.config, "max_pixels", MAX_PIXELS),
+        )
         expected = self.text_tokens(prompt) + IMAGE_MARKER_TOKENS + visual
         if prompt_tokens != expected:
             raise ServerError(
-                f"model server at {self.base_url} saw {prompt_tokens} prompt tokens, expected {expected} "
-                f"({visual} visual for {width}x{height}): the server resizes images; check its processor "
-                "settings (--mm-processor-kwargs min_pixels/max_pixels: 3136/12845056)")
+                f"model server at {self.base_url} saw {prompt_tokens} prompt tokens, "
+                f"expected {expected} ({visual} visual for {width}x{height}): the server resizes "
+                "images; check its processor settings (--mm-processor-kwargs "
+                "min_pixels/max_pixels: 3136/12845056)"
+            )
 
     def text_tokens(self, prompt: str) -> int:
         """Tokens of the chat without the image (the server's /tokenize), cached per prompt."""
@@ -234,14 +281,22 @@ class OpenAIServerModel:
                 self._text_tokens.move_to_end(key)
                 return self._text_tokens[key]
         root = self.base_url[:-3] if self.base_url.endswith("/v1") else self.base_url
-        body = {"model": self.server.model, "messages": self.messages(prompt, None, self.answer_prefix)}
-        body.update({"add_generation_prompt": False, "continue_final_message": True} if self.answer_prefix
-                    else {"add_generation_prompt": True})
+        body = {
+            "model": self.server.model,
+            "messages": self.messages(prompt, None, self.answer_prefix),
+        }
+        body.update(
+            {"add_generation_prompt": False, "continue_final_message": True}
+            if self.answer_prefix
+            else {"add_generation_prompt": True}
+        )
         answer = self._post("/tokenize", body, root)
         count = answer.get("count") if isinstance(answer, dict) else None
         if not isinstance(count, int):
-            raise ServerError(f"malformed /tokenize answer from {root} (no count); set "
-                              "server.check_prompt_tokens: false for servers without it")
+            raise ServerError(
+                f"malformed /tokenize answer from {root} (no count); set "
+                "server.check_prompt_tokens: false for servers without it"
+            )
         with self._cache_lock:
             self._text_tokens[key] = count
             while len(self._text_tokens) > 256:
@@ -283,8 +338,10 @@ def _read_answer(answer, base_url: str) -> Tuple[str, int, int, object]:
         prompt_tokens, generated = int(usage["prompt_tokens"]), int(usage["completion_tokens"])
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         shown = _one_line(json.dumps(answer)[:120], 120)
-        raise ServerError(f"malformed answer from model server at {base_url}: no "
-                          f"{exc if isinstance(exc, KeyError) else 'choices/usage'} in {shown}") from exc
+        raise ServerError(
+            f"malformed answer from model server at {base_url}: no "
+            f"{exc if isinstance(exc, KeyError) else 'choices/usage'} in {shown}"
+        ) from exc
     if not isinstance(text, str):
         raise ServerError(f"malformed answer from model server at {base_url}: content is not text")
     # A server that drops the matched stop string still says which one it stopped at.
@@ -315,10 +372,16 @@ def _server_timings_ms(answer: dict, request_ms: float) -> dict:
     metrics = answer.get("metrics")
     if not isinstance(metrics, dict):
         return {}
-    names = {"queue_time_ms": "server_queue", "time_to_first_token_ms": "server_prefill",
-             "generation_time_ms": "server_decode"}
-    timings = {name: float(metrics[key]) for key, name in names.items()
-               if isinstance(metrics.get(key), (int, float))}
+    names = {
+        "queue_time_ms": "server_queue",
+        "time_to_first_token_ms": "server_prefill",
+        "generation_time_ms": "server_decode",
+    }
+    timings = {
+        name: float(metrics[key])
+        for key, name in names.items()
+        if isinstance(metrics.get(key), (int, float))
+    }
     if timings:
         timings["network"] = max(0.0, request_ms - sum(timings.values()))
     return timings

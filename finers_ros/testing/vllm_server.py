@@ -12,6 +12,7 @@ processor needs torchvision's Python transforms, not those ops, so the venv gets
 file that pre-registers an empty ``torchvision._meta_registrations`` module (fake kernels are
 only used when tracing torchvision's own detection ops). No installed file is edited.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -32,12 +33,16 @@ VENV = REPO / ".venv-vllm"
 REQUIREMENTS = REPO / "tools" / "vllm-requirements.txt"
 PIP_VERSION = "26.3"
 TORCHVISION_PTH = "finers_torchvision_without_ops.pth"
-TORCHVISION_PTH_TEXT = ("import sys, types; sys.modules.setdefault('torchvision._meta_registrations', "
-                        "types.ModuleType('torchvision._meta_registrations'))\n")
+TORCHVISION_PTH_TEXT = (
+    "import sys, types; sys.modules.setdefault('torchvision._meta_registrations', "
+    "types.ModuleType('torchvision._meta_registrations'))\n"
+)
 # What the server must import: vLLM, torchvision, and the processor parts Qwen2.5-VL needs.
-IMPORT_CHECK = ("import vllm, torchvision; "
-                "from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor; "
-                "Qwen2VLVideoProcessor(); print(vllm.__version__, torchvision.__version__)")
+IMPORT_CHECK = (
+    "import vllm, torchvision; "
+    "from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor; "
+    "Qwen2VLVideoProcessor(); print(vllm.__version__, torchvision.__version__)"
+)
 # vLLM's CPU attention needs a head size of 32 or more: 128 hidden / 4 heads.
 TINY_HIDDEN_SIZE = 128
 SERVED_NAME = "finers-tiny-qwen"
@@ -85,15 +90,30 @@ def install(venv: Path = VENV, log=print) -> Path:
             base = getattr(sys, "_base_executable", sys.executable)
             _run([base, "-m", "venv", str(venv)], "creating the vLLM venv", 300)
         python = str(venv_python(venv))
-        _run([python, "-m", "pip", "install", "--quiet", f"pip=={PIP_VERSION}"], "installing pip", 600)
-        _run([python, "-m", "pip", "install", "--quiet", "--no-deps", "-r", str(REQUIREMENTS)],
-             f"pip install -r {REQUIREMENTS.name}", 3000)
-        site = _run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                    "locating site-packages", 60).strip()
+        _run(
+            [python, "-m", "pip", "install", "--quiet", f"pip=={PIP_VERSION}"],
+            "installing pip",
+            600,
+        )
+        _run(
+            [python, "-m", "pip", "install", "--quiet", "--no-deps", "-r", str(REQUIREMENTS)],
+            f"pip install -r {REQUIREMENTS.name}",
+            3000,
+        )
+        site = _run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            "locating site-packages",
+            60,
+        ).strip()
         Path(site, TORCHVISION_PTH).write_text(TORCHVISION_PTH_TEXT)
-        versions = _run([python, "-c", IMPORT_CHECK], "importing vllm and torchvision in the vLLM venv", 600)
+        versions = _run(
+            [python, "-c", IMPORT_CHECK], "importing vllm and torchvision in the vLLM venv", 600
+        )
         stamp.write_text(key)
-        log(f"vLLM venv ready in {time.monotonic() - start:.0f} s: vllm, torchvision = {versions.strip()}")
+        log(
+            f"vLLM venv ready in {time.monotonic() - start:.0f} s: "
+            f"vllm, torchvision = {versions.strip()}"
+        )
         return venv_python(venv)
 
 
@@ -121,9 +141,16 @@ class VLLMServer:
     crash, and a server that accepts connections but does not answer.
     """
 
-    def __init__(self, model_dir: Path, port: Optional[int] = None, served_name: str = SERVED_NAME,
-                 extra_args: Sequence[str] = (), log_path: Optional[Path] = None,
-                 dtype: str = "float32", venv: Path = VENV):
+    def __init__(
+        self,
+        model_dir: Path,
+        port: Optional[int] = None,
+        served_name: str = SERVED_NAME,
+        extra_args: Sequence[str] = (),
+        log_path: Optional[Path] = None,
+        dtype: str = "float32",
+        venv: Path = VENV,
+    ):
         self.model_dir = Path(model_dir)
         self.port = port or free_port()
         self.served_name = served_name
@@ -144,29 +171,61 @@ class VLLMServer:
         return f"{self.root_url}/v1"
 
     def command(self) -> list:
-        return [str(venv_python(self.venv)), "-m", "vllm.entrypoints.openai.api_server",
-                "--model", str(self.model_dir), "--served-model-name", self.served_name,
-                "--host", "127.0.0.1", "--port", str(self.port), "--max-model-len", "4096",
-                "--dtype", self.dtype, "--enforce-eager", "--seed", "0", "--enable-per-request-metrics",
-                *self.extra_args]
+        return [
+            str(venv_python(self.venv)),
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            str(self.model_dir),
+            "--served-model-name",
+            self.served_name,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--max-model-len",
+            "4096",
+            "--dtype",
+            self.dtype,
+            "--enforce-eager",
+            "--seed",
+            "0",
+            "--enable-per-request-metrics",
+            "--enable-prompt-tokens-details",
+            *self.extra_args,
+        ]
 
     def start(self, timeout_s: float = 300.0) -> "VLLMServer":
         if self.running:
             return self
-        env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE=os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
-                   HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", VLLM_NO_USAGE_STATS="1",
-                   DO_NOT_TRACK="1", PYTHONUNBUFFERED="1")
+        env = dict(
+            os.environ,
+            VLLM_CPU_KVCACHE_SPACE=os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
+            HF_HUB_OFFLINE="1",
+            TRANSFORMERS_OFFLINE="1",
+            VLLM_NO_USAGE_STATS="1",
+            DO_NOT_TRACK="1",
+            PYTHONUNBUFFERED="1",
+        )
         for key in ("PYTHONPATH", "VIRTUAL_ENV"):
             env.pop(key, None)
         start = time.monotonic()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+            self.process = subprocess.Popen(
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
         while time.monotonic() - start < timeout_s:
             if self.process.poll() is not None:
-                raise ServerBuildError(f"vLLM server exited with {self.process.returncode} while starting: "
-                                       f"{self.log_tail()}")
+                raise ServerBuildError(
+                    f"vLLM server exited with {self.process.returncode} while starting: "
+                    f"{self.log_tail()}"
+                )
             if self.healthy():
                 self.startup_s = time.monotonic() - start
                 return self
@@ -247,5 +306,11 @@ def stage_server_config(server: VLLMServer, **overrides) -> dict:
 
 
 def describe(server: VLLMServer) -> str:
-    return json.dumps({"base_url": server.base_url, "model": server.served_name,
-                       "checkpoint": str(server.model_dir), "log": str(server.log_path)})
+    return json.dumps(
+        {
+            "base_url": server.base_url,
+            "model": server.served_name,
+            "checkpoint": str(server.model_dir),
+            "log": str(server.log_path),
+        }
+    )
