@@ -104,9 +104,11 @@ def bench_sam(work: Path, threads: int, encoder_repeat: int = 3, decoder_repeat:
         for name, values in decoded.items():
             decoder_samples[name].extend(values)
     return {
-        "model_type": model_type, "threads": threads, "crops": crops, "export_s": round(export_s, 1),
+        "model_type": model_type, "threads": threads, "crops": crops,
+        "export_s": round(export_s, 1),
         "encoder_ms": {name: median(values) for name, values in samples.items()},
-        "encoder_samples_ms": {name: [round(v, 1) for v in values] for name, values in samples.items()},
+        "encoder_samples_ms": {name: [round(v, 1) for v in values]
+                               for name, values in samples.items()},
         "decoder_ms": {name: median(values) for name, values in decoder_samples.items()},
         "mask_iou_int8_vs_fp32_min": round(min(iou_int8), 4),
         "mask_iou_int8_vs_fp32_mean": round(float(np.mean(iou_int8)), 4),

@@ -73,7 +73,8 @@ def intake_cpu(domain: int, image, tuned: bool, seconds: float = 15.0, hz: float
         rss_mb = process.memory_info().rss / 1e6
     per_frame = (cpu - idle_per_s * wall) * 1000.0 / max(1, frames)
     return {"tuned": tuned, "frames": int(frames), "seconds": round(wall, 1),
-            "cpu_ms_per_frame": round(per_frame, 2), "idle_cpu_ms_per_s": round(idle_per_s * 1000, 2),
+            "cpu_ms_per_frame": round(per_frame, 2),
+            "idle_cpu_ms_per_s": round(idle_per_s * 1000, 2),
             "rss_mb": round(rss_mb, 1)}
 
 
@@ -126,7 +127,8 @@ def stream(domain: int, image, instruction: str, seconds: float = 300.0, warmup_
                                   max(0.0, next_tick - time.monotonic()))
                 now_ns = time.time_ns()
                 for detection in client.detections[seen:]:
-                    stamp = detection.header.stamp.sec * 1_000_000_000 + detection.header.stamp.nanosec
+                    stamp = detection.header.stamp
+                    stamp = stamp.sec * 1_000_000_000 + stamp.nanosec
                     ages.append((now_ns - stamp) / 1e6)
                 seen = len(client.detections)
         client.stop_stream()

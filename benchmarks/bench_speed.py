@@ -40,7 +40,8 @@ def machine() -> dict:
         pass
     import psutil
 
-    return {"cpu": model, "cores": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30),
+    return {"cpu": model, "cores": os.cpu_count(),
+            "memory_gib": round(psutil.virtual_memory().total / 2**30),
             "platform": platform.platform(), "python": platform.python_version(),
             "load_average_start": [round(v, 1) for v in os.getloadavg()],
             "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
@@ -79,7 +80,8 @@ def run_sections(args, report: dict) -> None:
 
             details["round_trip"] = round_trips(domain, image, INSTRUCTION, args.requests)
             flat["round_trip_ms"] = details["round_trip"]["round_trip_ms"]
-            flat["round_trip_minus_pipeline_ms"] = details["round_trip"]["round_trip_minus_pipeline_ms"]
+            key = "round_trip_minus_pipeline_ms"
+            flat[key] = details["round_trip"][key]
             print(f"round trip: {details['round_trip']}", flush=True)
         if "transport" in args.sections:
             from bench_transport import bench_transport
@@ -89,7 +91,8 @@ def run_sections(args, report: dict) -> None:
                               ("profile_both", "transport_4k_ms_profile")):
                 case = details["transport"][name]
                 flat[key] = case["latency_ms_median"]  # null: no frame arrived at all
-                flat[key.replace("_ms_", "_delivered_")] = f"{case['received']}/{case['published']}"
+                delivered = f"{case['received']}/{case['published']}"
+                flat[key.replace("_ms_", "_delivered_")] = delivered
             for name, case in details["transport"].items():
                 print(f"transport {name}: {case['received']}/{case['published']} frames, "
                       f"latency {case['latency_ms_median']} ms", flush=True)
@@ -98,8 +101,10 @@ def run_sections(args, report: dict) -> None:
 
             details["stream"] = stream(domain, image, INSTRUCTION, args.stream_s, args.warmup_s)
             s = details["stream"]
-            flat.update(stream_rss_growth_mb=s["rss_growth_mb"], stream_lost_instructions=s["lost_instructions"],
-                        stream_rss_peak_mb=s["rss_peak_mb"], stream_result_age_ms=s["result_age_ms_median"])
+            flat.update(stream_rss_growth_mb=s["rss_growth_mb"],
+                        stream_lost_instructions=s["lost_instructions"],
+                        stream_rss_peak_mb=s["rss_peak_mb"],
+                        stream_result_age_ms=s["result_age_ms_median"])
             print(f"stream: {s}", flush=True)
     if "sam" in args.sections:
         from bench_models import bench_sam
@@ -107,8 +112,10 @@ def run_sections(args, report: dict) -> None:
         with tempfile.TemporaryDirectory(prefix="finers-sam-bench-") as work:
             details["sam"] = sam = bench_sam(Path(work), args.threads, args.encoder_repeat,
                                              args.decoder_repeat, args.crops)
-        flat.update(sam_decoder_ms_torch=sam["decoder_ms"]["torch"], sam_decoder_ms_ort=sam["decoder_ms"]["ort"],
-                    sam_encoder_ms_torch=sam["encoder_ms"]["torch"], sam_encoder_ms_ort=sam["encoder_ms"]["ort"],
+        flat.update(sam_decoder_ms_torch=sam["decoder_ms"]["torch"],
+                    sam_decoder_ms_ort=sam["decoder_ms"]["ort"],
+                    sam_encoder_ms_torch=sam["encoder_ms"]["torch"],
+                    sam_encoder_ms_ort=sam["encoder_ms"]["ort"],
                     sam_encoder_ms_ort_int8=sam["encoder_ms"]["ort_int8"],
                     sam_int8_mask_iou_vs_fp32_min=sam["mask_iou_int8_vs_fp32_min"])
         print(f"sam: {sam}", flush=True)
@@ -146,10 +153,15 @@ LABELS = {
 }
 
 
+def env_text(env: dict) -> str:
+    return ", ".join(f"{k}={Path(v).name}" for k, v in env.items()) or "default"
+
+
 def markdown(report: dict) -> str:
     m = report["machine"]
-    lines = [f"Measured {m['date_utc']} UTC on {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB "
-             f"(load average {m['load_average_start'][0]} at start, {m['load_average_end'][0]} at end: "
+    lines = [f"Measured {m['date_utc']} UTC on {m['cpu']}, {m['cores']} cores, "
+             f"{m['memory_gib']} GiB (load average {m['load_average_start'][0]} at start, "
+             f"{m['load_average_end'][0]} at end: "
              "a machine shared with other jobs, so absolute times are noisy; ratios measured side "
              "by side in one run hold).", "",
              "| figure | value | target |", "|---|---|---|"]
@@ -167,15 +179,17 @@ def markdown(report: dict) -> str:
         sam = report["details"]["sam"]
         enc, dec = sam["encoder_ms"], sam["decoder_ms"]
         lines += ["", f"SAM, {sam['threads']} threads for both runtimes: encoder torch/ORT "
-                      f"{enc['torch'] / enc['ort']:.2f}x, torch/ORT int8 {enc['torch'] / enc['ort_int8']:.2f}x; "
+                      f"{enc['torch'] / enc['ort']:.2f}x, "
+                      f"torch/ORT int8 {enc['torch'] / enc['ort_int8']:.2f}x; "
                       f"decoder torch/ORT {dec['torch'] / dec['ort']:.2f}x."]
     if "transport" in report["details"]:
-        lines += ["", "| 4K rgb8 at 5 Hz, camera -> node | camera env | node env | QoS | delivered | latency (ms) |",
+        lines += ["", "| 4K rgb8 at 5 Hz, camera -> node | camera env | node env | QoS "
+                      "| delivered | latency (ms) |",
                   "|---|---|---|---|---|---|"]
         for name, case in report["details"]["transport"].items():
-            env = lambda e: ", ".join(f"{k}={Path(v).name}" for k, v in e.items()) or "default"  # noqa: E731
             latency = case["latency_ms_median"] if case["latency_ms_median"] is not None else "-"
-            lines.append(f"| {name} | {env(case['camera_env'])} | {env(case['node_env'])} | {case['qos']} | "
+            camera, node = env_text(case["camera_env"]), env_text(case["node_env"])
+            lines.append(f"| {name} | {camera} | {node} | {case['qos']} | "
                          f"{case['received']}/{case['published']} | {latency} |")
     return "\n".join(lines) + "\n"
 
@@ -206,7 +220,8 @@ def main() -> int:
     (args.out / "latest.json").write_text(json.dumps(latest, indent=2))
     (args.out / "latest.md").write_text(markdown(report))
     print(markdown(report))
-    print(f"wrote {args.out / 'latest.json'} and latest.md in {report['machine']['bench_minutes']} min")
+    minutes = report["machine"]["bench_minutes"]
+    print(f"wrote {args.out / 'latest.json'} and latest.md in {minutes} min")
     return 0
 
 

@@ -43,7 +43,8 @@ def _env(domain: int, extra: dict) -> dict:
 
 def run_case(domain: int, case: dict, hz: float = 5.0, seconds: float = 8.0) -> dict:
     qos = ["--reliable"] if case["reliable"] else []
-    sink = subprocess.Popen([sys.executable, str(PROBE), "sink", "--seconds", str(seconds + 7), *qos],
+    sink = subprocess.Popen([sys.executable, str(PROBE), "sink", "--seconds", str(seconds + 7),
+                             *qos],
                             env=_env(domain, case["node"]), stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)
     time.sleep(1.5)
@@ -53,8 +54,9 @@ def run_case(domain: int, case: dict, hz: float = 5.0, seconds: float = 8.0) -> 
     out, _ = sink.communicate(timeout=60)
     sent = json.loads(camera.stdout.strip().splitlines()[-1])
     got = json.loads(out.strip().splitlines()[-1])
-    return {"published": sent["published"], "matched": sent["matched"], "received": got["received"],
-            "latency_ms_median": got["latency_ms_median"], "sink_cpu_ms_per_frame": got["cpu_ms_per_frame"]}
+    return {"published": sent["published"], "matched": sent["matched"],
+            "received": got["received"], "latency_ms_median": got["latency_ms_median"],
+            "sink_cpu_ms_per_frame": got["cpu_ms_per_frame"]}
 
 
 def bench_transport(domain: int, repeats: int = 2) -> Dict[str, dict]:
@@ -72,7 +74,8 @@ def bench_transport(domain: int, repeats: int = 2) -> Dict[str, dict]:
     report = {}
     for name, results in runs.items():
         latencies = [r["latency_ms_median"] for r in results if r["latency_ms_median"] is not None]
-        cpu = [r["sink_cpu_ms_per_frame"] for r in results if r["sink_cpu_ms_per_frame"] is not None]
+        cpu = [r["sink_cpu_ms_per_frame"] for r in results
+               if r["sink_cpu_ms_per_frame"] is not None]
         report[name] = {
             "camera_env": cases()[name]["camera"], "node_env": cases()[name]["node"],
             "qos": "reliable" if cases()[name]["reliable"] else "best_effort",

@@ -16,7 +16,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 
-def profile(domain: int, image, tuned: bool, seconds: float, out: Path, keep_data: bool = False) -> Path:
+def profile(domain: int, image, tuned: bool, seconds: float, out: Path,
+            keep_data: bool = False) -> Path:
     from bench_node import running_node
 
     env = {} if tuned else {"FINERS_MALLOC_TUNING": "0"}
@@ -25,8 +26,9 @@ def profile(domain: int, image, tuned: bool, seconds: float, out: Path, keep_dat
     with running_node(domain, env=env) as (node, client):
         client.stream(client.frame_message(image), hz=10.0)
         time.sleep(2.0)
-        subprocess.run(["perf", "record", "-F", "499", "-g", "-o", str(data), "-p", str(node.process.pid),
-                        "--", "sleep", str(seconds)], check=True, capture_output=True)
+        subprocess.run(["perf", "record", "-F", "499", "-g", "-o", str(data),
+                        "-p", str(node.process.pid), "--", "sleep", str(seconds)],
+                       check=True, capture_output=True)
         client.stop_stream()
     text = subprocess.run(["perf", "report", "-i", str(data), "--no-children", "--sort", "dso,sym",
                            "--stdio", "-g", "none", "--percent-limit", "0.7"],

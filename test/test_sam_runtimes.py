@@ -37,7 +37,7 @@ def test_torch_encoder_matches_sam_predictor(tiny_sam_files, rng):
 
 @pytest.mark.parametrize("crop_hw", [(512, 512), (480, 640), (700, 400)])
 def test_onnxruntime_encoder_embedding_and_mask_match_torch(tiny_sam_files, tiny_encoder_onnx,
-                                                             crop_hw, rng):
+                                                            crop_hw, rng):
     checkpoint, decoder_onnx = tiny_sam_files
     sam = load_sam("tiny", checkpoint)
     h, w = crop_hw

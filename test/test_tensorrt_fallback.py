@@ -106,7 +106,8 @@ def test_configured_fallback_runs_onnxruntime_with_the_same_masks(graphs, tmp_pa
     crop = rng.integers(0, 255, (512, 512, 3), dtype=np.uint8)
     box, points = (120, 100, 330, 360), [(200, 220), (240, 250)]
     fallback = segmenter.segment(crop, box, points)
-    direct = type(segmenter)(sam, OnnxRuntimeDecoder(decoder_onnx), OnnxRuntimeEncoder(sam, encoder_onnx))
+    direct = type(segmenter)(sam, OnnxRuntimeDecoder(decoder_onnx),
+                             OnnxRuntimeEncoder(sam, encoder_onnx))
     expected = direct.segment(crop, box, points)
     assert np.array_equal(fallback.mask, expected.mask) and fallback.score == expected.score
 

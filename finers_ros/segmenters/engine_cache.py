@@ -38,7 +38,8 @@ class EngineKey:
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
-            raise ValueError(f"TensorRT precision {self.precision!r}: expected one of {PRECISIONS}")
+            raise ValueError(f"TensorRT precision {self.precision!r}: "
+                             f"expected one of {PRECISIONS}")
 
     @classmethod
     def for_onnx(cls, onnx_path: str | Path, tensorrt_version: str, gpu_name: str,
@@ -69,7 +70,8 @@ def read_engine(path: Path, key: EngineKey) -> bytes:
     """The cached engine for ``key``; ``EngineNotBuilt`` when it is missing or stale."""
     meta = path.with_suffix(".json")
     if not path.is_file() or not meta.is_file():
-        raise EngineNotBuilt(f"no TensorRT engine {path}; build it offline with finers-build-engines")
+        raise EngineNotBuilt(f"no TensorRT engine {path}; "
+                             "build it offline with finers-build-engines")
     if json.loads(meta.read_text()) != asdict(key):
         raise EngineNotBuilt(f"TensorRT engine {path} was built for another graph, TensorRT, GPU "
                              "or precision; rebuild it with finers-build-engines")

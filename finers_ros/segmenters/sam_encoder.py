@@ -57,5 +57,6 @@ class OnnxRuntimeEncoder:
         self.providers = self.session.get_providers()
 
     def embed(self, crop: np.ndarray) -> torch.Tensor:
-        (embedding,) = self.session.run(["image_embeddings"], {"image": encoder_input(self.sam, crop)})
+        feeds = {"image": encoder_input(self.sam, crop)}
+        (embedding,) = self.session.run(["image_embeddings"], feeds)
         return torch.from_numpy(embedding)

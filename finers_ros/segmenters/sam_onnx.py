@@ -20,7 +20,8 @@ class OnnxRuntimeDecoder:
         self.providers = self.session.get_providers()
 
     def decode(self, embedding, coords, labels, crop_hw):
-        embedding = embedding.detach().float().cpu().numpy() if hasattr(embedding, "detach") else embedding
+        if hasattr(embedding, "detach"):  # a torch tensor from the torch encoder
+            embedding = embedding.detach().float().cpu().numpy()
         feeds = {
             "image_embeddings": np.ascontiguousarray(embedding, np.float32),
             "point_coords": coords[None].astype(np.float32),

@@ -30,7 +30,8 @@ def _engine_or_fallback(part: str, config: SegmenterConfig, make_trt, make_ort):
         if config.tensorrt_fallback != "onnxruntime":
             raise
         runtime = make_ort()
-        reason = f"SAM {part}: TensorRT not used ({exc}); running ONNX Runtime {runtime.providers[0]}"
+        reason = (f"SAM {part}: TensorRT not used ({exc}); "
+                  f"running ONNX Runtime {runtime.providers[0]}")
         LOG.warning(reason)
         runtime.fallback_reason = reason
         return runtime

@@ -52,7 +52,8 @@ def require_tensorrt():
 
 
 def current_key(trt, onnx_path: str | Path, precision: str, device: int = 0) -> EngineKey:
-    return EngineKey.for_onnx(onnx_path, trt.__version__, torch.cuda.get_device_name(device), precision)
+    gpu = torch.cuda.get_device_name(device)
+    return EngineKey.for_onnx(onnx_path, trt.__version__, gpu, precision)
 
 
 def build_engine(onnx_path: str | Path, profile_shapes, precision: str, cache_dir: str | Path,
@@ -105,7 +106,8 @@ class TensorRTEngine:
         self.stream = torch.cuda.Stream()
 
     def _torch_dtype(self, name: str):
-        return torch.from_numpy(np.empty(0, self.trt.nptype(self.engine.get_tensor_dtype(name)))).dtype
+        numpy_type = self.trt.nptype(self.engine.get_tensor_dtype(name))
+        return torch.from_numpy(np.empty(0, numpy_type)).dtype
 
     def run(self, feeds: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         missing = set(self.inputs) - set(feeds)
@@ -145,7 +147,8 @@ class TensorRTDecoder:
             "point_labels": torch.as_tensor(labels[None], dtype=torch.float32),
             "crop_like": torch.zeros(tuple(crop_hw), dtype=torch.uint8),
         })
-        return (out["masks"][0].float().cpu().numpy(), out["iou_predictions"][0].float().cpu().numpy())
+        return (out["masks"][0].float().cpu().numpy(),
+                out["iou_predictions"][0].float().cpu().numpy())
 
 
 class TensorRTEncoder:
