@@ -153,3 +153,13 @@ def test_search_counts_unparsable_output_and_resumes(scenes, tiny_qwen_dir, tmp_
     again = search(config, out, progress=False)
     assert again["resumed"] == 1 and again["windows"] == 5
     assert json.loads(out.read_text())["annotations"] == first
+
+
+@pytest.mark.parametrize("name", ["lpr.yaml", "gse.yaml", "smoke_lpr.yaml", "smoke_gse.yaml"])
+def test_shipped_configs_load(name):
+    from pathlib import Path
+
+    from finers_training.config import load_config
+
+    config = load_config(Path(__file__).parents[1] / "training" / "configs" / name)
+    assert config.stage in name or name.startswith("smoke")

@@ -65,7 +65,10 @@ def main(argv=None) -> int:
         from .train import train
 
         out = train(config)
-        print(f"trained {config.stage} -> {out}")
+        from accelerate import PartialState
+
+        if PartialState().is_main_process:
+            print(f"trained {config.stage} -> {out}")
         return 0
     except (TrainConfigError, DatasetError, CheckpointError, ValueError) as exc:
         print(f"finers-train: {exc}", file=sys.stderr)

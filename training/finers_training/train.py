@@ -29,6 +29,19 @@ def use_bf16(config: TrainConfig) -> bool:
     return torch.cuda.is_available() if flag == "auto" else flag == "true"
 
 
+def cpu_backend() -> Optional[str]:
+    """``gloo`` for a multi-process run without CUDA (DeepSpeed on CPUs), else None.
+
+    accelerate only counts processes when it knows the backend; on a CPU-only machine it
+    leaves it unset and each rank would believe it runs alone (gathers then fail)."""
+    import os
+
+    import torch
+
+    multi = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return "gloo" if multi and not torch.cuda.is_available() else None
+
+
 def reward_functions(config: TrainConfig) -> Tuple[list, List[float]]:
     """(TRL reward functions, their weights) of the configured stage and GSE reward."""
     online = config.stage == "gse" and config.gse_reward == "online"
@@ -81,6 +94,8 @@ def grpo_args(config: TrainConfig, weights: List[float], **extra):
     )
     if config.gradient_checkpointing:
         args["gradient_checkpointing"] = True
+    if cpu_backend():
+        args["ddp_backend"] = cpu_backend()
     return GRPOConfig(**{**args, **extra})
 
 
@@ -173,7 +188,8 @@ def train(config: TrainConfig) -> Path:
     Path(config.output_dir).mkdir(parents=True, exist_ok=True)
     from accelerate import PartialState
 
-    state = PartialState()
+    backend = cpu_backend()
+    state = PartialState(**({"backend": backend} if backend else {}))
     with state.main_process_first():  # rank 0 builds the set, the others read it
         rows_path = (prepare_data(config) if state.is_main_process
                      else Path(config.output_dir) / "data" / ROWS)
