@@ -34,7 +34,7 @@ def draw_overlay(image: np.ndarray, result: FineRSResult, max_width: int = 1280,
     # Shrinking a 4K frame 3x with INTER_AREA costs ~25 memcpys of the frame; nearest costs
     # less than one, and the small target is shown magnified in the inset anyway.
     shrink = cv2.INTER_AREA if scale >= 0.5 else cv2.INTER_NEAREST
-    canvas = cv2.resize(image, size, interpolation=shrink).copy()
+    canvas = cv2.resize(image, size, interpolation=shrink)  # a new array: drawn on in place
     if result.mask is not None:
         _tint_mask(canvas, result.mask, scale)
     thick = max(1, int(round(2 * max(scale, 0.5))))
