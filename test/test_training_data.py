@@ -163,3 +163,18 @@ def test_shipped_configs_load(name):
 
     config = load_config(Path(__file__).parents[1] / "training" / "configs" / name)
     assert config.stage in name or name.startswith("smoke")
+
+
+def test_cli_bad_configuration_is_one_line_exit_2(tmp_path, capsys):
+    from finers_training.cli import main
+
+    assert main(["lpr", "--config", str(tmp_path / "missing.yaml")]) == 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stage: lpr\nlearning_rat: 1\n")
+    assert main(["lpr", "--config", str(bad)]) == 2
+    weights = tmp_path / "weights.yaml"
+    weights.write_text("reward_weights: {lpr_iouu: 2}\n")
+    assert main(["lpr", "--config", str(weights), "--base-model", str(tmp_path),
+                 "--annotations", str(tmp_path / "none.json"), "--output-dir", str(tmp_path / "run")]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("finers-train:")]
+    assert len(lines) == 3 and "config file not found" in lines[0] and "learning_rat" in lines[1] and "lpr_iouu" in lines[2]

@@ -99,6 +99,12 @@ class TrainConfig:
                 f"multiple of num_generations={self.num_generations}")
         if str(self.bf16).lower() not in ("auto", "true", "false"):
             raise TrainConfigError(f"bf16={self.bf16!r}: expected auto, true or false")
+        from .rewards import term_names
+
+        known = term_names(self.stage) + (["gse_retro_online"] if self.stage == "gse" else [])
+        unknown = sorted(set(self.reward_weights) - set(known))
+        if unknown:
+            raise TrainConfigError(f"reward_weights names unknown term(s) {unknown}; {self.stage} terms: {known}")
         for key in ("learning_rate", "max_steps", "max_completion_length", "crop_size"):
             if getattr(self, key) <= 0:
                 raise TrainConfigError(f"{key}={getattr(self, key)}: must be positive")
