@@ -154,3 +154,11 @@ def test_term_names_are_stable():
     assert R.term_names("gse") == ["gse_think", "gse_text", "gse_format", "gse_region_l1", "gse_region_iou",
                                    "gse_contain", "gse_size"]
     assert not math.isnan(R.weighted_total({"a": 1.0, "b": None}, {"a": 0.5}))
+
+
+def test_malformed_sample_columns_score_zero_or_not_applicable():
+    assert R.gse_contain(GSE_PERFECT, {"gt_box": 5}) == 0.0
+    assert R.gse_region_iou(GSE_PERFECT, {"best_region": [1, 2]}) is None
+    assert R.lpr_points(LPR_PERFECT, {"gt_points": 5}) == 0.0
+    assert R.lpr_iou(LPR_PERFECT, {"gt_box": [float("nan")] * 4}) == 0.0
+    assert R.answer_text(LPR_PERFECT, {"q_type": "unknown"}) == 0.0

@@ -29,8 +29,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from finers_ros.geometry import box_iou
 from finers_ros.metrics import open_correct, option_correct
-from finers_ros.parsing import (ParseError, StageAnswer, extract_answer_json,
-                                has_think_answer_format, parse_gse, parse_lpr)
+from finers_ros.parsing import (StageAnswer, extract_answer_json, has_think_answer_format,
+                                parse_gse, parse_lpr)
 from finers_ros.prompts import normalize_question_type
 
 Sample = Mapping[str, Any]
@@ -51,7 +51,7 @@ LPR_MAX_ANSWER_WORDS = 3
 def _answer_dict(completion: str) -> Optional[dict]:
     try:
         return extract_answer_json(completion)
-    except ParseError:
+    except (ValueError, TypeError, RecursionError):  # ParseError is a ValueError
         return None
 
 
@@ -59,7 +59,7 @@ def _answer_dict(completion: str) -> Optional[dict]:
 def _stage_answer(completion: str, stage: str) -> Optional[StageAnswer]:
     try:
         answer = (parse_gse if stage == "gse" else parse_lpr)(completion)
-    except ParseError:
+    except (ValueError, TypeError, RecursionError):  # ParseError is a ValueError
         return None
     if answer.bbox is not None and not _finite(answer.bbox):
         return None
@@ -79,7 +79,7 @@ def _numbers(value: Any, count: int) -> bool:
 
 def _box(value: Any) -> Optional[tuple]:
     """A finite 4-number box of a sample column, or None (missing / unknown)."""
-    if value is None or not _numbers(list(value), 4):
+    if not isinstance(value, (list, tuple)) or not _numbers(list(value), 4):
         return None
     return tuple(float(v) for v in value)
 
@@ -223,7 +223,8 @@ def lpr_points(completion: str, sample: Sample) -> float:
     under the better of the two pairings, below 100 px."""
     answer = _lpr_answer(completion)
     gt_points = sample.get("gt_points")
-    if not answer or not gt_points or len(gt_points) != 2 or not all(_numbers(p, 2) for p in gt_points):
+    if (not answer or not isinstance(gt_points, (list, tuple)) or len(gt_points) != 2
+            or not all(_numbers(p, 2) for p in gt_points)):
         return 0.0
     x1, y1, x2, y2 = answer.bbox
     if not all(x1 <= x <= x2 and y1 <= y <= y2 for x, y in answer.points):
