@@ -216,7 +216,7 @@ def test_twenty_sigint_restarts_exit_cleanly(domain):
             node.process.send_signal(signal.SIGINT)
         for index, node in enumerate(nodes):
             try:
-                code = node.process.wait(20)
+                code = node.process.wait(30)
             except subprocess.TimeoutExpired:
                 code = "hung"
             node.stop()

@@ -11,6 +11,7 @@ destroy the node, shut the context down. Further signals during shutdown are ign
 """
 from __future__ import annotations
 
+import faulthandler
 import os
 import signal
 import sys
@@ -25,6 +26,7 @@ from .paths import default_params_file
 EXECUTOR_THREADS = 4
 JOIN_S = 2.0
 FINALIZED_GRACE_S = 1.0
+SHUTDOWN_LIMIT_S = 15.0
 
 
 def with_default_params(argv: List[str]) -> List[str]:
@@ -109,6 +111,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     # default SIGINT action and a repeated signal would kill the process (exit -2)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # every step below is bounded; should one still hang, print where and leave
+    faulthandler.dump_traceback_later(SHUTDOWN_LIMIT_S, exit=True)
     node.stop_serving("node shutting down")
     node.wait_goals_ended(JOIN_S)  # their results go out before the executor stops
     if node.state_name == "finalized":
