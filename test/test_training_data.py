@@ -178,3 +178,51 @@ def test_cli_bad_configuration_is_one_line_exit_2(tmp_path, capsys):
                  "--annotations", str(tmp_path / "none.json"), "--output-dir", str(tmp_path / "run")]) == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("finers-train:")]
     assert len(lines) == 3 and "config file not found" in lines[0] and "learning_rat" in lines[1] and "lpr_iouu" in lines[2]
+
+
+def _online_columns(tmp_path, count):
+    import cv2
+
+    frame = tmp_path / "frame.png"
+    cv2.imwrite(str(frame), np.zeros((1080, 1920, 3), np.uint8))
+    sample = {"source_image": str(frame), "gt_box_native": [600.0, 500.0, 649.0, 539.0], "q_type": "referring",
+              "question": "find the red screw", "options_json": "null"}
+    return {k: [v] * count for k, v in sample.items()}
+
+
+GSE_ANSWER = "<think>x</think><answer>{'bbox': [500, 400, 756, 656], 'response': 'The object is found.'}</answer>"
+
+
+def test_online_reward_is_the_iou_of_the_frozen_lpr_box(tmp_path):
+    class ScriptedLPR:
+        """Stands in for the frozen model to pin its answer; the real one runs below."""
+
+        def __init__(self):
+            self.images = []
+
+        def answer(self, images, prompts):
+            self.images += images
+            assert prompts == [lpr_prompt("find the red screw")] * len(images)
+            return ["<answer>{'bbox': [100, 100, 149, 139], 'points_1': [120, 120], 'points_2': [121, 121], "
+                    "'response': 'The object is found.'}</answer>"] * len(images)
+
+    reward = OnlineRetrospectiveReward(TrainConfig(stage="gse"))
+    reward._model = ScriptedLPR()
+    metrics = {}
+    scores = reward(prompts=None, completions=[GSE_ANSWER, "garbage"], log_metric=metrics.__setitem__,
+                    **_online_columns(tmp_path, 2))
+    window = geo.crop_for_region((500, 400, 756, 656), (1920, 1080), 512)  # 1920 wide: GSE = native
+    native_box = (window.x0 + 100, window.y0 + 100, window.x0 + 149, window.y0 + 139)
+    assert scores == [pytest.approx(geo.box_iou(native_box, (600, 500, 649, 539))), 0.0]
+    assert reward._model.images[0].shape == (512, 512, 3)
+    assert metrics == {"online_retro/gse_region_usable": 0.5, "online_retro/lpr_box_usable": 0.5}
+
+
+def test_online_reward_with_a_real_frozen_model(tiny_qwen_dir, tmp_path):
+    config = TrainConfig(stage="gse", online_lpr_checkpoint=str(tiny_qwen_dir), online_lpr_max_new_tokens=4,
+                         device="cpu")
+    reward = OnlineRetrospectiveReward(config)
+    scores = reward(prompts=None, completions=[[{"role": "assistant", "content": GSE_ANSWER}]] * 2,
+                    **_online_columns(tmp_path, 2))
+    assert scores == [0.0, 0.0]  # 4 random tokens are no LPR answer: counted, not raised
+    assert reward.counts == {"rollouts": 2, "gse_unusable": 0, "lpr_unusable": 2}

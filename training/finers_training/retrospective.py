@@ -198,10 +198,16 @@ class OnlineRetrospectiveReward:
             prompts_lpr.append(lpr_prompt(sample["question"], sample["q_type"], options))
             jobs.append((i, window, tuple(sample["gt_box_native"])))
         texts = self.model.answer(images, prompts_lpr) if images else []
+        boxes = 0
         for (i, window, gt), text in zip(jobs, texts):
             box, status = lpr_native_box(text, window, self.config.lpr_size)
             if box is None:
                 self.counts["lpr_unusable"] += 1
                 continue
+            boxes += 1
             rewards[i] = geo.box_iou(box, gt)
+        log_metric = columns.get("log_metric")
+        if callable(log_metric) and completions:  # TRL averages these per logging step
+            log_metric("online_retro/gse_region_usable", len(jobs) / len(completions))
+            log_metric("online_retro/lpr_box_usable", boxes / len(completions))
         return rewards
