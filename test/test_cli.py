@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -48,10 +49,18 @@ def test_not_found_exits_zero(tmp_path, image_4k):
     ("unreadable", "cannot read image"),
     ("empty", "empty instruction"),
     ("checkpoint", "checkpoint directory not found"),
+    ("too large to decode", "cannot read image"),  # OpenCV's pixel limit, lowered for the test
+    ("1x1", "image too small"),
 ])
 def test_bad_input_one_line_reason(tmp_path, image_4k, case, message):
     path, _ = image_4k
     args = [path, "find the red screw", "--out", tmp_path / "out"]
+    env = None
+    if case == "too large to decode":
+        env = {**os.environ, "OPENCV_IO_MAX_IMAGE_PIXELS": "1000"}
+    elif case == "1x1":
+        args[0] = tmp_path / "dot.png"
+        cv2.imwrite(str(args[0]), np.zeros((1, 1, 3), np.uint8))
     if case == "missing":
         args[0] = tmp_path / "nope.png"
     elif case == "unreadable":
@@ -63,7 +72,7 @@ def test_bad_input_one_line_reason(tmp_path, image_4k, case, message):
         config = tmp_path / "c.yaml"
         config.write_text("gse: {backend: qwen2_5_vl, checkpoint: /nonexistent/qwen}\n")
         args += ["--config", config]
-    done = run("finers-segment", *args)
+    done = run("finers-segment", *args, env=env)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0]
@@ -178,3 +187,20 @@ def test_eval_scores_hand_made_answers_under_both_protocols(tmp_path, hand_made_
     # Nothing was segmented (LPR: not found): gIoU and cIoU are 0 under both.
     assert fixed["segmentation"]["all"]["cIoU"] == 0 == reference["segmentation"]["all"]["cIoU"]
     assert "reference protocol" in (tmp_path / "ref" / "report.md").read_text()
+
+
+def test_eval_counts_an_image_opencv_refuses_as_failed_and_goes_on(tmp_path):
+    # OpenCV raises (not returns None) past its pixel limit, lowered here to 100x100.
+    small, large = np.zeros((64, 64, 3), np.uint8), np.zeros((200, 200, 3), np.uint8)
+    cv2.imwrite(str(tmp_path / "small.png"), small)
+    cv2.imwrite(str(tmp_path / "large.png"), large)
+    record = {"Q": "find the red screw", "A": "", "Q-type": "referring",
+              "points": [[10, 10], [20, 10], [20, 20]], "area_percent": 0.01}
+    annotations = [dict(record, image_path="large.png"), dict(record, image_path="small.png")]
+    (tmp_path / "a.json").write_text(json.dumps({"annotations": annotations}))
+    done = run("finers-eval", "--annotations", tmp_path / "a.json", "--out", tmp_path / "eval",
+               env={**os.environ, "OPENCV_IO_MAX_IMAGE_PIXELS": "10000"})
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["samples"] == 2 and metrics["failed"] == 1
+    assert "cannot read image" in metrics["failures_listed"][0]["error"]

@@ -54,6 +54,8 @@ def main(argv=None) -> int:
         raise CliError(str(exc)) from exc
     pipeline, _ = load_pipeline(args.config)
     result = pipeline.run(image, args.instruction, args.question_type, args.options)
+    if result.error_stage == "input":  # bad input (image too small, question): exit 2
+        raise CliError(result.error)
     write_outputs(args.out, image, result, "bring-up backend" if pipeline.is_bringup else pipeline.backend_name,
                   args.overlay_width)
     timings = ", ".join(f"{k} {v:.0f} ms" for k, v in result.timings_ms.items())

@@ -117,8 +117,13 @@ def gt_pixel_count(points) -> int:
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
-    """An image file as ``H x W x 3 uint8 RGB``; raises DatasetError when unreadable."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    """An image file as ``H x W x 3 uint8 RGB``; raises DatasetError when unreadable
+    (missing, truncated, not an image, or past OpenCV's pixel limit, where imread raises)."""
+    try:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    except cv2.error as exc:
+        reason = str(exc).strip().splitlines()[-1][:200]
+        raise DatasetError(f"cannot read image {path}: {reason}") from exc
     if image is None:
         raise DatasetError(f"cannot read image {path}")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
