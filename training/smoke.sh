@@ -3,7 +3,8 @@
 # Qwen2.5-VL, then the trained checkpoints loaded by finers-segment and finers-eval.
 #   LPR (2 steps) -> best-region search with that LPR -> GSE (2 steps, offline best_region
 #   reward) and GSE (2 steps, online reward with the frozen LPR) -> pipeline config -> CLI.
-# Leaves runs/smoke/{lpr,gse,gse_online}; pass a folder to use instead of runs/smoke.
+# Also: LPR resumed for one more step, and LPR as 2 DeepSpeed ZeRO-2 processes (CPU, gloo).
+# Leaves runs/smoke/{lpr,lpr_zero2,gse,gse_online}; pass a folder to use instead of runs/smoke.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${VENV:-.venv}/bin
@@ -18,6 +19,18 @@ mkdir -p "$OUT"
 
 "$BIN/finers-train" lpr --config "$CONFIGS/smoke_lpr.yaml" --base-model "$OUT/base" \
   --annotations "$OUT/scenes/annotations.json" --output-dir "$OUT/lpr"
+# Resume: one more step continues from checkpoint-2 (optimizer, scheduler and RNG state).
+"$BIN/finers-train" lpr --config "$CONFIGS/smoke_lpr.yaml" --base-model "$OUT/base" \
+  --annotations "$OUT/scenes/annotations.json" --output-dir "$OUT/lpr" --max-steps 3 | tee "$OUT/lpr_resume.log"
+grep -q "resuming from .*checkpoint-2" "$OUT/lpr_resume.log"
+grep -q '"steps": 3' "$OUT/lpr/finers_train_hashes.json"
+# The multi-GPU path on CPUs: 2 processes, DeepSpeed ZeRO-2, gloo over loopback.
+PORT=$("$BIN/python" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+"$BIN/accelerate" launch --config_file "$CONFIGS/accelerate/zero2.yaml" --num_processes 2 \
+  --main_process_ip 127.0.0.1 --main_process_port "$PORT" -m finers_training.cli lpr \
+  --config "$CONFIGS/smoke_lpr.yaml" --base-model "$OUT/base" --annotations "$OUT/scenes/annotations.json" \
+  --output-dir "$OUT/lpr_zero2"
+test -d "$OUT/lpr_zero2/checkpoint-2/global_step2" && test -f "$OUT/lpr_zero2/checkpoint-2/rng_state_1.pth"
 "$BIN/finers-train" search --config "$CONFIGS/smoke_gse.yaml" --lpr "$OUT/lpr" \
   --annotations "$OUT/scenes/annotations.json" --out "$OUT/searched/annotations.json"
 "$BIN/finers-train" gse --config "$CONFIGS/smoke_gse.yaml" --base-model "$OUT/base" \
@@ -32,7 +45,7 @@ import json, sys
 from pathlib import Path
 
 out = Path(sys.argv[1])
-for run, terms in (("lpr", "lpr_iou"), ("gse", "gse_region_iou"), ("gse_online", "gse_retro_online")):
+for run, terms in (("lpr", "lpr_iou"), ("lpr_zero2", "lpr_iou"), ("gse", "gse_region_iou"), ("gse_online", "gse_retro_online")):
     logs = [json.loads(l) for l in (out / run / "log.jsonl").read_text().splitlines()]
     steps = [l for l in logs if f"rewards/{terms}/mean" in l]
     assert len(steps) >= 2, (run, len(steps))
