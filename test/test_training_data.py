@@ -226,3 +226,25 @@ def test_online_reward_with_a_real_frozen_model(tiny_qwen_dir, tmp_path):
                     **_online_columns(tmp_path, 2))
     assert scores == [0.0, 0.0]  # 4 random tokens are no LPR answer: counted, not raised
     assert reward.counts == {"rollouts": 2, "gse_unusable": 0, "lpr_unusable": 2}
+
+
+def test_training_requests_are_the_node_requests(scenes, tiny_qwen_dir, tmp_path):
+    """What TRL feeds the processor (dataset row -> chat with the image filled in) renders to the
+    same text as QwenVLModel.generate, and the images have the node's grids (504^2, 1932x1092)."""
+    from transformers import AutoProcessor
+    from trl.data_utils import prepare_multimodal_messages
+
+    processor = AutoProcessor.from_pretrained(str(tiny_qwen_dir))
+    records = load_annotations(scenes)
+    for stage, grid in (("lpr", [1, 36, 36]), ("gse", [1, 78, 138])):
+        rows_path, _ = D.build_set(stage, scenes, tmp_path / stage, D.DataOptions())
+        row = D.load_dataset(rows_path, "You are a helpful assistant.")[0]
+        trained = processor.apply_chat_template(prepare_multimodal_messages(row["prompt"], images=[row["image"]]),
+                                                tokenize=False, add_generation_prompt=True)
+        build = lpr_prompt if stage == "lpr" else gse_prompt
+        sent = processor.apply_chat_template(
+            chat_messages(build(records[0].question, records[0].q_type, records[0].options),
+                          "You are a helpful assistant."), tokenize=False, add_generation_prompt=True)
+        assert trained == sent
+        inputs = processor(text=[trained], images=[row["image"]], return_tensors="pt")
+        assert inputs["image_grid_thw"].tolist() == [grid]
