@@ -24,6 +24,8 @@ from typing import Dict, Iterable, List, Optional
 
 import numpy as np
 
+from .result import is_count
+
 S_MIN = 0.055
 XXS_MAX = 0.017
 BUCKETS = ("S", "XS", "XXS")
@@ -160,8 +162,9 @@ def _percentiles(values: List[float]) -> dict:
 
 
 def summarize(samples: List[Sample], protocol: str = "fixed") -> dict:
-    """metrics.json content: segmentation per bucket, region recall, VQA accuracy, latency;
-    ``protocol`` (fixed | reference) is recorded in it."""
+    """metrics.json content: segmentation per bucket, region recall, VQA accuracy, latency
+    (``latency_ms``) and token counts (``tokens``) per stage; ``protocol`` (fixed | reference)
+    is recorded in it."""
     reference = _check(protocol)
 
     def scores(pairs: list) -> dict:
@@ -188,7 +191,6 @@ def summarize(samples: List[Sample], protocol: str = "fixed") -> dict:
             "per_attribute": {k: {"accuracy": float(np.mean(v)), "count": len(v)}
                               for k, v in sorted(per_attribute.items())},
         }
-    stages = sorted({k for s in samples for k in s.timings_ms})
     recall_over = [s for s in samples if s.located] if reference else samples
     return {
         "protocol": protocol,
@@ -199,7 +201,18 @@ def summarize(samples: List[Sample], protocol: str = "fixed") -> dict:
         "region_recall": (float(np.mean([s.region_hit for s in recall_over]))
                           if recall_over else None),
         **vqa,
-        "latency_ms": {stage: _percentiles([s.timings_ms[stage] for s in samples
-                                            if stage in s.timings_ms])
-                       for stage in stages},
+        "latency_ms": _spread(samples, lambda key: not is_count(key)),
+        "tokens": _spread(samples, is_count),
     }
+
+
+def _spread(samples: List[Sample], wanted) -> dict:
+    """Median and p90 of each ``timings_ms`` key ``wanted(key)`` accepts, finite values only
+    (a key with none is left out). ``timings_ms`` also carries the backends' token counts
+    (``result.is_count``): they are reported apart from the milliseconds."""
+    values = defaultdict(list)
+    for sample in samples:
+        for key, value in sample.timings_ms.items():
+            if wanted(key) and isinstance(value, (int, float)) and np.isfinite(value):
+                values[key].append(float(value))
+    return {key: _percentiles(values[key]) for key in sorted(values)}

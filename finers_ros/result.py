@@ -9,6 +9,11 @@ import numpy as np
 from .geometry import Box, CropWindow, Point
 
 
+def is_count(key: str) -> bool:
+    """Whether a ``timings_ms`` key holds a count (``<stage>_prompt_tokens``, ...), not ms."""
+    return key.endswith("_tokens")
+
+
 @dataclass
 class FineRSResult:
     """``box``/``region``: XYXY inclusive native pixels; ``points``: (x, y) native pixels;
@@ -40,6 +45,11 @@ class FineRSResult:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    def timings_text(self) -> str:
+        """``timings_ms`` for people: "gse 81 ms, ..., gse_prompt_tokens 2882"."""
+        return ", ".join(f"{k} {v:.0f}" + ("" if is_count(k) else " ms")
+                         for k, v in self.timings_ms.items())
 
     def to_json(self) -> dict:
         """JSON-ready summary (no mask pixels)."""

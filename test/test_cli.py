@@ -204,3 +204,16 @@ def test_eval_counts_an_image_opencv_refuses_as_failed_and_goes_on(tmp_path):
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["samples"] == 2 and metrics["failed"] == 1
     assert "cannot read image" in metrics["failures_listed"][0]["error"]
+
+
+def test_report_keeps_token_counts_out_of_the_latency_table(tmp_path):
+    from finers_ros.cli.evaluate import write_report
+    from finers_ros.metrics import Sample, summarize
+
+    timings = {"gse": 900.0, "gse_prefill_ms": 600.0, "gse_prompt_tokens": 2882.0, "total": 950}
+    metrics = summarize([Sample("referring", 0.01, 1, 2, True, timings_ms=timings)])
+    write_report(tmp_path / "report.md", metrics, "scripted", [])
+    report = (tmp_path / "report.md").read_text()
+    latency = report.split("| stage | median ms | p90 ms |")[1].split("\n\n")[0]
+    assert "| gse | 900.0 |" in latency and "tokens" not in latency
+    assert "| tokens | median | p90 |\n|---|---|---|\n| gse_prompt_tokens | 2882.0 |" in report

@@ -203,3 +203,16 @@ def test_reference_protocol_matches_the_reference_code_on_random_cases():
     pairs = [intersection_union(p, g) for p, g in zip(preds, gts)]
     assert giou(pairs, protocol="reference") == pytest.approx(expected_giou, rel=1e-12)
     assert ciou(pairs, protocol="reference") == pytest.approx(expected_ciou, rel=1e-12)
+
+
+def test_token_counts_are_not_latencies():
+    # Backends that measure prefill/decode put token counts next to the times in timings_ms.
+    timings = [{"gse": 900.0, "gse_prefill_ms": 600.0, "gse_prompt_tokens": 2882.0,
+                "gse_generated_tokens": 40.0, "total": 950.0},
+               {"gse": 700.0, "gse_prefill_ms": 500.0, "gse_prompt_tokens": 2880.0,
+                "gse_generated_tokens": 20.0, "total": 750.0, "lpr_network_ms": float("nan")}]
+    metrics = summarize([Sample("referring", 0.01, 1, 2, True, timings_ms=t) for t in timings])
+    assert set(metrics["latency_ms"]) == {"gse", "gse_prefill_ms", "total"}
+    assert metrics["latency_ms"]["gse"]["median"] == 800.0
+    assert metrics["tokens"]["gse_prompt_tokens"] == {"median": 2881.0, "p90": 2881.8, "count": 2}
+    assert metrics["tokens"]["gse_generated_tokens"]["median"] == 30.0

@@ -233,3 +233,10 @@ def test_stage_generation_figures_are_reported(scene_4k):
     assert result.timings_ms["gse_prefill_ms"] == 250 and result.timings_ms["gse_decode_ms"] == 500
     assert result.timings_ms["gse_prompt_tokens"] > 50
     assert "lpr_prefill_ms" not in result.timings_ms  # not measured, not invented
+
+
+def test_timings_text_gives_token_counts_without_ms():
+    from finers_ros.result import FineRSResult
+
+    result = FineRSResult("x", timings_ms={"gse": 81.2, "gse_prompt_tokens": 2882.0})
+    assert result.timings_text() == "gse 81 ms, gse_prompt_tokens 2882"

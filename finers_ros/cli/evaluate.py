@@ -129,6 +129,10 @@ def write_report(path: Path, metrics: dict, banner: str, examples: List[tuple]) 
     lines += ["", "| stage | median ms | p90 ms |", "|---|---|---|"]
     for stage, values in metrics["latency_ms"].items():
         lines.append(f"| {stage} | {values['median']} | {values['p90']} |")
+    if metrics.get("tokens"):
+        lines += ["", "| tokens | median | p90 |", "|---|---|---|"]
+        for name, values in metrics["tokens"].items():
+            lines.append(f"| {name} | {values['median']} | {values['p90']} |")
     if metrics.get("failures_listed"):
         lines += ["", "## Failed samples (first ones)", ""]
         lines += [f"- {f['index']} `{f['image']}`: {f['error']}"

@@ -58,7 +58,7 @@ def main(argv=None) -> int:
         raise CliError(result.error)
     write_outputs(args.out, image, result, "bring-up backend" if pipeline.is_bringup else pipeline.backend_name,
                   args.overlay_width)
-    timings = ", ".join(f"{k} {v:.0f} ms" for k, v in result.timings_ms.items())
+    timings = result.timings_text()
     if result.error:
         print(f"error ({result.error_stage}): {result.error}")
         print(f"wrote {args.out}/result.json")
