@@ -1,4 +1,5 @@
 """LPR and GSE sets, candidate windows, the search and the online reward's geometry."""
+
 import json
 
 import numpy as np
@@ -11,7 +12,11 @@ from finers_ros.prompts import gse_prompt, lpr_prompt
 from finers_ros.stages.qwen_vl import chat_messages
 from finers_training import data as D
 from finers_training.config import TrainConfig, TrainConfigError, config_from_dict
-from finers_training.retrospective import OnlineRetrospectiveReward, candidate_windows, lpr_native_box
+from finers_training.retrospective import (
+    OnlineRetrospectiveReward,
+    candidate_windows,
+    lpr_native_box,
+)
 
 
 @pytest.fixture(scope="module")
@@ -22,12 +27,20 @@ def scenes(tmp_path_factory):
 
 def _record(box, q_type="referring"):
     x1, y1, x2, y2 = box
-    return Record(image_path=None, question="Find the red screw.", answer="The object is found.",
-                  q_type=q_type, polygon=[[x1, y1], [x2, y1], [x2, y2], [x1, y2]], area_percent=0.01)
+    return Record(
+        image_path=None,
+        question="Find the red screw.",
+        answer="The object is found.",
+        q_type=q_type,
+        polygon=[[x1, y1], [x2, y1], [x2, y2], [x1, y2]],
+        area_percent=0.01,
+    )
 
 
-@pytest.mark.parametrize("box", [(700, 300, 740, 330), (0, 0, 20, 20), (3800, 2100, 3839, 2159),
-                                 (1000, 1000, 1700, 1200)])
+@pytest.mark.parametrize(
+    "box",
+    [(700, 300, 740, 330), (0, 0, 20, 20), (3800, 2100, 3839, 2159), (1000, 1000, 1700, 1200)],
+)
 def test_random_windows_hold_the_box_inside_the_image(box):
     rng = np.random.default_rng(0)
     windows = [D.random_window(box, (3840, 2160), 512, rng) for _ in range(50)]
@@ -48,10 +61,18 @@ def test_lpr_sample_targets_in_crop_pixels_with_jittered_points():
     x0, y0, w, h = row["window"]
     assert (w, h) == (512, 512)
     assert row["gt_box"] == [700 - x0, 300 - y0, 739 - x0, 329 - y0]
-    np.testing.assert_array_equal(pixels, image[y0:y0 + 512, x0:x0 + 512])  # native pixels, not resampled
+    np.testing.assert_array_equal(
+        pixels, image[y0 : y0 + 512, x0 : x0 + 512]
+    )  # native pixels, not resampled
     centre, jittered = row["gt_points"]
-    assert centre == [(row["gt_box"][0] + row["gt_box"][2]) / 2, (row["gt_box"][1] + row["gt_box"][3]) / 2]
-    assert abs(jittered[0] - centre[0]) <= 0.1 * 39 + 0.01 and abs(jittered[1] - centre[1]) <= 0.1 * 29 + 0.01
+    assert centre == [
+        (row["gt_box"][0] + row["gt_box"][2]) / 2,
+        (row["gt_box"][1] + row["gt_box"][3]) / 2,
+    ]
+    assert (
+        abs(jittered[0] - centre[0]) <= 0.1 * 39 + 0.01
+        and abs(jittered[1] - centre[1]) <= 0.1 * 29 + 0.01
+    )
     assert jittered != centre
 
 
@@ -71,8 +92,10 @@ def test_built_sets_use_the_node_prompts_and_sizes(scenes, tmp_path):
     assert counts == {"samples": 3, "skipped": 0}
     dataset = D.load_dataset(rows_path, "You are a helpful assistant.")
     first = dataset[0]
-    expected = chat_messages(lpr_prompt(records[0].question, records[0].q_type, records[0].options),
-                             "You are a helpful assistant.")
+    expected = chat_messages(
+        lpr_prompt(records[0].question, records[0].q_type, records[0].options),
+        "You are a helpful assistant.",
+    )
     assert first["prompt"][1]["content"][1]["text"] == expected[1]["content"][1]["text"]
     assert first["prompt"][1]["content"][0]["type"] == "image"
     assert first["image"].size == (512, 512)
@@ -81,8 +104,9 @@ def test_built_sets_use_the_node_prompts_and_sizes(scenes, tmp_path):
     gse_rows, _ = D.build_set("gse", scenes, tmp_path / "gse", D.DataOptions())
     gse = D.load_dataset(gse_rows, "You are a helpful assistant.")
     assert gse[0]["image"].size == (1920, 1080)
-    assert gse[0]["prompt"][1]["content"][1]["text"] == gse_prompt(records[0].question, records[0].q_type,
-                                                                   records[0].options)
+    assert gse[0]["prompt"][1]["content"][1]["text"] == gse_prompt(
+        records[0].question, records[0].q_type, records[0].options
+    )
 
 
 def test_unreadable_image_is_skipped_and_counted(scenes, tmp_path):
@@ -103,8 +127,10 @@ def test_candidate_windows_centred_first_all_holding_the_box():
 
 def test_lpr_answer_maps_back_to_native_pixels():
     window = geo.CropWindow(1000, 500, 512, 512)
-    text = ("<think>x</think><answer>{'bbox': [10, 20, 50, 60], 'points_1': [30, 40], 'points_2': [31, 41], "
-            "'response': 'The object is found.'}</answer>")
+    text = (
+        "<think>x</think><answer>{'bbox': [10, 20, 50, 60], 'points_1': [30, 40], "
+        "'points_2': [31, 41], 'response': 'The object is found.'}</answer>"
+    )
     assert lpr_native_box(text, window, (512, 512)) == ((1010, 520, 1050, 560), "ok")
     assert lpr_native_box("garbage", window, (512, 512)) == (None, "unparsable")
     not_found = text.replace("[10, 20, 50, 60]", "[0, 0, 0, 0]")
@@ -113,7 +139,10 @@ def test_lpr_answer_maps_back_to_native_pixels():
 
 def test_online_reward_crops_the_region_as_the_node_does():
     reward = OnlineRetrospectiveReward(TrainConfig(stage="gse"))
-    text = "<think>x</think><answer>{'bbox': [100, 200, 356, 456], 'response': 'The object is found.'}</answer>"
+    text = (
+        "<think>x</think><answer>{'bbox': [100, 200, 356, 456], "
+        "'response': 'The object is found.'}</answer>"
+    )
     window = reward.region_window(text, (3840, 2160))
     assert window == geo.crop_for_region((200, 400, 712, 912), (3840, 2160), 512)
     assert reward.region_window("no answer", (3840, 2160)) is None
@@ -128,15 +157,28 @@ def test_config_rejects_what_cannot_work():
     with pytest.raises(TrainConfigError, match="multiple of num_generations"):
         config_from_dict({"per_device_train_batch_size": 3, "gradient_accumulation_steps": 1})
     recipe = TrainConfig()
-    assert (recipe.num_generations, recipe.temperature, recipe.beta, recipe.learning_rate, recipe.epsilon,
-            recipe.max_grad_norm) == (8, 1.0, 5e-3, 1e-6, 0.2, 1.0)
+    assert (
+        recipe.num_generations,
+        recipe.temperature,
+        recipe.beta,
+        recipe.learning_rate,
+        recipe.epsilon,
+        recipe.max_grad_norm,
+    ) == (8, 1.0, 5e-3, 1e-6, 0.2, 1.0)
 
 
 def test_search_counts_unparsable_output_and_resumes(scenes, tiny_qwen_dir, tmp_path):
     from finers_training.retrospective import search
 
-    config = TrainConfig(stage="gse", annotations=str(scenes), search_checkpoint=str(tiny_qwen_dir),
-                         search_max_new_tokens=6, search_batch_size=2, max_samples=2, device="cpu")
+    config = TrainConfig(
+        stage="gse",
+        annotations=str(scenes),
+        search_checkpoint=str(tiny_qwen_dir),
+        search_max_new_tokens=6,
+        search_batch_size=2,
+        max_samples=2,
+        device="cpu",
+    )
     out = tmp_path / "searched" / "annotations.json"
     counts = search(config, out, progress=False)
     # a random model's text never parses: counted, and the centred window is kept
@@ -146,7 +188,9 @@ def test_search_counts_unparsable_output_and_resumes(scenes, tiny_qwen_dir, tmp_
     for record, item in zip(records, first):
         native = (1280, 720)
         centred = geo.crop_for_region(D.gt_box(record), native, 512)
-        assert item["best_region"] == [round(v, 2) for v in geo.native_to_gse_box(centred.box, native, (1920, 1080))]
+        assert item["best_region"] == [
+            round(v, 2) for v in geo.native_to_gse_box(centred.box, native, (1920, 1080))
+        ]
     partial = out.with_name(out.name + ".partial.jsonl")
     partial.write_text(partial.read_text().splitlines()[0] + "\n")  # interrupted after one sample
     out.unlink()
@@ -174,10 +218,31 @@ def test_cli_bad_configuration_is_one_line_exit_2(tmp_path, capsys):
     assert main(["lpr", "--config", str(bad)]) == 2
     weights = tmp_path / "weights.yaml"
     weights.write_text("reward_weights: {lpr_iouu: 2}\n")
-    assert main(["lpr", "--config", str(weights), "--base-model", str(tmp_path),
-                 "--annotations", str(tmp_path / "none.json"), "--output-dir", str(tmp_path / "run")]) == 2
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("finers-train:")]
-    assert len(lines) == 3 and "config file not found" in lines[0] and "learning_rat" in lines[1] and "lpr_iouu" in lines[2]
+    assert (
+        main(
+            [
+                "lpr",
+                "--config",
+                str(weights),
+                "--base-model",
+                str(tmp_path),
+                "--annotations",
+                str(tmp_path / "none.json"),
+                "--output-dir",
+                str(tmp_path / "run"),
+            ]
+        )
+        == 2
+    )
+    lines = [
+        line for line in capsys.readouterr().err.splitlines() if line.startswith("finers-train:")
+    ]
+    assert (
+        len(lines) == 3
+        and "config file not found" in lines[0]
+        and "learning_rat" in lines[1]
+        and "lpr_iouu" in lines[2]
+    )
 
 
 def _online_columns(tmp_path, count):
@@ -185,12 +250,20 @@ def _online_columns(tmp_path, count):
 
     frame = tmp_path / "frame.png"
     cv2.imwrite(str(frame), np.zeros((1080, 1920, 3), np.uint8))
-    sample = {"source_image": str(frame), "gt_box_native": [600.0, 500.0, 649.0, 539.0], "q_type": "referring",
-              "question": "find the red screw", "options_json": "null"}
+    sample = {
+        "source_image": str(frame),
+        "gt_box_native": [600.0, 500.0, 649.0, 539.0],
+        "q_type": "referring",
+        "question": "find the red screw",
+        "options_json": "null",
+    }
     return {k: [v] * count for k, v in sample.items()}
 
 
-GSE_ANSWER = "<think>x</think><answer>{'bbox': [500, 400, 756, 656], 'response': 'The object is found.'}</answer>"
+GSE_ANSWER = (
+    "<think>x</think><answer>{'bbox': [500, 400, 756, 656], "
+    "'response': 'The object is found.'}</answer>"
+)
 
 
 def test_online_reward_is_the_iou_of_the_frozen_lpr_box(tmp_path):
@@ -203,15 +276,23 @@ def test_online_reward_is_the_iou_of_the_frozen_lpr_box(tmp_path):
         def answer(self, images, prompts):
             self.images += images
             assert prompts == [lpr_prompt("find the red screw")] * len(images)
-            return ["<answer>{'bbox': [100, 100, 149, 139], 'points_1': [120, 120], 'points_2': [121, 121], "
-                    "'response': 'The object is found.'}</answer>"] * len(images)
+            return [
+                "<answer>{'bbox': [100, 100, 149, 139], 'points_1': [120, 120], "
+                "'points_2': [121, 121], 'response': 'The object is found.'}</answer>"
+            ] * len(images)
 
     reward = OnlineRetrospectiveReward(TrainConfig(stage="gse"))
     reward._model = ScriptedLPR()
     metrics = {}
-    scores = reward(prompts=None, completions=[GSE_ANSWER, "garbage"], log_metric=metrics.__setitem__,
-                    **_online_columns(tmp_path, 2))
-    window = geo.crop_for_region((500, 400, 756, 656), (1920, 1080), 512)  # 1920 wide: GSE = native
+    scores = reward(
+        prompts=None,
+        completions=[GSE_ANSWER, "garbage"],
+        log_metric=metrics.__setitem__,
+        **_online_columns(tmp_path, 2),
+    )
+    window = geo.crop_for_region(
+        (500, 400, 756, 656), (1920, 1080), 512
+    )  # 1920 wide: GSE = native
     native_box = (window.x0 + 100, window.y0 + 100, window.x0 + 149, window.y0 + 139)
     assert scores == [pytest.approx(geo.box_iou(native_box, (600, 500, 649, 539))), 0.0]
     assert reward._model.images[0].shape == (512, 512, 3)
@@ -219,11 +300,18 @@ def test_online_reward_is_the_iou_of_the_frozen_lpr_box(tmp_path):
 
 
 def test_online_reward_with_a_real_frozen_model(tiny_qwen_dir, tmp_path):
-    config = TrainConfig(stage="gse", online_lpr_checkpoint=str(tiny_qwen_dir), online_lpr_max_new_tokens=4,
-                         device="cpu")
+    config = TrainConfig(
+        stage="gse",
+        online_lpr_checkpoint=str(tiny_qwen_dir),
+        online_lpr_max_new_tokens=4,
+        device="cpu",
+    )
     reward = OnlineRetrospectiveReward(config)
-    scores = reward(prompts=None, completions=[[{"role": "assistant", "content": GSE_ANSWER}]] * 2,
-                    **_online_columns(tmp_path, 2))
+    scores = reward(
+        prompts=None,
+        completions=[[{"role": "assistant", "content": GSE_ANSWER}]] * 2,
+        **_online_columns(tmp_path, 2),
+    )
     assert scores == [0.0, 0.0]  # 4 random tokens are no LPR answer: counted, not raised
     assert reward.counts == {"rollouts": 2, "gse_unusable": 0, "lpr_unusable": 2}
 
@@ -239,12 +327,20 @@ def test_training_requests_are_the_node_requests(scenes, tiny_qwen_dir, tmp_path
     for stage, grid in (("lpr", [1, 36, 36]), ("gse", [1, 78, 138])):
         rows_path, _ = D.build_set(stage, scenes, tmp_path / stage, D.DataOptions())
         row = D.load_dataset(rows_path, "You are a helpful assistant.")[0]
-        trained = processor.apply_chat_template(prepare_multimodal_messages(row["prompt"], images=[row["image"]]),
-                                                tokenize=False, add_generation_prompt=True)
+        trained = processor.apply_chat_template(
+            prepare_multimodal_messages(row["prompt"], images=[row["image"]]),
+            tokenize=False,
+            add_generation_prompt=True,
+        )
         build = lpr_prompt if stage == "lpr" else gse_prompt
         sent = processor.apply_chat_template(
-            chat_messages(build(records[0].question, records[0].q_type, records[0].options),
-                          "You are a helpful assistant."), tokenize=False, add_generation_prompt=True)
+            chat_messages(
+                build(records[0].question, records[0].q_type, records[0].options),
+                "You are a helpful assistant.",
+            ),
+            tokenize=False,
+            add_generation_prompt=True,
+        )
         assert trained == sent
         inputs = processor(text=[trained], images=[row["image"]], return_tensors="pt")
         assert inputs["image_grid_thw"].tolist() == [grid]

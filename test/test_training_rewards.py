@@ -1,4 +1,5 @@
 """Reward terms on hand-written completions (reference section 4)."""
+
 import math
 import pickle
 
@@ -6,15 +7,27 @@ import pytest
 
 from finers_training import rewards as R
 
-LPR_SAMPLE = {"gt_box": [100, 100, 199, 149], "gt_points": [[150, 125], [155, 128]],
-              "q_type": "referring", "answer": "The object is found."}
-GSE_SAMPLE = {"gt_box": [900, 500, 920, 515], "best_region": [800, 400, 1056, 656],
-              "q_type": "referring", "answer": "The object is found."}
+LPR_SAMPLE = {
+    "gt_box": [100, 100, 199, 149],
+    "gt_points": [[150, 125], [155, 128]],
+    "q_type": "referring",
+    "answer": "The object is found.",
+}
+GSE_SAMPLE = {
+    "gt_box": [900, 500, 920, 515],
+    "best_region": [800, 400, 1056, 656],
+    "q_type": "referring",
+    "answer": "The object is found.",
+}
 
-LPR_PERFECT = ("<think> the red one </think><answer>{'bbox': [100, 100, 199, 149], "
-               "'points_1': [150, 125], 'points_2': [152, 126], 'response': 'The object is found.'}</answer>")
-GSE_PERFECT = ("<think>left side</think>\n<answer>{\"bbox\": [800, 400, 1056, 656], "
-               "\"response\": \"The object is found.\"}</answer>")
+LPR_PERFECT = (
+    "<think> the red one </think><answer>{'bbox': [100, 100, 199, 149], "
+    "'points_1': [150, 125], 'points_2': [152, 126], 'response': 'The object is found.'}</answer>"
+)
+GSE_PERFECT = (
+    '<think>left side</think>\n<answer>{"bbox": [800, 400, 1056, 656], '
+    '"response": "The object is found."}</answer>'
+)
 
 
 def test_perfect_lpr_answer_scores_every_term():
@@ -30,8 +43,11 @@ def test_perfect_gse_answer_scores_every_term():
 
 
 def test_braces_inside_think_do_not_replace_the_answer():
-    text = ("<think> maybe {'bbox': [0, 0, 5, 5]} first </think><answer>{'bbox': [100, 100, 199, 149], "
-            "'points_1': [150, 125], 'points_2': [152, 126], 'response': 'The object is found.'}</answer>")
+    text = (
+        "<think> maybe {'bbox': [0, 0, 5, 5]} first </think>"
+        "<answer>{'bbox': [100, 100, 199, 149], 'points_1': [150, 125], 'points_2': [152, 126], "
+        "'response': 'The object is found.'}</answer>"
+    )
     scores = R.score_all("lpr", text, LPR_SAMPLE)
     assert scores["lpr_iou"] == 1.0 and scores["lpr_box_l1"] == 1.0 and scores["lpr_think"] == 1.0
 
@@ -42,16 +58,33 @@ def test_double_and_single_quotes_score_alike():
 
 
 def test_not_found_answer_keeps_format_but_no_box_terms():
-    text = ("<think>nothing</think><answer>{'bbox': [0, 0, 0, 0], 'points_1': [0, 0], 'points_2': [0, 0], "
-            "'response': 'No object founded'}</answer>")
+    text = (
+        "<think>nothing</think><answer>{'bbox': [0, 0, 0, 0], 'points_1': [0, 0], "
+        "'points_2': [0, 0], 'response': 'No object founded'}</answer>"
+    )
     scores = R.score_all("lpr", text, LPR_SAMPLE)
     assert scores["lpr_think"] == 1.0 and scores["lpr_format"] == 1.0
-    assert scores["lpr_iou"] == scores["lpr_box_l1"] == scores["lpr_points"] == scores["lpr_text"] == 0.0
+    assert (
+        scores["lpr_iou"]
+        == scores["lpr_box_l1"]
+        == scores["lpr_points"]
+        == scores["lpr_text"]
+        == 0.0
+    )
 
 
-@pytest.mark.parametrize("text", ["", "garbage", "<think>", "<answer>{'bbox': [1, 2]}</answer>",
-                                  "<answer>{not json at all}</answer>", "{" * 5000,
-                                  "<answer>[1, 2, 3, 4]</answer>"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "garbage",
+        "<think>",
+        "<answer>{'bbox': [1, 2]}</answer>",
+        "<answer>{not json at all}</answer>",
+        "{" * 5000,
+        "<answer>[1, 2, 3, 4]</answer>",
+    ],
+)
 def test_empty_and_garbage_score_zero_everywhere(text):
     for stage in ("lpr", "gse"):
         scores = R.score_all(stage, text, LPR_SAMPLE if stage == "lpr" else GSE_SAMPLE)
@@ -65,8 +98,11 @@ def test_nan_and_infinite_numbers_never_score():
     inf_point = LPR_PERFECT.replace("[152, 126]", "[Infinity, 126]")
     assert R.score_all("lpr", inf_point, LPR_SAMPLE)["lpr_points"] == 0.0
     gse_nan = GSE_PERFECT.replace("[800, 400, 1056, 656]", "[800, 400, NaN, 656]")
-    assert all(v == 0.0 for k, v in R.score_all("gse", gse_nan, GSE_SAMPLE).items()
-               if k not in ("gse_think", "gse_text"))
+    assert all(
+        v == 0.0
+        for k, v in R.score_all("gse", gse_nan, GSE_SAMPLE).items()
+        if k not in ("gse_think", "gse_text")
+    )
 
 
 def test_well_formed_tags_around_garbage_score_only_the_think_term():
@@ -82,8 +118,10 @@ def test_think_format_needs_answer_right_after_think():
 
 def test_lpr_thresholds():
     def lpr(box, p1=(150, 125), p2=(152, 126)):
-        return (f"<answer>{{'bbox': {list(box)}, 'points_1': {list(p1)}, 'points_2': {list(p2)}, "
-                f"'response': 'The object is found.'}}</answer>")
+        return (
+            f"<answer>{{'bbox': {list(box)}, 'points_1': {list(p1)}, 'points_2': {list(p2)}, "
+            f"'response': 'The object is found.'}}</answer>"
+        )
 
     # mean L1 9 px passes, 11 fails; IoU stays above 0.5 in both
     assert R.lpr_box_l1(lpr((109, 109, 208, 158)), LPR_SAMPLE) == 1.0
@@ -142,17 +180,39 @@ def test_text_reward_per_question_type_and_reference_switch():
 def test_trl_wrapper_reads_columns_and_chat_completions():
     term = R.make_reward_terms("lpr")[0]
     assert term.__name__ == "lpr_iou"
-    completions = [[{"role": "assistant", "content": LPR_PERFECT}], [{"role": "assistant", "content": "x"}]]
+    completions = [
+        [{"role": "assistant", "content": LPR_PERFECT}],
+        [{"role": "assistant", "content": "x"}],
+    ]
     columns = {k: [v, v] for k, v in LPR_SAMPLE.items()}
-    assert term(prompts=["p", "p"], completions=completions, trainer_state=None, **columns) == [1.0, 0.0]
+    assert term(prompts=["p", "p"], completions=completions, trainer_state=None, **columns) == [
+        1.0,
+        0.0,
+    ]
     clone = pickle.loads(pickle.dumps(term))
-    assert clone.__name__ == "lpr_iou" and clone(completions=[LPR_PERFECT], **{k: [v] for k, v in LPR_SAMPLE.items()}) == [1.0]
+    assert clone.__name__ == "lpr_iou" and clone(
+        completions=[LPR_PERFECT], **{k: [v] for k, v in LPR_SAMPLE.items()}
+    ) == [1.0]
 
 
 def test_term_names_are_stable():
-    assert R.term_names("lpr") == ["lpr_iou", "lpr_think", "lpr_format", "lpr_points", "lpr_box_l1", "lpr_text"]
-    assert R.term_names("gse") == ["gse_think", "gse_text", "gse_format", "gse_region_l1", "gse_region_iou",
-                                   "gse_contain", "gse_size"]
+    assert R.term_names("lpr") == [
+        "lpr_iou",
+        "lpr_think",
+        "lpr_format",
+        "lpr_points",
+        "lpr_box_l1",
+        "lpr_text",
+    ]
+    assert R.term_names("gse") == [
+        "gse_think",
+        "gse_text",
+        "gse_format",
+        "gse_region_l1",
+        "gse_region_iou",
+        "gse_contain",
+        "gse_size",
+    ]
     assert not math.isnan(R.weighted_total({"a": 1.0, "b": None}, {"a": 0.5}))
 
 

@@ -5,6 +5,7 @@ Order (reference section 5): ``finers-train lpr`` (random 512 crops holding the 
 gse`` on the searched annotations. Flags override the YAML's keys of the same name.
 Exit 0 on success, 2 with a one-line reason on bad configuration or data.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,7 +21,9 @@ from .config import TrainConfigError, load_config
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="finers-train", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=("lpr", "gse", "search"))
-    parser.add_argument("--config", type=Path, required=True, help="TrainConfig YAML (training/configs/)")
+    parser.add_argument(
+        "--config", type=Path, required=True, help="TrainConfig YAML (training/configs/)"
+    )
     parser.add_argument("--base-model", help="checkpoint directory to start from")
     parser.add_argument("--annotations", help="FineRS-4k JSON")
     parser.add_argument("--images-dir", help="image folder (default: the JSON's folder)")
@@ -41,11 +44,16 @@ def _absolute(value):
 def main(argv=None) -> int:
     args = make_parser().parse_args(argv)
     overrides = dict(
-        base_model=_absolute(args.base_model), annotations=_absolute(args.annotations),
-        images_dir=_absolute(args.images_dir), output_dir=_absolute(args.output_dir),
+        base_model=_absolute(args.base_model),
+        annotations=_absolute(args.annotations),
+        images_dir=_absolute(args.images_dir),
+        output_dir=_absolute(args.output_dir),
         online_lpr_checkpoint=_absolute(args.online_lpr_checkpoint),
-        search_checkpoint=_absolute(args.search_checkpoint), max_steps=args.max_steps,
-        max_samples=args.max_samples, gse_reward=args.gse_reward)
+        search_checkpoint=_absolute(args.search_checkpoint),
+        max_steps=args.max_steps,
+        max_samples=args.max_samples,
+        gse_reward=args.gse_reward,
+    )
     if args.command in ("lpr", "gse"):
         overrides["stage"] = args.command
     try:
@@ -56,9 +64,11 @@ def main(argv=None) -> int:
             if args.out is None:
                 raise TrainConfigError("search needs --out (the annotations JSON to write)")
             counts = search(config, args.out)
-            print(f"best-region search: {counts['samples']} samples ({counts['resumed']} resumed), "
-                  f"{counts['windows']} windows answered, {counts['unparsable']} unparsable, "
-                  f"{counts['not_found']} not found, {counts['skipped']} unreadable -> {args.out}")
+            print(
+                f"best-region search: {counts['samples']} samples ({counts['resumed']} resumed), "
+                f"{counts['windows']} windows answered, {counts['unparsable']} unparsable, "
+                f"{counts['not_found']} not found, {counts['skipped']} unreadable -> {args.out}"
+            )
             return 0
         if not config.base_model or not config.annotations:
             raise TrainConfigError("base_model and annotations are required")

@@ -5,6 +5,7 @@ clip 0.2, entropy bonus 1e-3, lr 1e-6 constant from the first step (no warm-up, 
 lr-0 first update), AdamW, grad clip 1.0, bf16 on GPU. Paths in a YAML file are relative
 to that file.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,8 +19,14 @@ from finers_ros.config import StageConfig
 
 STAGES = ("lpr", "gse")
 GSE_REWARDS = ("offline", "online")
-_PATH_KEYS = ("base_model", "annotations", "images_dir", "output_dir", "online_lpr_checkpoint",
-              "search_checkpoint")
+_PATH_KEYS = (
+    "base_model",
+    "annotations",
+    "images_dir",
+    "output_dir",
+    "online_lpr_checkpoint",
+    "search_checkpoint",
+)
 
 
 class TrainConfigError(ValueError):
@@ -71,8 +78,9 @@ class TrainConfig:
     lora_r: int = 64
     lora_alpha: int = 128
     lora_dropout: float = 0.05
-    lora_target_modules: List[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj",
-                                                                   "o_proj"])
+    lora_target_modules: List[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
+    )
     # retrospective search (finers-train search)
     search_checkpoint: Optional[str] = None  # the trained LPR
     search_batch_size: int = 2  # samples per generate call (x 5 windows)
@@ -87,16 +95,21 @@ class TrainConfig:
         if self.stage not in STAGES:
             raise TrainConfigError(f"stage={self.stage!r}: expected one of {STAGES}")
         if self.gse_reward not in GSE_REWARDS:
-            raise TrainConfigError(f"gse_reward={self.gse_reward!r}: expected one of {GSE_REWARDS}")
+            raise TrainConfigError(
+                f"gse_reward={self.gse_reward!r}: expected one of {GSE_REWARDS}"
+            )
         if self.stage == "gse" and self.gse_reward == "online" and not self.online_lpr_checkpoint:
             raise TrainConfigError("gse_reward=online needs online_lpr_checkpoint (a trained LPR)")
         if self.num_generations < 2:
-            raise TrainConfigError(f"num_generations={self.num_generations}: GRPO needs at least 2")
+            raise TrainConfigError(
+                f"num_generations={self.num_generations}: GRPO needs at least 2"
+            )
         per_step = self.per_device_train_batch_size * self.gradient_accumulation_steps
         if per_step % self.num_generations:
             raise TrainConfigError(
-                f"per_device_train_batch_size x gradient_accumulation_steps = {per_step} must be a "
-                f"multiple of num_generations={self.num_generations}")
+                f"per_device_train_batch_size x gradient_accumulation_steps = {per_step} "
+                f"must be a multiple of num_generations={self.num_generations}"
+            )
         if str(self.bf16).lower() not in ("auto", "true", "false"):
             raise TrainConfigError(f"bf16={self.bf16!r}: expected auto, true or false")
         from .rewards import term_names
@@ -104,7 +117,9 @@ class TrainConfig:
         known = term_names(self.stage) + (["gse_retro_online"] if self.stage == "gse" else [])
         unknown = sorted(set(self.reward_weights) - set(known))
         if unknown:
-            raise TrainConfigError(f"reward_weights names unknown term(s) {unknown}; {self.stage} terms: {known}")
+            raise TrainConfigError(
+                f"reward_weights names unknown term(s) {unknown}; {self.stage} terms: {known}"
+            )
         for key in ("learning_rate", "max_steps", "max_completion_length", "crop_size"):
             if getattr(self, key) <= 0:
                 raise TrainConfigError(f"{key}={getattr(self, key)}: must be positive")

@@ -9,6 +9,7 @@ reads, with the prompt built by the core (``finers_ros.prompts``) in the node's 
 Input records come from ``finers_ros.data.annotations.load_annotations``: the FineRS-4k JSON,
 the synthetic generator's output and ``finers-dataset export`` folders share that layout.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -45,7 +46,9 @@ def gt_box(record: Record) -> geo.Box:
     return geo.polygon_box(record.polygon)
 
 
-def random_window(box: geo.Box, native: geo.Size, side: int, rng: np.random.Generator) -> geo.CropWindow:
+def random_window(
+    box: geo.Box, native: geo.Size, side: int, rng: np.random.Generator
+) -> geo.CropWindow:
     """A ``side`` x ``side`` native window at a random place that contains ``box``.
 
     Windows are shifted inside the image, never clamped (reference: shift, don't clamp).
@@ -65,7 +68,9 @@ def random_window(box: geo.Box, native: geo.Size, side: int, rng: np.random.Gene
             return min(max(int(round((lo_edge + hi_edge + 1 - span) / 2)), 0), limit - span)
         return int(rng.integers(lo, hi + 1))
 
-    return geo.CropWindow(start(x1, x2, crop_w, width), start(y1, y2, crop_h, height), crop_w, crop_h)
+    return geo.CropWindow(
+        start(x1, x2, crop_w, width), start(y1, y2, crop_h, height), crop_w, crop_h
+    )
 
 
 def gt_points(box: geo.Box, rng: np.random.Generator, jitter: float) -> List[List[float]]:
@@ -75,8 +80,9 @@ def gt_points(box: geo.Box, rng: np.random.Generator, jitter: float) -> List[Lis
     return [[cx, cy], [cx + float(dx), cy + float(dy)]]
 
 
-def lpr_sample(record: Record, image: np.ndarray, rng: np.random.Generator,
-               options: DataOptions) -> Tuple[np.ndarray, dict]:
+def lpr_sample(
+    record: Record, image: np.ndarray, rng: np.random.Generator, options: DataOptions
+) -> Tuple[np.ndarray, dict]:
     """(LPR-frame image ``h x w x 3 RGB``, row) of one record: a random window holding the GT."""
     native = (image.shape[1], image.shape[0])
     box = gt_box(record)
@@ -84,8 +90,14 @@ def lpr_sample(record: Record, image: np.ndarray, rng: np.random.Generator,
     crop = geo.resize_image(np.ascontiguousarray(window.cut(image)), options.lpr_size)
     box_lpr = geo.native_to_lpr_box(box, window, options.lpr_size)
     row = _common(record)
-    row.update(stage="lpr", window=window.as_list(), gt_box=[round(v, 2) for v in box_lpr],
-               gt_points=[[round(v, 2) for v in p] for p in gt_points(box_lpr, rng, options.point_jitter)])
+    row.update(
+        stage="lpr",
+        window=window.as_list(),
+        gt_box=[round(v, 2) for v in box_lpr],
+        gt_points=[
+            [round(v, 2) for v in p] for p in gt_points(box_lpr, rng, options.point_jitter)
+        ],
+    )
     return crop, row
 
 
@@ -95,19 +107,33 @@ def gse_sample(record: Record, image: np.ndarray, options: DataOptions) -> Tuple
     box = gt_box(record)
     row = _common(record)
     best = record.extra.get("best_region")
-    row.update(stage="gse", native_size=list(native), gt_box_native=[round(v, 2) for v in box],
-               gt_box=[round(v, 2) for v in geo.native_to_gse_box(box, native, options.gse_size)],
-               best_region=[float(v) for v in best] if best is not None else None)
+    row.update(
+        stage="gse",
+        native_size=list(native),
+        gt_box_native=[round(v, 2) for v in box],
+        gt_box=[round(v, 2) for v in geo.native_to_gse_box(box, native, options.gse_size)],
+        best_region=[float(v) for v in best] if best is not None else None,
+    )
     return geo.resize_image(image, options.gse_size), row
 
 
 def _common(record: Record) -> dict:
-    return {"source_image": str(record.image_path), "question": record.question, "q_type": record.q_type,
-            "options": record.options, "answer": record.answer}
+    return {
+        "source_image": str(record.image_path),
+        "question": record.question,
+        "q_type": record.q_type,
+        "options": record.options,
+        "answer": record.answer,
+    }
 
 
-def build_set(stage: str, annotations: str | Path, out_dir: str | Path, options: DataOptions,
-              images_dir: str | Path | None = None) -> Tuple[Path, dict]:
+def build_set(
+    stage: str,
+    annotations: str | Path,
+    out_dir: str | Path,
+    options: DataOptions,
+    images_dir: str | Path | None = None,
+) -> Tuple[Path, dict]:
     """Write the ``stage`` set (``lpr`` | ``gse``) to ``out_dir``; returns (rows path, counts).
 
     Records whose image is unreadable or whose polygon is empty are skipped and counted."""
@@ -124,8 +150,11 @@ def build_set(stage: str, annotations: str | Path, out_dir: str | Path, options:
             image = read_rgb(record.image_path)
             if not record.polygon:
                 raise DatasetError("empty polygon")
-            pixels, row = (lpr_sample(record, image, rng, options) if stage == "lpr"
-                           else gse_sample(record, image, options))
+            pixels, row = (
+                lpr_sample(record, image, rng, options)
+                if stage == "lpr"
+                else gse_sample(record, image, options)
+            )
         except (DatasetError, ValueError, IndexError) as exc:
             counts["skipped"] += 1
             print(f"skipped record {index} ({record.image_path.name}): {exc}")

@@ -4,6 +4,7 @@ The requests are laid out exactly as the node lays them out (``chat_messages``, 
 processor, images at the nominal frame size the caller resized them to); only the
 batching differs: prompts are left-padded so that one ``generate`` call answers many.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,8 +26,13 @@ def resolve_device(device: str) -> str:
 class FrozenModel:
     """A checkpoint directory loaded for inference only (no gradients, eval mode)."""
 
-    def __init__(self, checkpoint: str | Path, system_prompt: str, device: str = "auto",
-                 max_new_tokens: int = 256):
+    def __init__(
+        self,
+        checkpoint: str | Path,
+        system_prompt: str,
+        device: str = "auto",
+        max_new_tokens: int = 256,
+    ):
         import torch
         from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
@@ -39,8 +45,13 @@ class FrozenModel:
         self.processor = AutoProcessor.from_pretrained(str(path), local_files_only=True)
         self.processor.tokenizer.padding_side = "left"
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
-        self.model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-            str(path), dtype=dtype, local_files_only=True, use_safetensors=True).to(self.device).eval()
+        self.model = (
+            Qwen2_5_VLForConditionalGeneration.from_pretrained(
+                str(path), dtype=dtype, local_files_only=True, use_safetensors=True
+            )
+            .to(self.device)
+            .eval()
+        )
         self.model.requires_grad_(False)
 
     def answer(self, images: Sequence[np.ndarray], prompts: Sequence[str]) -> List[str]:
@@ -50,12 +61,21 @@ class FrozenModel:
 
         if not images:
             return []
-        texts = [self.processor.apply_chat_template(chat_messages(p, self.system_prompt),
-                                                    tokenize=False, add_generation_prompt=True)
-                 for p in prompts]
-        inputs = self.processor(text=texts, images=[Image.fromarray(np.ascontiguousarray(i)) for i in images],
-                                return_tensors="pt", padding=True).to(self.device)
+        texts = [
+            self.processor.apply_chat_template(
+                chat_messages(p, self.system_prompt), tokenize=False, add_generation_prompt=True
+            )
+            for p in prompts
+        ]
+        inputs = self.processor(
+            text=texts,
+            images=[Image.fromarray(np.ascontiguousarray(i)) for i in images],
+            return_tensors="pt",
+            padding=True,
+        ).to(self.device)
         with torch.inference_mode():
-            output = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
-        new_tokens = output[:, inputs["input_ids"].shape[1]:]
+            output = self.model.generate(
+                **inputs, max_new_tokens=self.max_new_tokens, do_sample=False
+            )
+        new_tokens = output[:, inputs["input_ids"].shape[1] :]
         return self.processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)

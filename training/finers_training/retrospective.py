@@ -10,6 +10,7 @@ Online (``OnlineRetrospectiveReward``): each GSE rollout's region is cropped fro
 frame the way the node crops it, a frozen LPR answers the crop, and the reward is the IoU of
 its mapped-back box with the GT box: the joint coupling the reference left unfinished.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,14 +33,17 @@ from .rewards import completion_text, rows
 RANDOM_WINDOWS = 4
 
 
-def candidate_windows(box: geo.Box, native: geo.Size, crop_size: int,
-                      rng: np.random.Generator) -> List[geo.CropWindow]:
+def candidate_windows(
+    box: geo.Box, native: geo.Size, crop_size: int, rng: np.random.Generator
+) -> List[geo.CropWindow]:
     """The centred window first, then ``RANDOM_WINDOWS`` random ones, all holding ``box``."""
     centred = geo.crop_for_region(box, native, crop_size)
     return [centred] + [random_window(box, native, crop_size, rng) for _ in range(RANDOM_WINDOWS)]
 
 
-def lpr_native_box(text: str, window: geo.CropWindow, lpr_size: geo.Size) -> Tuple[Optional[geo.Box], str]:
+def lpr_native_box(
+    text: str, window: geo.CropWindow, lpr_size: geo.Size
+) -> Tuple[Optional[geo.Box], str]:
     """(native box, status) of an LPR answer on ``window``; status ok | not_found | unparsable."""
     try:
         answer = parse_lpr(text)
@@ -47,7 +51,9 @@ def lpr_native_box(text: str, window: geo.CropWindow, lpr_size: geo.Size) -> Tup
         return None, "unparsable"
     if not answer.found or answer.bbox is None or not all(np.isfinite(answer.bbox)):
         return None, "not_found" if not answer.found else "unparsable"
-    crop_box = geo.clip_box(geo.lpr_to_crop_box(answer.bbox, window, lpr_size), (window.width, window.height))
+    crop_box = geo.clip_box(
+        geo.lpr_to_crop_box(answer.bbox, window, lpr_size), (window.width, window.height)
+    )
     return geo.crop_to_native_box(crop_box, window), "ok"
 
 
@@ -81,16 +87,28 @@ def search(config: TrainConfig, out_path: Path, progress: bool = True) -> dict:
             if line.strip():
                 entry = json.loads(line)
                 done[entry["index"]] = entry
-    model = FrozenModel(config.search_checkpoint, config.system_prompt, config.device,
-                        config.search_max_new_tokens)
+    model = FrozenModel(
+        config.search_checkpoint, config.system_prompt, config.device, config.search_max_new_tokens
+    )
     todo = [i for i in range(len(records)) if i not in done]
-    counts = {"samples": len(records), "windows": 0, "unparsable": 0, "not_found": 0, "skipped": 0,
-              "resumed": len(done)}
-    bar = tqdm(total=len(records), initial=len(done), desc="best-region search", unit="sample",
-               disable=not progress)
+    counts = {
+        "samples": len(records),
+        "windows": 0,
+        "unparsable": 0,
+        "not_found": 0,
+        "skipped": 0,
+        "resumed": len(done),
+    }
+    bar = tqdm(
+        total=len(records),
+        initial=len(done),
+        desc="best-region search",
+        unit="sample",
+        disable=not progress,
+    )
     with partial.open("a") as sink:
         for start in range(0, len(todo), max(1, config.search_batch_size)):
-            batch = todo[start:start + config.search_batch_size]
+            batch = todo[start : start + config.search_batch_size]
             images, prompts, owners, windows, natives = [], [], [], {}, {}
             for index in batch:
                 record = records[index]
@@ -124,8 +142,12 @@ def search(config: TrainConfig, out_path: Path, progress: bool = True) -> dict:
                         counts[status] += 1
                 best = windows[index][_best(ious)]
                 region = geo.native_to_gse_box(best.box, natives[index], config.gse_size)
-                entry = {"index": index, "best_region": [round(v, 2) for v in region],
-                         "ious": [round(v, 4) for v in ious], "statuses": statuses}
+                entry = {
+                    "index": index,
+                    "best_region": [round(v, 2) for v in region],
+                    "ious": [round(v, 4) for v in ious],
+                    "statuses": statuses,
+                }
                 sink.write(json.dumps(entry) + "\n")
                 sink.flush()
                 done[index] = entry
@@ -133,7 +155,9 @@ def search(config: TrainConfig, out_path: Path, progress: bool = True) -> dict:
     bar.close()
     for index, (item, record) in enumerate(zip(raw, records)):
         # image paths stay valid next to the new JSON
-        item["image_path"] = os.path.relpath(record.image_path.resolve(), out_path.parent.resolve())
+        item["image_path"] = os.path.relpath(
+            record.image_path.resolve(), out_path.parent.resolve()
+        )
         if done.get(index, {}).get("best_region") is not None:
             item["best_region"] = done[index]["best_region"]
     out_path.write_text(json.dumps({"annotations": raw}, indent=1))
@@ -158,8 +182,12 @@ class OnlineRetrospectiveReward:
     @property
     def model(self) -> FrozenModel:
         if self._model is None:  # loaded on first use: the trainer may move processes first
-            self._model = FrozenModel(self.config.online_lpr_checkpoint, self.config.system_prompt,
-                                      self.config.device, self.config.online_lpr_max_new_tokens)
+            self._model = FrozenModel(
+                self.config.online_lpr_checkpoint,
+                self.config.system_prompt,
+                self.config.device,
+                self.config.online_lpr_max_new_tokens,
+            )
         return self._model
 
     def _frame(self, path: str) -> np.ndarray:

@@ -19,6 +19,7 @@ Our fixes of the reference are the default; ``reference=True`` restores the refe
 numbers where they differ (option letters: the article "a" counts as option A; open
 answers: case-sensitive match).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -29,8 +30,13 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from finers_ros.geometry import box_iou
 from finers_ros.metrics import open_correct, option_correct
-from finers_ros.parsing import (StageAnswer, extract_answer_json, has_think_answer_format,
-                                parse_gse, parse_lpr)
+from finers_ros.parsing import (
+    StageAnswer,
+    extract_answer_json,
+    has_think_answer_format,
+    parse_gse,
+    parse_lpr,
+)
 from finers_ros.prompts import normalize_question_type
 
 Sample = Mapping[str, Any]
@@ -69,8 +75,10 @@ def _stage_answer(completion: str, stage: str) -> Optional[StageAnswer]:
 
 
 def _finite(values: Sequence[Any]) -> bool:
-    return all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-               for v in values)
+    return all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        for v in values
+    )
 
 
 def _numbers(value: Any, count: int) -> bool:
@@ -100,16 +108,22 @@ def think_format(completion: str, sample: Sample) -> float:
 
 def _reference_option(response: str, answer: str) -> bool:
     letter = answer.strip()[:1]
-    return bool(letter) and re.search(rf"\b{re.escape(letter)}\b", response, re.IGNORECASE) is not None
+    return (
+        bool(letter)
+        and re.search(rf"\b{re.escape(letter)}\b", response, re.IGNORECASE) is not None
+    )
 
 
 def _reference_open(response: str, answer: str, threshold: float = 0.8) -> bool:
-    return any(difflib.SequenceMatcher(None, word, answer.strip()).ratio() >= threshold
-               for word in response.split())
+    return any(
+        difflib.SequenceMatcher(None, word, answer.strip()).ratio() >= threshold
+        for word in response.split()
+    )
 
 
-def answer_text(completion: str, sample: Sample, *, lpr: bool = False,
-                reference: bool = False) -> float:
+def answer_text(
+    completion: str, sample: Sample, *, lpr: bool = False, reference: bool = False
+) -> float:
     """R_text: referring "is found"/"is detected"; option: the GT letter; open: a close word.
 
     With ``lpr`` the non-referring answers must also be at most three words long."""
@@ -194,8 +208,12 @@ def lpr_format(completion: str, sample: Sample) -> float:
     data = _answer_dict(completion)
     if data is None:
         return 0.0
-    ok = (_numbers(data.get("bbox"), 4) and _numbers(data.get("points_1"), 2)
-          and _numbers(data.get("points_2"), 2) and isinstance(data.get("response"), str))
+    ok = (
+        _numbers(data.get("bbox"), 4)
+        and _numbers(data.get("points_1"), 2)
+        and _numbers(data.get("points_2"), 2)
+        and isinstance(data.get("response"), str)
+    )
     return 1.0 if ok else 0.0
 
 
@@ -223,8 +241,12 @@ def lpr_points(completion: str, sample: Sample) -> float:
     under the better of the two pairings, below 100 px."""
     answer = _lpr_answer(completion)
     gt_points = sample.get("gt_points")
-    if (not answer or not isinstance(gt_points, (list, tuple)) or len(gt_points) != 2
-            or not all(_numbers(p, 2) for p in gt_points)):
+    if (
+        not answer
+        or not isinstance(gt_points, (list, tuple))
+        or len(gt_points) != 2
+        or not all(_numbers(p, 2) for p in gt_points)
+    ):
         return 0.0
     x1, y1, x2, y2 = answer.bbox
     if not all(x1 <= x <= x2 and y1 <= y <= y2 for x, y in answer.points):
@@ -247,11 +269,23 @@ def gse_text(completion: str, sample: Sample, *, reference: bool = False) -> flo
 
 
 _TERMS: Dict[str, Dict[str, Term]] = {
-    "lpr": {"lpr_iou": lpr_iou, "lpr_think": think_format, "lpr_format": lpr_format,
-            "lpr_points": lpr_points, "lpr_box_l1": lpr_box_l1, "lpr_text": lpr_text},
-    "gse": {"gse_think": think_format, "gse_text": gse_text, "gse_format": gse_format,
-            "gse_region_l1": gse_region_l1, "gse_region_iou": gse_region_iou,
-            "gse_contain": gse_contain, "gse_size": gse_size},
+    "lpr": {
+        "lpr_iou": lpr_iou,
+        "lpr_think": think_format,
+        "lpr_format": lpr_format,
+        "lpr_points": lpr_points,
+        "lpr_box_l1": lpr_box_l1,
+        "lpr_text": lpr_text,
+    },
+    "gse": {
+        "gse_think": think_format,
+        "gse_text": gse_text,
+        "gse_format": gse_format,
+        "gse_region_l1": gse_region_l1,
+        "gse_region_iou": gse_region_iou,
+        "gse_contain": gse_contain,
+        "gse_size": gse_size,
+    },
 }
 _REFERENCE_AWARE = {"lpr_text", "gse_text"}
 
@@ -299,19 +333,24 @@ class RewardTerm:
         return [self.score(completion_text(c), s) for c, s in zip(completions, samples)]
 
 
-def make_reward_terms(stage: str, reference: bool = False,
-                      exclude: Sequence[str] = ()) -> List[RewardTerm]:
+def make_reward_terms(
+    stage: str, reference: bool = False, exclude: Sequence[str] = ()
+) -> List[RewardTerm]:
     """The stage's terms as TRL reward functions, in the registry's order."""
     if stage not in _TERMS:
         raise ValueError(f"unknown stage {stage!r}; expected one of {sorted(_TERMS)}")
-    return [RewardTerm(name, term, reference) for name, term in _TERMS[stage].items()
-            if name not in exclude]
+    return [
+        RewardTerm(name, term, reference)
+        for name, term in _TERMS[stage].items()
+        if name not in exclude
+    ]
 
 
 def weighted_total(scores: Mapping[str, Optional[float]], weights: Mapping[str, float]) -> float:
     """Sum of weight x score over the terms that apply (weight 1 when not given)."""
-    return float(sum(weights.get(name, 1.0) * value for name, value in scores.items()
-                     if value is not None))
+    return float(
+        sum(weights.get(name, 1.0) * value for name, value in scores.items() if value is not None)
+    )
 
 
 def score_all(stage: str, completion: str, sample: Sample, reference: bool = False) -> dict:

@@ -6,6 +6,7 @@ pipeline config's ``checkpoint`` points at), ``checkpoint-N/`` folders to resume
 and config hashes), ``data/`` (the built set) and ``log.jsonl`` (every logged step, with
 the per-term reward means ``rewards/<term>/mean``).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -45,8 +46,9 @@ def cpu_backend() -> Optional[str]:
 def reward_functions(config: TrainConfig) -> Tuple[list, List[float]]:
     """(TRL reward functions, their weights) of the configured stage and GSE reward."""
     online = config.stage == "gse" and config.gse_reward == "online"
-    funcs: list = make_reward_terms(config.stage, config.reference_rewards,
-                                    exclude=OFFLINE_ONLY_TERMS if online else ())
+    funcs: list = make_reward_terms(
+        config.stage, config.reference_rewards, exclude=OFFLINE_ONLY_TERMS if online else ()
+    )
     if online:
         from .retrospective import OnlineRetrospectiveReward
 
@@ -54,7 +56,9 @@ def reward_functions(config: TrainConfig) -> Tuple[list, List[float]]:
     names = [f.__name__ for f in funcs]
     unknown = sorted(set(config.reward_weights) - set(names))
     if unknown:
-        raise ValueError(f"reward_weights names unknown term(s) {unknown}; this run's terms: {names}")
+        raise ValueError(
+            f"reward_weights names unknown term(s) {unknown}; this run's terms: {names}"
+        )
     return funcs, [float(config.reward_weights.get(n, 1.0)) for n in names]
 
 
@@ -108,11 +112,20 @@ def prepare_data(config: TrainConfig) -> Path:
     rows_path = Path(config.output_dir) / "data" / ROWS
     if rows_path.is_file() and config.resume:
         return rows_path
-    options = DataOptions(seed=config.data_seed, crop_size=config.crop_size, lpr_size=config.lpr_size,
-                          gse_size=config.gse_size, max_samples=config.max_samples)
-    rows_path, counts = build_set(config.stage, config.annotations, rows_path.parent, options,
-                                  config.images_dir)
-    print(f"{config.stage} set: {counts['samples']} samples, {counts['skipped']} skipped -> {rows_path}")
+    options = DataOptions(
+        seed=config.data_seed,
+        crop_size=config.crop_size,
+        lpr_size=config.lpr_size,
+        gse_size=config.gse_size,
+        max_samples=config.max_samples,
+    )
+    rows_path, counts = build_set(
+        config.stage, config.annotations, rows_path.parent, options, config.images_dir
+    )
+    print(
+        f"{config.stage} set: {counts['samples']} samples, {counts['skipped']} skipped "
+        f"-> {rows_path}"
+    )
     return rows_path
 
 
@@ -126,11 +139,17 @@ def _log_callback(path: Path):
             if state.is_world_process_zero and logs:
                 with path.open("a") as sink:
                     sink.write(json.dumps({"step": state.global_step, **logs}) + "\n")
-                terms = {k.split("/")[1]: v for k, v in logs.items()
-                         if k.startswith("rewards/") and k.endswith("/mean")}
+                terms = {
+                    k.split("/")[1]: v
+                    for k, v in logs.items()
+                    if k.startswith("rewards/") and k.endswith("/mean")
+                }
                 if terms:
                     shown = "  ".join(f"{k} {v:.3f}" for k, v in terms.items())
-                    print(f"step {state.global_step}: reward {logs.get('reward', float('nan')):.3f}  {shown}")
+                    print(
+                        f"step {state.global_step}: "
+                        f"reward {logs.get('reward', float('nan')):.3f}  {shown}"
+                    )
 
     return JsonlLog()
 
@@ -147,10 +166,21 @@ def build_trainer(config: TrainConfig, rows_path: Path, **extra):
     if config.lora:
         from peft import LoraConfig
 
-        peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                                 target_modules=list(config.lora_target_modules), task_type="CAUSAL_LM")
-    trainer = GRPOTrainer(model=config.base_model, reward_funcs=funcs, args=grpo_args(config, weights, **extra),
-                          train_dataset=dataset, processing_class=processor, peft_config=peft_config)
+        peft_config = LoraConfig(
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=list(config.lora_target_modules),
+            task_type="CAUSAL_LM",
+        )
+    trainer = GRPOTrainer(
+        model=config.base_model,
+        reward_funcs=funcs,
+        args=grpo_args(config, weights, **extra),
+        train_dataset=dataset,
+        processing_class=processor,
+        peft_config=peft_config,
+    )
     trainer.add_callback(_log_callback(Path(config.output_dir) / "log.jsonl"))
     return trainer
 
@@ -174,10 +204,15 @@ def save_final(trainer, config: TrainConfig, rows_path: Path) -> Path:
         trainer.save_model(str(out))
     if trainer.accelerator.is_main_process:
         (out / "finers_train.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-        hashes = {"data_set_sha256": set_hash(rows_path), "annotations_sha256": _sha256(Path(config.annotations)),
-                  "config_sha256": hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest(),
-                  "base_model_config_sha256": files_hash([Path(config.base_model) / "config.json"]),
-                  "steps": trainer.state.global_step}
+        hashes = {
+            "data_set_sha256": set_hash(rows_path),
+            "annotations_sha256": _sha256(Path(config.annotations)),
+            "config_sha256": hashlib.sha256(
+                json.dumps(config.to_dict(), sort_keys=True).encode()
+            ).hexdigest(),
+            "base_model_config_sha256": files_hash([Path(config.base_model) / "config.json"]),
+            "steps": trainer.state.global_step,
+        }
         (out / "finers_train_hashes.json").write_text(json.dumps(hashes, indent=1))
     return out
 
@@ -191,8 +226,11 @@ def train(config: TrainConfig) -> Path:
     backend = cpu_backend()
     state = PartialState(**({"backend": backend} if backend else {}))
     with state.main_process_first():  # rank 0 builds the set, the others read it
-        rows_path = (prepare_data(config) if state.is_main_process
-                     else Path(config.output_dir) / "data" / ROWS)
+        rows_path = (
+            prepare_data(config)
+            if state.is_main_process
+            else Path(config.output_dir) / "data" / ROWS
+        )
     trainer = build_trainer(config, rows_path)
     resume = last_checkpoint(config.output_dir) if config.resume else None
     if resume:
