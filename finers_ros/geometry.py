@@ -192,28 +192,12 @@ def box_iou(a: Box, b: Box) -> float:
 
 
 def polygon_to_mask(polygon: Iterable[Sequence[float]], size: Size) -> np.ndarray:
-    """Rasterise a native polygon ``[[x, y], ...]`` to an ``H x W`` bool mask."""
-    mask = np.zeros((size[1], size[0]), np.uint8)
-    pts = np.round(np.asarray(list(polygon), np.float64)).astype(np.int32).reshape(-1, 1, 2)
-    if len(pts) >= 3:
-        cv2.fillPoly(mask, [pts], 1)
-    return mask.astype(bool)
+    """Rasterise a native polygon ``[[x, y], ...]`` (or a list of them) to an ``H x W`` bool
+    mask, exactly as ground truth is (``data.annotations.gt_mask``, its one implementation:
+    vertices truncated, outline and fill)."""
+    from .data.annotations import gt_mask  # data builds on geometry, not the reverse
 
-
-def annotation_mask(points, size: Size) -> np.ndarray:
-    """Mask of a FineRS-4k ``points`` field: one polygon ``[[x, y], ...]`` or a list of them."""
-    arr = points
-    if (
-        arr
-        and isinstance(arr[0], (list, tuple))
-        and arr[0]
-        and isinstance(arr[0][0], (list, tuple))
-    ):
-        mask = np.zeros((size[1], size[0]), bool)
-        for polygon in arr:
-            mask |= polygon_to_mask(polygon, size)
-        return mask
-    return polygon_to_mask(arr, size)
+    return gt_mask(polygon, size)
 
 
 def polygon_box(polygon: Iterable[Sequence[float]]) -> Box:

@@ -220,8 +220,7 @@ def shaped_detection(bag, log_ns, stamp_ns, instruction, request_id, mask):
 
 
 def test_export_then_import_corrected_coco(tmp_path):
-    from finers_ros.data.annotations import load_annotations, read_rgb
-    from finers_ros.geometry import annotation_mask
+    from finers_ros.data.annotations import gt_mask, load_annotations, read_rgb
     from finers_training.dataset_cli import main
 
     disc = np.zeros((H, W), np.uint8)
@@ -250,10 +249,10 @@ def test_export_then_import_corrected_coco(tmp_path):
     assert records[0].q_type == "option" and records[0].options == ["A. red", "B. blue"]
     assert records[0].answer == "A" and records[0].extra["source"]["request_id"] == "q1"
     assert frame_value(read_rgb(records[0].image_path)) == 0
-    assert np.array_equal(annotation_mask(records[0].polygon, (W, H)), disc.astype(bool))
+    assert np.array_equal(gt_mask(records[0].polygon, (W, H)), disc.astype(bool))
     big_part = two_parts.copy()
     big_part[30:33, 5:8] = 0
-    assert np.array_equal(annotation_mask(records[1].polygon, (W, H)), big_part.astype(bool))
+    assert np.array_equal(gt_mask(records[1].polygon, (W, H)), big_part.astype(bool))
     assert records[0].area_percent == pytest.approx(100 * disc.sum() / (W * H))
 
     coco = json.loads((out / "coco.json").read_text())

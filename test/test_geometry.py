@@ -97,10 +97,16 @@ def test_polygon_mask_and_boxes():
     assert geo.mask_box(mask) == (10, 10, 19, 19)
     assert geo.polygon_box([[10, 12], [19, 10], [15, 25]]) == (10, 10, 19, 25)
     assert geo.mask_box(np.zeros((5, 5), bool)) is None
-    two = geo.annotation_mask(
-        [[[0, 0], [4, 0], [4, 4], [0, 4]], [[10, 10], [14, 10], [14, 14], [10, 14]]], (20, 20)
-    )
-    assert two.sum() == 50
+
+
+def test_polygon_mask_is_the_ground_truth_rasterisation():
+    # One rasteriser for polygons (data.annotations.gt_mask): vertices truncated, not rounded.
+    from finers_ros.data.annotations import gt_mask
+
+    polygon = [[1.6, 1.6], [5.6, 1.6], [5.6, 4.6], [1.6, 4.6]]
+    assert np.array_equal(geo.polygon_to_mask(polygon, (8, 8)), gt_mask(polygon, (8, 8)))
+    assert geo.mask_box(geo.polygon_to_mask(polygon, (8, 8))) == (1, 1, 5, 4)
+    assert not hasattr(geo, "annotation_mask")  # gt_mask is the one for annotation fields
 
 
 def test_paste_mask_lands_at_crop_origin():

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from finers_ros.config import PipelineConfig
-from finers_ros.geometry import annotation_mask, polygon_box
+from finers_ros.data.annotations import gt_mask
+from finers_ros.geometry import polygon_box
 from finers_ros.pipeline import FineRSPipeline
 from finers_ros.segmenters.bringup import BringupSegmenter
 from finers_ros.stages.base import Generation
@@ -18,7 +19,7 @@ def test_bringup_finds_small_target_in_4k(pipeline, scene_4k):
     image, record = scene_4k
     result = pipeline.run(image, record["Q"])
     assert result.ok and result.found, result.error
-    gt = annotation_mask(record["points"], (3840, 2160))
+    gt = gt_mask(record["points"], (3840, 2160))
     assert result.mask.shape == gt.shape
     assert (result.mask & gt).sum() / (result.mask | gt).sum() > 0.8
     gt_box = polygon_box(record["points"])

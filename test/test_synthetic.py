@@ -4,7 +4,7 @@ import numpy as np
 
 from finers_ros.data.annotations import load_annotations, read_rgb
 from finers_ros.data.synthetic import SceneConfig, SceneGenerator, write_dataset
-from finers_ros.geometry import annotation_mask
+from finers_ros.data.annotations import gt_mask
 
 
 def test_scene_is_deterministic(scene_generator):
@@ -23,7 +23,7 @@ def test_records_follow_finers4k_format_and_targets_are_small(scene_generator):
         assert record["Q-type"] in ("referring", "reasoning", "option")
         assert record["attribute"] in ("colors", "shape", "others", "position")
         assert 0 < record["area_percent"] < 0.055
-        mask = annotation_mask(record["points"], (1920, 1080))
+        mask = gt_mask(record["points"], (1920, 1080))
         assert abs(100 * mask.sum() / mask.size - record["area_percent"]) < 0.2 * record["area_percent"] + 0.002
         if record["Q-type"] == "option":
             letter = record["A"]

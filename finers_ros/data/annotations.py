@@ -70,7 +70,10 @@ def load_annotations(path: str | Path, images_dir: str | Path | None = None) -> 
 
 def polygons(points) -> List[np.ndarray]:
     """The polygons of a ``points`` field (one ``[[x, y], ...]`` or a list of them) as
-    ``N x 2`` float arrays, native pixels; ValueError when malformed or non-finite."""
+    ``N x 2`` float arrays, native pixels; ValueError when malformed or non-finite. An
+    ``N x 2`` (or ``K x N x 2``) array is accepted as well."""
+    if isinstance(points, np.ndarray):
+        points = points.tolist()
     if not isinstance(points, (list, tuple)) or not points:
         raise ValueError("'points' must be a non-empty list of [x, y] vertices")
     first = points[0]

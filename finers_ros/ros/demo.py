@@ -35,7 +35,7 @@ def main(argv=None) -> int:
 
     from domain_coordinator import domain_id
 
-    from ..geometry import annotation_mask
+    from ..data.annotations import gt_mask
     from .launcher import NodeProcess, clean_shared_memory, ros_environment
     from .messages import detection_mask
 
@@ -80,7 +80,7 @@ def main(argv=None) -> int:
             except RuntimeError as exc:
                 print(f"finers-demo: {exc}")
     timings = dict(zip(detection.timing_names, detection.timings_ms))
-    gt = annotation_mask(record["points"], (image.shape[1], image.shape[0]))
+    gt = gt_mask(record["points"], (image.shape[1], image.shape[0]))
     mask = detection_mask(detection)
     iou = float((mask & gt).sum() / max(1, (mask | gt).sum()))
     print(f"finers-demo: backend {detection.backend or '-'} "

@@ -18,9 +18,9 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
+from ..data.annotations import gt_mask
 from ..data.synthetic_depth import camera_for, corrupt, depth_to_16uc1, raised_mask_scene
 from ..depth3d import CameraModel, Vec3
-from ..geometry import annotation_mask
 from .depth_input import CAMERA_INFO_TOPIC, DEPTH_TOPIC
 
 
@@ -70,7 +70,7 @@ def rgbd_scene(
     (annotation polygons, native pixels): a 69-degree camera, depth at half resolution."""
     width, height = colour_msg.width, colour_msg.height
     colour_camera = camera_for(width, height)
-    mask = annotation_mask(polygon_points, (width, height))
+    mask = gt_mask(polygon_points, (width, height))
     depth_camera = colour_camera.scaled_to(width // 2, height // 2)
     scene = raised_mask_scene(depth_camera, mask, plane_z=plane_z, height=raised_m)
     depth = corrupt(scene, np.random.default_rng(seed), edge_px=1)
