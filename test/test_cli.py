@@ -217,3 +217,17 @@ def test_report_keeps_token_counts_out_of_the_latency_table(tmp_path):
     latency = report.split("| stage | median ms | p90 ms |")[1].split("\n\n")[0]
     assert "| gse | 900.0 |" in latency and "tokens" not in latency
     assert "| tokens | median | p90 |\n|---|---|---|\n| gse_prompt_tokens | 2882.0 |" in report
+
+
+def test_banner_names_the_bringup_parts_only():
+    # Qwen2.5-VL checkpoints with the bring-up segmenter is not a "no model weights" run.
+    from finers_ros.cli.common import bringup_banner
+    from finers_ros.pipeline import FineRSPipeline
+    from finers_ros.segmenters.bringup import BringupSegmenter
+
+    qwen = ScriptedModel({})
+    qwen.name = "qwen2_5_vl:FineRS-7B"
+    banner = bringup_banner(FineRSPipeline(qwen, qwen, BringupSegmenter()))
+    assert "no model weights" not in banner
+    assert "qwen2_5_vl:FineRS-7B" in banner and "bring-up segmenter" in banner
+    assert "no model weights" in bringup_banner(FineRSPipeline.from_config(None))

@@ -13,9 +13,15 @@ class CliError(SystemExit):
 
 
 def bringup_banner(pipeline) -> str:
-    if pipeline.is_bringup:
+    """One line naming the backends; bring-up parts are called out, as they are not FineRS."""
+    parts = {"GSE": pipeline.gse, "LPR": pipeline.lpr, "segmenter": pipeline.segmenter}
+    bringup = [role for role, part in parts.items() if "bringup" in part.name]
+    if len(bringup) == len(parts):
         return ("backend: bring-up (weight-free colour/size/position grounding, no model weights); "
                 "configure Qwen2.5-VL and SAM checkpoints for real FineRS inference")
+    if bringup:
+        return (f"backend: {pipeline.backend_name} (bring-up {', '.join(bringup)}: weight-free, "
+                "not FineRS)")
     return f"backend: {pipeline.backend_name}"
 
 
