@@ -171,6 +171,25 @@ def test_pipeline_runs_both_stages_through_the_server(vllm_server, scene_4k):
     pipeline.close()
 
 
+def test_answer_only_opens_the_assistant_turn_as_the_local_backend(vllm_server, vllm_checkpoint):
+    from finers_ros.stages.qwen_vl import QwenVLModel
+
+    remote, local = (
+        stage(vllm_server, max_new_tokens=4),
+        StageConfig(
+            backend="qwen2_5_vl",
+            checkpoint=str(vllm_checkpoint),
+            dtype="float32",
+            max_new_tokens=4,
+        ),
+    )
+    remote.answer_only = local.answer_only = True
+    image, prompt = frame(512, 512), lpr_prompt("find the red screw")
+    generation = OpenAIServerModel(remote).generate(image, prompt)  # the count check passes
+    assert generation.text.startswith("<think> </think><answer>")
+    assert generation.prompt_tokens == QwenVLModel(local).generate(image, prompt).prompt_tokens
+
+
 def test_config_file_selects_the_server_backend(vllm_server, tmp_path):
     config = config_from_dict(
         {
@@ -276,19 +295,25 @@ def _running_requests(server: VLLMServer) -> float:
 
 
 class _Misbehaving:
-    """A real HTTP server on loopback answering every POST with ``status`` and ``body``:
-    the server failures vLLM itself cannot be made to produce (5xx, a body that is not JSON)."""
+    """A real HTTP server on loopback answering every POST with ``status`` and ``body`` (or
+    the next of ``bodies``): the server failures vLLM itself cannot be made to produce (5xx,
+    a body that is not JSON) and scripted answers a random model does not give."""
 
-    def __init__(self, status: int, body: bytes):
+    def __init__(self, status: int, body: bytes = b"", bodies: tuple = ()):
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         outer = self
         self.requests = 0
+        self.received = []
+        scripted = list(bodies)
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 outer.requests += 1
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                outer.received.append(
+                    json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                )
+                body = scripted.pop(0) if scripted else outer_body
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -298,6 +323,7 @@ class _Misbehaving:
             def log_message(self, *args):
                 pass
 
+        outer_body = body
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
@@ -316,6 +342,33 @@ class _Misbehaving:
     def close(self):
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def _completion(text: str, stop_reason, tokens: int) -> bytes:
+    """A vLLM chat-completions answer (the fields the backend reads)."""
+    choice = {"message": {"role": "assistant", "content": text}, "stop_reason": stop_reason}
+    usage = {"prompt_tokens": 300, "completion_tokens": tokens}
+    return json.dumps({"choices": [choice], "usage": usage}).encode()
+
+
+def test_answer_quoted_inside_think_is_continued():
+    """A model that quotes ``</answer>`` while thinking hits the stop string early: the same
+    assistant turn is continued until the final answer (after ``</think>``) is out."""
+    first = "<think> the format is <answer>{...}</answer>"
+    rest = " so the red one </think><answer>{'bbox': [1, 2, 3, 4]}</answer>"
+    server = _Misbehaving(
+        200, bodies=(_completion(first, "</answer>", 10), _completion(rest, "</answer>", 12))
+    )
+    try:
+        generation = server.backend().generate(frame(64, 64), "find it")
+    finally:
+        server.close()
+    assert generation.text == first + rest and generation.generated_tokens == 22
+    assert generation.prompt_tokens == 300 and not generation.truncated
+    again = server.received[1]
+    assert again["continue_final_message"] and not again["add_generation_prompt"]
+    assert again["messages"][-1] == {"role": "assistant", "content": first}
+    assert again["max_tokens"] == server.received[0]["max_tokens"] - 10
 
 
 def test_http_5xx_is_retried_then_reported():

@@ -27,9 +27,9 @@ import numpy as np
 
 from ..config import StageConfig
 from .base import Generation
+from .qwen_vl import ANSWER_END, ANSWER_ONLY_PREFIX, answer_is_complete, chat_messages
 
-STOP = "</answer>"
-ANSWER_ONLY_PREFIX = "<think> </think><answer>"  # QwenVLModel's answer-only assistant start
+STOP = ANSWER_END
 MAX_ROUNDS = 4  # continuations after an ``</answer>`` quoted inside <think>
 # The published Qwen2.5-VL preprocessor: patch 14, 2x2 merge, 3136 <= pixels <= 12845056.
 MIN_PIXELS = 3136
@@ -114,16 +114,18 @@ class OpenAIServerModel:
     @property
     def answer_prefix(self) -> str:
         """Text the assistant turn starts with (answer-only mode), as in ``QwenVLModel``."""
-        return ANSWER_ONLY_PREFIX if getattr(self.config, "answer_only", False) else ""
+        return ANSWER_ONLY_PREFIX if self.config.answer_only else ""
 
     def messages(self, prompt: str, image_url: Optional[str], assistant_text: str = "") -> list:
         """``QwenVLModel``'s chat: system turn, user turn (image, then text); with
         ``assistant_text``, an open assistant turn the server continues."""
-        user = [{"type": "image_url", "image_url": {"url": image_url}}] if image_url else []
-        user.append({"type": "text", "text": prompt})
-        messages = [
-            {"role": "system", "content": [{"type": "text", "text": self.config.system_prompt}]},
-            {"role": "user", "content": user},
+        messages = chat_messages(prompt, self.config.system_prompt)
+        image = [{"type": "image_url", "image_url": {"url": image_url}}] if image_url else []
+        user = messages[-1]
+        user["content"] = [
+            part
+            for item in user["content"]
+            for part in (image if item["type"] == "image" else [item])
         ]
         if assistant_text:
             messages.append({"role": "assistant", "content": assistant_text})
@@ -234,7 +236,7 @@ class OpenAIServerModel:
                 _add(timings, {"request": request_ms, **_server_timings_ms(answer, request_ms)})
                 if (
                     stop_reason != STOP
-                    or _answer_complete(text)
+                    or answer_is_complete(text)
                     or generated >= self.config.max_new_tokens
                 ):
                     break
@@ -244,7 +246,7 @@ class OpenAIServerModel:
         end = time.perf_counter()
         prefill = timings.get("server_prefill")
         decode = timings.get("server_decode")
-        truncated = generated >= self.config.max_new_tokens and not _answer_complete(text)
+        truncated = generated >= self.config.max_new_tokens and not answer_is_complete(text)
         return Generation(
             text,
             int(prompt_tokens),
@@ -261,8 +263,8 @@ class OpenAIServerModel:
         visual = expected_image_tokens(
             width,
             height,
-            getattr(self.config, "min_pixels", MIN_PIXELS),
-            getattr(self.config, "max_pixels", MAX_PIXELS),
+            self.config.min_pixels,
+            self.config.max_pixels,
         )
         expected = self.text_tokens(prompt) + IMAGE_MARKER_TOKENS + visual
         if prompt_tokens != expected:
@@ -349,15 +351,6 @@ def _read_answer(answer, base_url: str) -> Tuple[str, int, int, object]:
     if stop_reason == STOP and not text.endswith(STOP):
         text += STOP
     return text, prompt_tokens, generated, stop_reason
-
-
-def _answer_complete(text: str) -> bool:
-    """The final ``</answer>`` is out: one after ``</think>``, or any without ``<think>``."""
-    end = text.rfind(STOP)
-    if end < 0:
-        return False
-    think_end = text.find("</think>")
-    return text.find("<think>") < 0 or 0 <= think_end < end
 
 
 def _add(total: dict, more: dict) -> None:
