@@ -63,10 +63,13 @@ def params_file_problem(argv: List[str]) -> Optional[str]:
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the node until a signal or the shutdown transition; the exit status."""
     tune_malloc()  # first: keep 25 MB frame buffers mapped (see memory.py)
-    stop = threading.Event()
+    stop = threading.Event()  # set by the shutdown transition or a failed executor
+    signalled: List[int] = []
 
-    def on_signal(signum, frame) -> None:  # a second signal only repeats the request
-        stop.set()
+    def on_signal(signum, frame) -> None:
+        # no lock here (not even stop.set()): the handler runs in the main thread, which may
+        # hold stop's lock inside stop.wait(), and would deadlock on it
+        signalled.append(signum)
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
@@ -105,8 +108,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     spinner = threading.Thread(target=spin, name="finers-executor", daemon=True)
     spinner.start()
-    while not stop.wait(0.2):
+    while not signalled and not stop.wait(0.1):
         pass
+    stop.set()  # what the executor raises from here on is the shutdown, not a failure
     # from here on signals are ignored by the OS: Python's own teardown would reinstate the
     # default SIGINT action and a repeated signal would kill the process (exit -2)
     signal.signal(signal.SIGINT, signal.SIG_IGN)

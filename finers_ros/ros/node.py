@@ -410,6 +410,8 @@ class PerceptionNode(LifecycleNode):
         try:
             goal_handle.execute()  # schedules _end_goal on the executor
         except Exception as exc:  # the action server was destroyed meanwhile
+            with self._goals_lock:
+                self._ended.pop(bytes(goal_handle.goal_id.uuid), None)
             self.get_logger().warning(f"goal {entry.request.request_id} not ended: {exc}")
 
     def _end_goal(self, goal_handle) -> Segment.Result:
