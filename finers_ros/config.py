@@ -17,6 +17,11 @@ SEGMENTER_BACKENDS = ("bringup", "sam")
 SAM_RUNTIMES = ("torch", "onnxruntime", "tensorrt")
 
 
+# Nominal frames and crops larger than a 16K camera frame are typos (a 100000^2 LPR frame
+# is 30 GB per request), not settings.
+MAX_FRAME_SIDE = 16384
+
+
 class ConfigError(ValueError):
     """A configuration value that cannot work; the message names the key and value."""
 
@@ -143,10 +148,11 @@ class GeometryConfig:
     def validate(self) -> None:
         for key in ("gse_size", "lpr_size"):
             value = getattr(self, key)
-            if len(value) != 2 or min(value) <= 0:
-                raise ConfigError(f"geometry.{key}={list(value)}: expected [width, height] > 0")
-        if self.crop_size <= 0:
-            raise ConfigError(f"geometry.crop_size={self.crop_size}: must be positive")
+            if len(value) != 2 or min(value) <= 0 or max(value) > MAX_FRAME_SIDE:
+                raise ConfigError(f"geometry.{key}={list(value)}: expected [width, height], "
+                                  f"each in 1..{MAX_FRAME_SIDE}")
+        if not 0 < self.crop_size <= MAX_FRAME_SIDE:
+            raise ConfigError(f"geometry.crop_size={self.crop_size}: expected 1..{MAX_FRAME_SIDE}")
 
 
 @dataclass
@@ -163,6 +169,9 @@ class PipelineConfig:
         self.lpr.validate("lpr")
         self.segmenter.validate()
         self.geometry.validate()
+        if self.max_instruction_chars < 1:
+            raise ConfigError(f"max_instruction_chars={self.max_instruction_chars}: "
+                              "must be positive")
         return self
 
     @property

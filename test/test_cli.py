@@ -231,3 +231,17 @@ def test_banner_names_the_bringup_parts_only():
     assert "no model weights" not in banner
     assert "qwen2_5_vl:FineRS-7B" in banner and "bring-up segmenter" in banner
     assert "no model weights" in bringup_banner(FineRSPipeline.from_config(None))
+
+
+@pytest.mark.parametrize("config_text", [
+    "gse: {backend: bringup\n  lpr: [\n",  # YAML errors span several lines
+    "segmenter: {backend: sam, checkpoint: w.pth}\n",  # torch.load's multi-line refusal
+])
+def test_config_errors_are_one_line(tmp_path, image_4k, config_text):
+    (tmp_path / "w.pth").write_text('{"not": "a checkpoint"}')
+    config = tmp_path / "c.yaml"
+    config.write_text(config_text)
+    done = run("finers-segment", image_4k[0], "find it", "--out", tmp_path, "--config", config)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("finers-segment: error: "), done.stderr

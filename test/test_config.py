@@ -36,6 +36,11 @@ def test_paths_relative_to_file(tmp_path):
             "needs segmenter.decoder_onnx",
         ),
         ({"geometry": {"crop_size": 0}}, "crop_size=0"),
+        # Sizes no camera needs: a 100000^2 LPR frame is 30 GB per request (and at warm-up).
+        ({"geometry": {"lpr_size": [100000, 100000]}}, "geometry.lpr_size=[100000, 100000]"),
+        ({"geometry": {"gse_size": [1920, 20000]}}, "geometry.gse_size=[1920, 20000]"),
+        ({"geometry": {"crop_size": 50000}}, "geometry.crop_size=50000"),
+        ({"max_instruction_chars": 0}, "max_instruction_chars=0"),
         ({"lpr": {"max_new_tokens": -1}}, "max_new_tokens=-1"),
         ({"gse": {"temperature": 1}}, "unknown key(s) ['temperature'] in gse"),
         ({"gse": "qwen"}, "expected a mapping"),

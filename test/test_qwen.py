@@ -53,6 +53,16 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
         QwenVLModel(StageConfig(backend="qwen2_5_vl", checkpoint=str(tmp_path)))
 
 
+def test_corrupt_weights_are_a_checkpoint_error(tmp_path, tiny_qwen_dir):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_qwen_dir, broken)
+    (broken / "model.safetensors").write_bytes(b"garbage, not a safetensors header")
+    with pytest.raises(CheckpointError, match="cannot load Qwen2.5-VL"):
+        QwenVLModel(StageConfig(backend="qwen2_5_vl", checkpoint=str(broken)))
+
+
 def test_same_checkpoint_is_loaded_once(tiny_qwen_dir):
     stage = StageConfig(backend="qwen2_5_vl", checkpoint=str(tiny_qwen_dir))
     gse, lpr = build_stage_models(PipelineConfig(gse=stage, lpr=StageConfig(**vars(stage))))

@@ -3,11 +3,16 @@ from __future__ import annotations
 
 import sys
 
+MAX_REASON_CHARS = 500
+
 
 class CliError(SystemExit):
     """Print ``finers: <reason>`` on stderr and exit with ``code``."""
 
     def __init__(self, reason: str, code: int = 2):
+        reason = " ".join(str(reason).split())  # library messages (YAML, torch) span lines
+        if len(reason) > MAX_REASON_CHARS:
+            reason = reason[:MAX_REASON_CHARS - 3] + "..."
         print(f"{sys.argv[0].rsplit('/', 1)[-1]}: error: {reason}", file=sys.stderr)
         super().__init__(code)
 

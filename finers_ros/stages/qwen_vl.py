@@ -118,7 +118,8 @@ class QwenVLModel:
                 .to(config.device)
                 .eval()
             )
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 -- loaders of untrusted files raise many types
+            # (safetensors' SafetensorError for corrupt weights is neither OSError nor ValueError)
             raise CheckpointError(f"cannot load Qwen2.5-VL from {path}: {exc}") from exc
 
     @property
