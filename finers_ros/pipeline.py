@@ -30,8 +30,10 @@ class StageFailure(Exception):
 
 
 def instruction_problem(instruction, max_chars: int) -> Optional[str]:
-    """Why an instruction cannot be served (empty, too long), or None."""
-    if not isinstance(instruction, str) or not instruction.strip():
+    """Why an instruction cannot be served (empty, too long, not text), or None."""
+    if instruction is not None and not isinstance(instruction, str):
+        return f"instruction must be text, got {type(instruction).__name__}"
+    if instruction is None or not instruction.strip():
         return "empty instruction"
     if len(instruction) > max_chars:
         return f"instruction too long ({len(instruction)} characters, limit {max_chars})"

@@ -46,6 +46,8 @@ def test_not_found_is_not_an_error(pipeline, scene_4k):
         (np.zeros((100, 100, 3), np.uint8), "   ", "empty instruction"),
         (np.zeros((100, 100, 3), np.uint8), "x" * 100_000, "too long"),
         (np.zeros((100, 100, 3), np.uint8), None, "empty instruction"),
+        (np.zeros((100, 100, 3), np.uint8), b"find the red screw", "instruction must be text"),
+        (np.zeros((100, 100, 3), np.uint8), 5, "instruction must be text, got int"),
     ],
 )
 def test_bad_input_gives_error_result(pipeline, image, instruction, message):
