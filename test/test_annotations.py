@@ -45,6 +45,21 @@ def test_malformed_polygons_are_dataset_errors(tmp_path):
             load_annotations(path)
 
 
+@pytest.mark.parametrize("field, value", [
+    ("Q", None), ("Q", ["find it"]), ("Q-type", None), ("area_percent", "nan"),
+    ("area_percent", float("inf")), ("area_percent", -1), ("area_percent", None),
+    ("image_path", 5),
+])
+def test_malformed_fields_are_dataset_errors(tmp_path, field, value):
+    # Not str(None) as the question, not a NaN area that lands in the XS bucket unnoticed.
+    record = {"image_path": "a.png", "Q": "find it", "A": "", "Q-type": "referring",
+              "area_percent": 0.01, "points": [[1, 1], [5, 1], [5, 4]], field: value}
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps({"annotations": [record]}))
+    with pytest.raises(DatasetError, match=f"record 0 is malformed.*{field}"):
+        load_annotations(path)
+
+
 def test_gt_mask_matches_the_reference_code_on_random_polygons():
     import cv2
 

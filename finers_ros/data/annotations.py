@@ -53,19 +53,40 @@ def load_annotations(path: str | Path, images_dir: str | Path | None = None) -> 
     for index, item in enumerate(items):
         try:
             polygons(item["points"])
-            image_path = Path(item["image_path"])
+            image_path = Path(_text(item, "image_path"))
             known = {"image_path", "Q", "A", "Q-type", "points", "area_percent", "attribute",
                      "options"}
             records.append(Record(
                 image_path=image_path if image_path.is_absolute() else base / image_path,
-                question=str(item["Q"]), answer=str(item.get("A", "")), q_type=str(item["Q-type"]),
-                polygon=item["points"], area_percent=float(item["area_percent"]),
+                question=_text(item, "Q"), answer=str(item.get("A", "")),
+                q_type=_text(item, "Q-type"), polygon=item["points"],
+                area_percent=_area_percent(item),
                 attribute=str(item.get("attribute", "")), options=item.get("options"),
                 extra={k: v for k, v in item.items() if k not in known},
             ))
         except (KeyError, TypeError, ValueError) as exc:
             raise DatasetError(f"{path}: record {index} is malformed ({exc!r})") from exc
     return records
+
+
+def _text(item: dict, key: str) -> str:
+    """A field that must be a string (not ``str(None)`` or a list's repr as a question)."""
+    value = item[key]
+    if not isinstance(value, str):
+        raise ValueError(f"{key!r} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _area_percent(item: dict) -> float:
+    """``area_percent``: a finite number >= 0 (it picks the size bucket)."""
+    value = item["area_percent"]
+    try:
+        area = float(value)
+    except (TypeError, ValueError):
+        area = math.nan
+    if isinstance(value, bool) or not math.isfinite(area) or area < 0:
+        raise ValueError(f"'area_percent' must be a finite number >= 0, got {value!r}")
+    return area
 
 
 def polygons(points) -> List[np.ndarray]:
