@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -188,6 +189,78 @@ def test_answer_only_opens_the_assistant_turn_as_the_local_backend(vllm_server, 
     generation = OpenAIServerModel(remote).generate(image, prompt)  # the count check passes
     assert generation.text.startswith("<think> </think><answer>")
     assert generation.prompt_tokens == QwenVLModel(local).generate(image, prompt).prompt_tokens
+
+
+def test_segment_and_eval_commands_run_through_the_server(vllm_server, tmp_path):
+    """finers-segment and finers-eval with a config that puts GSE on the server: the random
+    model's answer comes back through both commands as the stage failure it is."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    bin_dir = Path(sys.executable).parent
+    config = tmp_path / "pipeline_vllm.yaml"
+    gse = {"backend": "openai", "max_new_tokens": 8, "server": stage_server_config(vllm_server)}
+    config.write_text(yaml.safe_dump({"gse": gse}))
+    scenes = tmp_path / "scenes"
+    made = subprocess.run(
+        [
+            bin_dir / "finers-make-scenes",
+            "--out",
+            scenes,
+            "--count",
+            "2",
+            "--seed",
+            "3",
+            "--width",
+            "1920",
+            "--height",
+            "1080",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert made.returncode == 0, made.stderr
+    record = json.loads((scenes / "annotations.json").read_text())["annotations"][0]
+    image = scenes / record["image_path"]
+    done = subprocess.run(
+        [
+            bin_dir / "finers-segment",
+            image,
+            record["Q"],
+            "--out",
+            tmp_path / "seg",
+            "--config",
+            config,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 3, done.stderr
+    assert "error (gse): " in done.stdout  # the random answer: cut short or unparsable
+    result = json.loads((tmp_path / "seg" / "result.json").read_text())
+    assert result["gse_text"] and result["timings_ms"]["gse_request_ms"] > 0
+
+    done = subprocess.run(
+        [
+            bin_dir / "finers-eval",
+            "--annotations",
+            scenes / "annotations.json",
+            "--config",
+            config,
+            "--out",
+            tmp_path / "eval",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["samples"] == 2 and "gse" in metrics["latency_ms"]
 
 
 def test_config_file_selects_the_server_backend(vllm_server, tmp_path):
