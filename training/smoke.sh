@@ -3,8 +3,9 @@
 # Qwen2.5-VL, then the trained checkpoints loaded by finers-segment and finers-eval.
 #   LPR (2 steps) -> best-region search with that LPR -> GSE (2 steps, offline best_region
 #   reward) and GSE (2 steps, online reward with the frozen LPR) -> pipeline config -> CLI.
-# Also: LPR resumed for one more step, and LPR as 2 DeepSpeed ZeRO-2 processes (CPU, gloo).
-# Leaves runs/smoke/{lpr,lpr_zero2,gse,gse_online}; pass a folder to use instead of runs/smoke.
+# Also: LPR resumed for one more step, and LPR as 2 DeepSpeed ZeRO-2 and ZeRO-3 processes
+# (CPU, gloo, loopback).
+# Leaves runs/smoke/{lpr,lpr_zero2,lpr_zero3,gse,gse_online}; pass a folder to use instead of runs/smoke.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${VENV:-.venv}/bin
@@ -31,6 +32,11 @@ PORT=$("$BIN/python" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1'
   --config "$CONFIGS/smoke_lpr.yaml" --base-model "$OUT/base" --annotations "$OUT/scenes/annotations.json" \
   --output-dir "$OUT/lpr_zero2"
 test -d "$OUT/lpr_zero2/checkpoint-2/global_step2" && test -f "$OUT/lpr_zero2/checkpoint-2/rng_state_1.pth"
+# ZeRO-3 as well (parameters sharded): must save the same, node-loadable weights as ZeRO-2.
+"$BIN/accelerate" launch --config_file "$CONFIGS/accelerate/zero3.yaml" --num_processes 2 \
+  --main_process_ip 127.0.0.1 --main_process_port "$PORT" -m finers_training.cli lpr \
+  --config "$CONFIGS/smoke_lpr.yaml" --base-model "$OUT/base" \
+  --annotations "$OUT/scenes/annotations.json" --output-dir "$OUT/lpr_zero3"
 "$BIN/finers-train" search --config "$CONFIGS/smoke_gse.yaml" --lpr "$OUT/lpr" \
   --annotations "$OUT/scenes/annotations.json" --out "$OUT/searched/annotations.json"
 "$BIN/finers-train" gse --config "$CONFIGS/smoke_gse.yaml" --base-model "$OUT/base" \
@@ -52,6 +58,12 @@ for run, terms in (("lpr", "lpr_iou"), ("lpr_zero2", "lpr_iou"), ("gse", "gse_re
     assert steps[0]["learning_rate"] > 0, f"{run}: first update at lr 0"
     for name in ("config.json", "model.safetensors", "finers_train.yaml", "finers_train_hashes.json"):
         assert (out / run / name).is_file(), (run, name)
+from safetensors.torch import load_file
+
+base, zero2, zero3 = (load_file(out / run / "model.safetensors") for run in ("base", "lpr_zero2", "lpr_zero3"))
+assert set(zero3) == set(zero2) == set(base), "ZeRO-3 saved other weight names"
+assert all((zero3[k] - zero2[k]).abs().max() < 1e-6 for k in base), "ZeRO-3 and ZeRO-2 disagree"
+assert any((zero2[k] - base[k]).abs().max() > 0 for k in base), "training changed nothing"
 best = json.loads((out / "searched/annotations.json").read_text())["annotations"]
 assert all(len(r["best_region"]) == 4 for r in best)
 print("train-smoke: runs, logs and checkpoints in place")

@@ -17,7 +17,15 @@ from typing import List, Optional, Tuple
 import yaml
 
 from .config import TrainConfig
-from .data import DataOptions, ROWS, build_set, files_hash, load_dataset, set_hash
+from .data import (
+    ROWS,
+    DataOptions,
+    build_set,
+    files_hash,
+    load_dataset,
+    read_rows,
+    set_hash,
+)
 from .rewards import make_reward_terms
 
 OFFLINE_ONLY_TERMS = ("gse_region_l1", "gse_region_iou")  # need best_region
@@ -126,6 +134,13 @@ def prepare_data(config: TrainConfig) -> Path:
         f"{config.stage} set: {counts['samples']} samples, {counts['skipped']} skipped "
         f"-> {rows_path}"
     )
+    if config.stage == "gse" and config.gse_reward == "offline":
+        missing = sum(row.get("best_region") is None for row in read_rows(rows_path))
+        if missing:
+            print(
+                f"warning: {missing} of {counts['samples']} samples have no best_region "
+                "(run finers-train search first); their region terms are skipped"
+            )
     return rows_path
 
 
@@ -182,6 +197,11 @@ def build_trainer(config: TrainConfig, rows_path: Path, **extra):
         peft_config=peft_config,
     )
     trainer.add_callback(_log_callback(Path(config.output_dir) / "log.jsonl"))
+    if _zero_stage(trainer) == 3:
+        # Loaded under ZeRO-3 init, the model records a key conversion that saving reverts
+        # wrongly (model.model.* instead of model.*: the node would load random weights).
+        # Without it, save_pretrained writes the keys of a freshly built model, which load.
+        trainer.accelerator.unwrap_model(trainer.model)._weight_conversions = None
     return trainer
 
 
@@ -190,6 +210,11 @@ def last_checkpoint(output_dir: str | Path) -> Optional[str]:
 
     output_dir = Path(output_dir)
     return get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+
+
+def _zero_stage(trainer) -> int:
+    plugin = trainer.accelerator.state.deepspeed_plugin
+    return int(plugin.zero_stage) if plugin is not None else 0
 
 
 def save_final(trainer, config: TrainConfig, rows_path: Path) -> Path:
