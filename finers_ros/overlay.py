@@ -78,11 +78,13 @@ def _tint_mask(canvas: np.ndarray, mask: np.ndarray, scale: float) -> None:
     INTER_AREA then ``> 0``: a canvas pixel is tinted when any mask pixel falls in it, so a
     tiny object does not vanish when shrunk.
     """
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
+    from .geometry import mask_box
+
+    box = mask_box(mask)
+    if box is None:
         return
-    cols = np.flatnonzero(mask[rows[0]:rows[-1] + 1].any(axis=0))  # only the rows in use
-    x, y, w, h = int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)
+    x, y = int(box[0]), int(box[1])
+    w, h = int(box[2]) - x + 1, int(box[3]) - y + 1
     dx0, dy0 = int(x * scale), int(y * scale)
     dx1 = min(canvas.shape[1], max(dx0 + 1, int(np.ceil((x + w) * scale))))
     dy1 = min(canvas.shape[0], max(dy0 + 1, int(np.ceil((y + h) * scale))))
