@@ -112,6 +112,17 @@ def looks_truncated(text: str) -> bool:
     return bool(blocks) and not blocks[-1].group(2)
 
 
+def has_final_answer(text: str) -> bool:
+    """True when ``text`` holds a closed ``<answer>`` block where the answer is read first:
+    after the last ``</think>``, not inside a ``<think>`` still open (the point at which a
+    generation may stop)."""
+    if not isinstance(text, str):
+        return False
+    tail, thought_open = _outside_thought(text)
+    blocks = list(_ANSWER_RE.finditer(tail))
+    return not thought_open and bool(blocks) and bool(blocks[-1].group(2))
+
+
 def _answer_text(text: str) -> Optional[str]:
     """The text that holds the answer object (see the module docstring), or None."""
     tail, thought_open = _outside_thought(text)

@@ -247,6 +247,11 @@ def test_pipeline_reports_prompt_tokens_prefill_and_decode(qwen):
         ("<think> quoting <answer>{}</answer> </think><answer>{'bbox'", False),
         ("<answer>{}</answer>", True),  # no reasoning block at all (answer-only mode)
         ("<think> a </think>", False),
+        # The parser reads neither of these answers (a later thought is still open; tags are
+        # case-insensitive): generation must not stop there either.
+        ("<think> a </think><think> b <answer>{}</answer>", False),
+        ("<Think> quoting <answer>{}</answer>", False),
+        ("<think> a </think><ANSWER>{}</ANSWER>", True),
     ],
 )
 def test_answer_is_complete_only_after_the_reasoning(text, complete):

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import StageConfig
+from ..parsing import has_final_answer
 from .base import Generation
 
 
@@ -39,16 +40,11 @@ ANSWER_ONLY_PREFIX = "<think> </think><answer>"
 
 
 def answer_is_complete(text: str) -> bool:
-    """Whether ``text`` holds the final ``</answer>``: one after ``</think>``, or any when no
-    ``<think>`` block was opened. A model that quotes the prompt's template while thinking
-    writes an ``</answer>`` inside ``<think>``; generation must not stop there."""
-    end = text.rfind(ANSWER_END)
-    if end < 0:
-        return False
-    if text.find("<think>") < 0:
-        return True
-    think_end = text.find("</think>")
-    return 0 <= think_end < end
+    """Whether ``text`` holds the final ``</answer>``, by the parser's own rule
+    (``parsing.has_final_answer``): an answer block closed after the reasoning, tags in any
+    case. A model that quotes the prompt's template while thinking writes an ``</answer>``
+    inside ``<think>``; generation must not stop there."""
+    return has_final_answer(text)
 
 
 class AnswerWatch:
