@@ -263,6 +263,81 @@ def test_segment_and_eval_commands_run_through_the_server(vllm_server, tmp_path)
     assert metrics["samples"] == 2 and "gse" in metrics["latency_ms"]
 
 
+@pytest.fixture(scope="module")
+def ros_domain():
+    """An isolated ROS domain, loopback discovery (as test_ros_node.py)."""
+    import os
+
+    from domain_coordinator import domain_id
+
+    from finers_ros.ros.launcher import clean_shared_memory, ros_environment
+
+    with domain_id() as value:
+        saved = dict(os.environ)
+        os.environ.update(ros_environment(value))
+        yield value
+        os.environ.clear()
+        os.environ.update(saved)
+    clean_shared_memory()
+
+
+def _node_outcome(ros_domain, config: Path, namespace: str, status_says: str, image=None):
+    """(detection of one instruction, the status's last_error once it holds ``status_says``)
+    from a node in its own process whose pipeline is ``config``."""
+    from finers_ros.ros.client import PerceptionClient
+    from finers_ros.ros.launcher import NodeProcess
+
+    with NodeProcess(
+        ros_domain,
+        parameters={"pipeline_config": str(config)},
+        ros_args=("-r", f"__ns:=/{namespace}"),
+    ) as node:
+        client = PerceptionClient(
+            domain_id=ros_domain, namespace=namespace, name=f"{namespace}_client"
+        )
+        try:
+            assert client.wait_for_node(120), node.log()[-2000:]
+            if image is not None:
+                client.stream(client.frame_message(image), hz=2.0)
+            before = len(client.detections)
+            client.send("find the red screw")
+            detection = client.next_detection(before, 120)
+            client.stop_stream()
+            assert detection is not None, node.log()[-2000:]
+            said = client.wait_until(
+                lambda: client.status is not None and status_says in client.status.last_error, 10
+            )
+            assert said, f"status: {client.status and client.status.last_error!r}"
+            return detection, client.status.last_error
+        finally:
+            client.close()
+
+
+def test_node_serves_through_the_server_and_says_when_it_is_unreachable(
+    vllm_server, ros_domain, tmp_path, scene_4k
+):
+    import yaml
+
+    config = tmp_path / "pipeline_vllm.yaml"
+    gse = {"backend": "openai", "max_new_tokens": 8, "server": stage_server_config(vllm_server)}
+    config.write_text(yaml.safe_dump({"gse": gse}))
+    detection, last_error = _node_outcome(ros_domain, config, "vllm_up", "[gse] ", scene_4k[0])
+    assert detection.error_stage == "gse" and detection.error  # the random model's answer
+    assert last_error.startswith("[gse] gse") or last_error.startswith("[gse] GSE")
+
+    down = tmp_path / "pipeline_down.yaml"
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    gse = {"backend": "openai", "server": {"base_url": url, "model": "m", "retries": 0}}
+    down.write_text(yaml.safe_dump({"gse": gse}))
+    detection, last_error = _node_outcome(
+        ros_domain,
+        down,
+        "vllm_down",
+        f"model server unreachable at {url}",  # on finers/status
+    )
+    assert f"model server unreachable at {url}" in detection.error
+
+
 def test_config_file_selects_the_server_backend(vllm_server, tmp_path):
     config = config_from_dict(
         {
