@@ -136,6 +136,7 @@ def test_managed_node_configure_fails_without_model_then_reconfigures(domain, cl
             # the live frame_wait_s (0.5 s, not the file's 5 s) bounded the wait
             assert detection.error_stage == "frame" and "0.5 s" in detection.error
             assert time.monotonic() - started < 4.0
+            assert managed.wait_until(lambda: managed.status is not None, 10)
             assert managed.status.model_loaded and "bringup" in managed.status.backend
         finally:
             managed.close()
@@ -182,7 +183,8 @@ def test_sigint_cancels_the_request_in_flight(domain, scene_4k):
         assert client.wait_for_node(TIMEOUT), node.log()
         client.stream(client.frame_message(np.zeros((120, 160, 3), np.uint8)), hz=10.0)
         client.send(json.dumps({"instruction": "hang on the red screw", "id": "slow"}))
-        assert client.wait_until(lambda: client.status.busy, 10), node.log()
+        assert client.wait_until(lambda: client.status is not None and client.status.busy,
+                                 10), node.log()
         started = time.monotonic()
         node.process.send_signal(signal.SIGINT)
         assert node.process.wait(15) == 0, node.log()

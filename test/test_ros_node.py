@@ -313,7 +313,8 @@ def test_twenty_goals_and_topic_instructions_while_frames_stream(client, scene_4
     assert action.wait_for_server(timeout_sec=TIMEOUT)
     client.stream(small_frame(client, scene_4k), hz=10.0)
     try:
-        assert client.wait_until(lambda: client.status.frames_received > 0, 10)
+        assert client.wait_until(
+            lambda: client.status is not None and client.status.frames_received > 0, 10)
         before = len(client.detections)
         # 30 requests for 16 places (+1 in flight), whichever order the node sees them in:
         # some goals are accepted and some rejected
