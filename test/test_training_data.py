@@ -344,3 +344,16 @@ def test_training_requests_are_the_node_requests(scenes, tiny_qwen_dir, tmp_path
         assert trained == sent
         inputs = processor(text=[trained], images=[row["image"]], return_tensors="pt")
         assert inputs["image_grid_thw"].tolist() == [grid]
+
+
+def test_frozen_models_go_to_this_process_gpu(monkeypatch):
+    import torch
+
+    from finers_training.generation import resolve_device
+
+    assert resolve_device("cpu") == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert resolve_device("auto") == "cuda:3"  # not every rank's copy on GPU 0

@@ -16,10 +16,15 @@ from finers_ros.stages.qwen_vl import CheckpointError, chat_messages
 
 
 def resolve_device(device: str) -> str:
+    """``auto``: this process's GPU (``LOCAL_RANK`` under ``accelerate launch``), else the CPU."""
+    import os
+
     import torch
 
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        if not torch.cuda.is_available():
+            return "cpu"
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
     return device
 
 
