@@ -41,6 +41,27 @@ def running_node(domain: int, parameters: Optional[dict] = None, env: Optional[d
         os.environ.update(saved)
 
 
+@contextmanager
+def camera_process(domain: int, hz: float = 10.0, seconds: float = 3600.0):
+    """The demo scene streamed by its own process, as a camera driver would (not the client:
+    a client that also publishes 25 MB frames delays its own Detection callbacks)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from finers_ros.ros.launcher import ros_environment
+
+    probe = Path(__file__).with_name("transport_probe.py")
+    camera = subprocess.Popen([sys.executable, str(probe), "camera", "--scene", "--hz", str(hz),
+                               "--seconds", str(seconds)], env=ros_environment(domain),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield camera
+    finally:
+        camera.terminate()
+        camera.wait(10)
+
+
 def _cpu_s(process) -> float:
     times = process.cpu_times()
     return times.user + times.system
@@ -82,9 +103,11 @@ def round_trips(domain: int, image, instruction: str, requests: int = 20, hz: fl
                 policy: str = "latest") -> Dict:
     """Instruction -> Detection over ROS while a 4K camera streams, and minus the pipeline."""
     samples, minus, stages = [], [], {}
-    with running_node(domain, parameters={"frame_policy": policy}) as (_, client):
-        client.stream(client.frame_message(image), hz=hz)
-        time.sleep(2.0)
+    with running_node(domain, parameters={"frame_policy": policy}) as (_, client), \
+            camera_process(domain, hz):
+        client.wait_until(lambda: client.status is not None
+                          and client.status.frames_received > 0, 30)
+        time.sleep(1.0)
         for index in range(requests):
             before = len(client.detections)
             sent = time.monotonic()
@@ -110,17 +133,21 @@ def stream(domain: int, image, instruction: str, seconds: float = 300.0, warmup_
     """4K at ``hz`` and one instruction a second for ``seconds``: RSS, loss, result age."""
     import psutil
 
-    rss, ages, sent = [], [], 0
-    with running_node(domain, parameters={"frame_policy": "latest"}) as (node, client):
+    rss, uss, ages, sent = [], [], [], 0
+    with running_node(domain, parameters={"frame_policy": "latest"}) as (node, client), \
+            camera_process(domain, hz):
         process = psutil.Process(node.process.pid)
         rss_start = process.memory_info().rss / 1e6
-        client.stream(client.frame_message(image), hz=hz)
+        client.wait_until(lambda: client.status is not None
+                          and client.status.frames_received > 0, 30)
         start = time.monotonic()
         seen = 0
         while time.monotonic() - start < seconds:
             client.send(json.dumps({"instruction": instruction, "id": f"stream-{sent}"}))
             sent += 1
             rss.append((time.monotonic() - start, process.memory_info().rss / 1e6))
+            if sent % 30 == 1:  # private memory (RSS minus shared segments and libraries)
+                uss.append(process.memory_full_info().uss / 1e6)
             next_tick = start + sent
             while time.monotonic() < next_tick:
                 client.wait_until(lambda: len(client.detections) > seen,
@@ -131,7 +158,6 @@ def stream(domain: int, image, instruction: str, seconds: float = 300.0, warmup_
                     stamp = stamp.sec * 1_000_000_000 + stamp.nanosec
                     ages.append((now_ns - stamp) / 1e6)
                 seen = len(client.detections)
-        client.stop_stream()
         client.wait_until(lambda: len(client.detections) >= sent, 30)
         answered = {d.request_id for d in client.detections}
         errors = [d.error for d in client.detections if d.error]
@@ -142,4 +168,5 @@ def stream(domain: int, image, instruction: str, seconds: float = 300.0, warmup_
             "rss_start_mb": round(rss_start, 1), "rss_peak_mb": round(max(v for _, v in rss), 1),
             "rss_after_warmup_mb": round(after_warmup[0], 1), "rss_end_mb": round(rss[-1][1], 1),
             "rss_growth_mb": round(rss[-1][1] - after_warmup[0], 1),
+            "private_peak_mb": round(max(uss), 1) if uss else None,
             "result_age_ms_median": round(statistics.median(ages), 1) if ages else None}

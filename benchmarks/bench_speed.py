@@ -104,7 +104,8 @@ def run_sections(args, report: dict) -> None:
             flat.update(stream_rss_growth_mb=s["rss_growth_mb"],
                         stream_lost_instructions=s["lost_instructions"],
                         stream_rss_peak_mb=s["rss_peak_mb"],
-                        stream_result_age_ms=s["result_age_ms_median"])
+                        stream_result_age_ms=s["result_age_ms_median"],
+                        stream_private_peak_mb=s["private_peak_mb"])
             print(f"stream: {s}", flush=True)
     if "sam" in args.sections:
         from bench_models import bench_sam
@@ -147,6 +148,7 @@ LABELS = {
     "sam_encoder_ms_ort_int8": "same, ONNX Runtime dynamic int8 (ms)",
     "sam_int8_mask_iou_vs_fp32_min": "int8 vs fp32 encoder: lowest mask IoU",
     "stream_rss_peak_mb": "5 min stream: node peak RSS (MB)",
+    "stream_private_peak_mb": "same, private memory only (no shared segments, libraries) (MB)",
     "stream_rss_growth_mb": "5 min stream: RSS growth after 60 s (MB)",
     "stream_lost_instructions": "5 min stream: instructions without an outcome",
     "stream_result_age_ms": "5 min stream: frame age when its Detection arrives (ms)",
@@ -206,8 +208,8 @@ def main() -> int:
     parser.add_argument("--transport-repeat", type=int, default=2)
     parser.add_argument("--frame-repeat", type=int, default=40)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--crops", type=int, default=2)
-    parser.add_argument("--encoder-repeat", type=int, default=2)
+    parser.add_argument("--crops", type=int, default=3)
+    parser.add_argument("--encoder-repeat", type=int, default=1)
     parser.add_argument("--decoder-repeat", type=int, default=15)
     args = parser.parse_args()
     started = time.monotonic()

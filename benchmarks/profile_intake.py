@@ -30,9 +30,11 @@ def profile(domain: int, image, tuned: bool, seconds: float, out: Path,
                         "-p", str(node.process.pid), "--", "sleep", str(seconds)],
                        check=True, capture_output=True)
         client.stop_stream()
-    text = subprocess.run(["perf", "report", "-i", str(data), "--no-children", "--sort", "dso,sym",
-                           "--stdio", "-g", "none", "--percent-limit", "0.7"],
-                          check=True, capture_output=True, text=True).stdout
+    text = ""
+    for sort in ("dso", "dso,sym"):  # by library first, then the hottest functions
+        text += subprocess.run(["perf", "report", "-i", str(data), "--no-children", "--sort", sort,
+                                "--stdio", "-g", "none", "--percent-limit", "1"],
+                               check=True, capture_output=True, text=True).stdout
     report.write_text(text)
     if not keep_data:
         data.unlink()

@@ -36,7 +36,14 @@ def camera(node, args) -> dict:
     matched = publisher.get_subscription_count() > 0
     time.sleep(0.5)  # the match is seen here first; give the other side the same moment
     msg = Image(height=2160, width=3840, encoding="rgb8", step=3840 * 3)
-    msg.data = np.random.default_rng(0).integers(0, 255, 2160 * 3840 * 3, dtype=np.uint8).tobytes()
+    if args.scene:  # the demo's scene: the bring-up backend finds the red screw in it
+        from finers_ros.ros.demo import red_scene
+
+        pixels = red_scene()[0]
+    else:
+        pixels = np.random.default_rng(0).integers(0, 255, (2160, 3840, 3), dtype=np.uint8)
+    msg.data = np.ascontiguousarray(pixels).tobytes()
+    msg.header.frame_id = "camera"
     published = 0
     start = time.monotonic()
     while time.monotonic() - start < args.seconds:
@@ -78,6 +85,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--match-s", type=float, default=10.0)
     parser.add_argument("--reliable", action="store_true")
+    parser.add_argument("--scene", action="store_true", help="camera: the demo scene, not noise")
     parser.add_argument("--tune-malloc", action="store_true", help="the node's mallopt settings")
     args = parser.parse_args()
     if args.tune_malloc:
