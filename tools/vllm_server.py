@@ -35,7 +35,11 @@ def write_pipeline_config(server: VLLMServer, path: Path) -> Path:
     """GSE and LPR on ``server`` (the bring-up segmenter: no SAM weights needed here)."""
     stage = {"backend": "openai", "max_new_tokens": 64, "server": stage_server_config(server)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump({"gse": stage, "lpr": dict(stage)}, sort_keys=False))
+    path.write_text(
+        yaml.safe_dump(
+            {"gse": stage, "lpr": dict(stage, server=dict(stage["server"]))}, sort_keys=False
+        )
+    )
     return path
 
 
