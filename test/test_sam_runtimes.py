@@ -115,3 +115,21 @@ def test_bad_runtime_settings_are_refused(change, message):
     config = SegmenterConfig(backend="sam", checkpoint="sam.pth", **change)
     with pytest.raises(ConfigError, match=message):
         config.validate()
+
+
+def test_export_command_writes_decoder_encoder_and_int8(tiny_sam_files, tmp_path, capsys):
+    from finers_ros.cli.export_sam import main
+
+    checkpoint, _ = tiny_sam_files
+    with pytest.raises(SystemExit) as refused:
+        main(["--model-type", "tiny", "--checkpoint", str(checkpoint),
+              "--out", str(tmp_path / "d.onnx"), "--int8"])
+    assert refused.value.code == 2 and "--encoder-out" in capsys.readouterr().err
+    assert main(["--model-type", "tiny", "--checkpoint", str(checkpoint),
+                 "--out", str(tmp_path / "d.onnx"), "--encoder-out", str(tmp_path / "e.onnx"),
+                 "--int8"]) == 0
+    for name in ("d.onnx", "e.onnx", "e.int8.onnx"):
+        assert (tmp_path / name).stat().st_size > 0
+    sam = load_sam("tiny", checkpoint)
+    crop = np.zeros((512, 512, 3), np.uint8)
+    assert OnnxRuntimeEncoder(sam, tmp_path / "e.int8.onnx").embed(crop).shape == (1, 32, 64, 64)
