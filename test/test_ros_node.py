@@ -178,13 +178,10 @@ def test_status_reports_health(client):
 
 
 def test_action_result_feedback_and_cancel(client, frame_msg, domain):
-    from rclpy.action import ActionClient
-
     from finers_ros.action import Segment
 
     msg, record = frame_msg
-    action = ActionClient(client.node, Segment, "/finers/segment")
-    assert action.wait_for_server(timeout_sec=TIMEOUT)
+    action = client.action_client(TIMEOUT)
     stages = []
     client.stream(msg, hz=3.0)
     try:
@@ -213,13 +210,11 @@ def test_action_result_feedback_and_cancel(client, frame_msg, domain):
 
 def test_failed_goal_is_aborted_with_the_error_in_its_result(client, frame_msg):
     from action_msgs.msg import GoalStatus
-    from rclpy.action import ActionClient
 
     from finers_ros.action import Segment
 
     msg, _ = frame_msg
-    action = ActionClient(client.node, Segment, "/finers/segment")
-    assert action.wait_for_server(timeout_sec=TIMEOUT)
+    action = client.action_client(TIMEOUT)
     client.stream(msg, hz=3.0)
     try:
         handle = _wait_future(action.send_goal_async(Segment.Goal(instruction="explode it")))
@@ -301,16 +296,10 @@ def small_frame(client, scene_4k):
 def test_twenty_goals_and_topic_instructions_while_frames_stream(client, scene_4k, flaky_node):
     """Goals never hold executor threads: frames keep arriving, each request ends once."""
     from action_msgs.msg import GoalStatus
-    from rclpy.action import ActionClient
 
     from finers_ros.action import Segment
 
-    from rclpy.qos import QoSProfile
-
-    backlog = QoSProfile(depth=100)  # the default depth (10) drops part of a burst of 20
-    action = ActionClient(client.node, Segment, "/finers/segment",
-                          goal_service_qos_profile=backlog, result_service_qos_profile=backlog)
-    assert action.wait_for_server(timeout_sec=TIMEOUT)
+    action = client.action_client(TIMEOUT)  # its services keep 100 requests, as the node's
     client.stream(small_frame(client, scene_4k), hz=10.0)
     try:
         assert client.wait_until(
@@ -355,7 +344,6 @@ def test_twenty_goals_and_topic_instructions_while_frames_stream(client, scene_4
 def test_deactivate_during_a_slow_request_ten_times(client, scene_4k, frame_msg, lifecycle):
     """Deactivate cancels the request in flight at once; activate always has a worker."""
     from lifecycle_msgs.msg import Transition
-    from rclpy.action import ActionClient
 
     from finers_ros.action import Segment
 
@@ -378,9 +366,8 @@ def test_deactivate_during_a_slow_request_ten_times(client, scene_4k, frame_msg,
             if cycle == 0:  # the command topic stays up while inactive and says why
                 inactive = ask(client, "find the red screw")
                 assert inactive.error_stage == "node" and "not active" in inactive.error
-                action = ActionClient(client.node, Segment, "/finers/segment")
+                action = client.action_client(TIMEOUT)
                 try:  # and goals are rejected while inactive
-                    assert action.wait_for_server(timeout_sec=TIMEOUT)
                     goal = Segment.Goal(instruction="find the red screw")
                     assert not _wait_future(action.send_goal_async(goal)).accepted
                 finally:
@@ -434,12 +421,9 @@ def test_missing_weights_keep_node_serving_errors(domain, tmp_path):
             assert client.wait_until(
                 lambda: client.status is not None and not client.status.model_loaded, 10)
             assert "model not loaded" in client.status.last_error
-            from rclpy.action import ActionClient
-
             from finers_ros.action import Segment
 
-            action = ActionClient(client.node, Segment, "/weights/finers/segment")
-            assert action.wait_for_server(timeout_sec=TIMEOUT)
+            action = client.action_client(TIMEOUT)
             goal = Segment.Goal(instruction="find the red screw")
             handle = _wait_future(action.send_goal_async(goal))
             result = _wait_future(handle.get_result_async()).result

@@ -9,16 +9,20 @@ import itertools
 import json
 import threading
 import time
+import uuid
 from typing import Callable, List, Optional
 
 import numpy as np
 import rclpy
+from rclpy.action import ActionClient
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header, String
+from unique_identifier_msgs.msg import UUID
 
+from finers_ros.action import Segment
 from finers_ros.msg import Detection, Status
 
 from .image_codec import rgb_fields
@@ -55,6 +59,8 @@ class PerceptionClient:
             Status, f"{prefix}/finers/status", self._on_status,
             QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                        durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        self._prefix = prefix
+        self._probes: set = set()  # request ids of action probes (kept out of ``detections``)
         self.topics = {"detections": f"{prefix}/finers/detections",
                        "command": f"{prefix}/finers/command"}
         self.executor = SingleThreadedExecutor(context=self.context)
@@ -80,7 +86,9 @@ class PerceptionClient:
 
     def _on_detection(self, msg: Detection) -> None:
         with self._cond:
-            if msg.request_id.startswith(PING_PREFIX):
+            if msg.request_id in self._probes:
+                pass
+            elif msg.request_id.startswith(PING_PREFIX):
                 self._pongs.add(msg.request_id)
             else:
                 self.detections.append(msg)
@@ -176,9 +184,49 @@ class PerceptionClient:
             return self.detections[after]
         return None
 
+    def action_client(self, timeout: float = 30.0) -> ActionClient:
+        """An ActionClient of the node's ``finers/segment`` whose goal and result services
+        answer both ways.
+
+        ``wait_for_server`` sees the services in the graph, but a reply sent before the
+        node's reply writer matched this client is lost. So empty-instruction goals (which
+        the node ends at once, or rejects while inactive) are sent until one makes the full
+        round trip. Their outcomes are kept out of ``detections``. The services keep 100
+        requests, as the node's do.
+        """
+        backlog = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        action = ActionClient(self.node, Segment, f"{self._prefix}/finers/segment",
+                              goal_service_qos_profile=backlog,
+                              result_service_qos_profile=backlog,
+                              cancel_service_qos_profile=backlog)
+        deadline = time.monotonic() + timeout
+        if action.wait_for_server(timeout_sec=timeout):
+            while time.monotonic() < deadline:
+                probe = uuid.uuid4()
+                with self._cond:
+                    self._probes.add(probe.hex)
+                sent = action.send_goal_async(Segment.Goal(instruction=""),
+                                              goal_uuid=UUID(uuid=list(probe.bytes)))
+                if not _wait_done(sent, 2.0):
+                    continue
+                handle = sent.result()
+                if not handle.accepted or _wait_done(handle.get_result_async(), 2.0):
+                    return action
+        action.destroy()
+        raise TimeoutError(f"{self._prefix}/finers/segment did not answer within {timeout:g} s")
+
     def close(self) -> None:
         """Stop streaming and spinning; destroy the node and shut this client's context down."""
         self.stop_stream()
         self.executor.shutdown(timeout_sec=1.0)
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
+
+
+def _wait_done(future, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not future.done():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
