@@ -245,3 +245,15 @@ def test_config_errors_are_one_line(tmp_path, image_4k, config_text):
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("finers-segment: error: "), done.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--count", "-3"], "--count"), (["--seed", "-1"], "--seed"),
+    (["--width", "16", "--height", "16"], "no room for a target"),
+    (["--width", "100000"], "--width"),
+])
+def test_make_scenes_bad_arguments_one_line(tmp_path, args, message):
+    done = run("finers-make-scenes", "--out", tmp_path / "s", "--count", "1", *args)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    last = done.stderr.strip().splitlines()[-1]  # after the progress bar, if it started
+    assert last.startswith("finers-make-scenes: error: ") and message in last, done.stderr

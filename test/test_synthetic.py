@@ -2,9 +2,8 @@ import json
 
 import numpy as np
 
-from finers_ros.data.annotations import load_annotations, read_rgb
+from finers_ros.data.annotations import gt_mask, load_annotations, read_rgb
 from finers_ros.data.synthetic import SceneConfig, SceneGenerator, write_dataset
-from finers_ros.data.annotations import gt_mask
 
 
 def test_scene_is_deterministic(scene_generator):
@@ -50,3 +49,9 @@ def test_write_dataset_round_trips(tmp_path):
     assert len(records) == 3 and json.loads(path.read_text())["annotations"][0]["image_path"].startswith("images/")
     image = read_rgb(records[0].image_path)
     assert image.shape == (480, 640, 3)
+
+
+def test_a_target_at_the_border_leaves_no_room_for_twins_without_failing():
+    # Seed 97: a "colour + position" target so near a border that the twins' region is empty.
+    image, record = SceneGenerator(SceneConfig(width=1920, height=1080), seed=97).scene(0)
+    assert image.shape == (1080, 1920, 3) and gt_mask(record["points"], (1920, 1080)).any()

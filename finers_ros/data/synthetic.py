@@ -120,9 +120,13 @@ class SceneGenerator:
         radius = _radius_for_area(shape, area)
         x_lo, y_lo, x_hi, y_hi = region or (0, 0, cfg.width, cfg.height)
         pad = radius + 8
+        x_lo, x_hi = max(x_lo, pad), min(x_hi, cfg.width - pad)
+        y_lo, y_hi = max(y_lo, pad), min(y_hi, cfg.height - pad)
+        if x_lo > x_hi or y_lo > y_hi:
+            return None  # no room for it there (e.g. past a target at the border)
         for _ in range(200):
-            cx = rng.uniform(max(x_lo, pad), min(x_hi, cfg.width - pad))
-            cy = rng.uniform(max(y_lo, pad), min(y_hi, cfg.height - pad))
+            cx = rng.uniform(x_lo, x_hi)
+            cy = rng.uniform(y_lo, y_hi)
             polygon = shape_polygon(shape, (cx, cy), radius, rng.uniform(0, np.pi))
             box = (polygon[:, 0].min(), polygon[:, 1].min(), polygon[:, 0].max(), polygon[:, 1].max())
             if all(box[2] + margin < t[0] or box[0] - margin > t[2] or box[3] + margin < t[1]
@@ -152,6 +156,8 @@ class SceneGenerator:
 
         taken: List[Tuple[float, float, float, float]] = []
         target = self._place(rng, target_shape, target_area, taken)
+        if target is None:
+            raise ValueError(f"a {cfg.width}x{cfg.height} frame has no room for a target")
         target.colour = target_colour
         twins: List[PlacedObject] = []  # same colour, told apart by size or position
         size_word = side = None
