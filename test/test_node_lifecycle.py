@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from finers_ros.ros.launcher import NodeProcess, clean_shared_memory, ros_environment
+from ros_services import Services
 
 HERE = Path(__file__).resolve().parent
 TIMEOUT = 60.0
@@ -43,58 +44,15 @@ def client(domain):
     client.close()
 
 
-def _wait_future(future, timeout=TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while not future.done():
-        assert time.monotonic() < deadline, "future timed out"
-        time.sleep(0.02)
-    return future.result()
+@pytest.fixture
+def services(client):
+    calls = Services(client.node)
+    yield calls
+    calls.close()
 
 
-def _call(node, service_type, name, request):
-    client = node.create_client(service_type, name)
-    try:
-        assert client.wait_for_service(timeout_sec=TIMEOUT), f"no service {name}"
-        return _wait_future(client.call_async(request))
-    finally:
-        node.destroy_client(client)
-
-
-def change_state(node, name, transition_id) -> bool:
-    from lifecycle_msgs.msg import Transition
-    from lifecycle_msgs.srv import ChangeState
-
-    request = ChangeState.Request(transition=Transition(id=transition_id))
-    return _call(node, ChangeState, f"{name}/change_state", request).success
-
-
-def get_state(node, name) -> str:
-    from lifecycle_msgs.srv import GetState
-
-    return _call(node, GetState, f"{name}/get_state", GetState.Request()).current_state.label
-
-
-def set_parameter(node, name, parameter, value):
-    """(successful, reason) of one ``ros2 param set``."""
-    from rcl_interfaces.srv import SetParameters
-    from rclpy.parameter import Parameter
-
-    message = Parameter(parameter, value=value).to_parameter_msg()
-    request = SetParameters.Request(parameters=[message])
-    result = _call(node, SetParameters, f"{name}/set_parameters", request).results[0]
-    return result.successful, result.reason
-
-
-def get_parameter(node, name, parameter):
-    from rcl_interfaces.srv import GetParameters
-    from rclpy.parameter import parameter_value_to_python
-
-    reply = _call(node, GetParameters, f"{name}/get_parameters",
-                  GetParameters.Request(names=[parameter]))
-    return parameter_value_to_python(reply.values[0])
-
-
-def test_managed_node_configure_fails_without_model_then_reconfigures(domain, client, tmp_path):
+def test_managed_node_configure_fails_without_model_then_reconfigures(domain, services,
+                                                                    tmp_path):
     """FAILURE reaches the manager; cleanup/set/configure picks up a new pipeline config."""
     from lifecycle_msgs.msg import Transition
 
@@ -103,27 +61,27 @@ def test_managed_node_configure_fails_without_model_then_reconfigures(domain, cl
     name = "/managed/finers_perception"
     with NodeProcess(domain, parameters={"autostart": False, "pipeline_config": str(missing)},
                      ros_args=("-r", "__ns:=/managed")) as node:
-        assert not change_state(client.node, name, Transition.TRANSITION_CONFIGURE), node.log()
-        assert get_state(client.node, name) == "unconfigured"
+        assert not services.change_state(name, Transition.TRANSITION_CONFIGURE), node.log()
+        assert services.state(name) == "unconfigured"
         assert "checkpoint directory not found" in node.log()
         # unconfigured: configure-time parameters may change (validated: a file must exist)
-        ok, reason = set_parameter(client.node, name, "pipeline_config", "/no/such.yaml")
+        ok, reason = services.set_parameter(name, "pipeline_config", "/no/such.yaml")
         assert not ok and "config file not found" in reason
-        assert set_parameter(client.node, name, "pipeline_config", "")[0]
-        assert change_state(client.node, name, Transition.TRANSITION_CONFIGURE), node.log()
-        assert get_state(client.node, name) == "inactive"
+        assert services.set_parameter(name, "pipeline_config", "")[0]
+        assert services.change_state(name, Transition.TRANSITION_CONFIGURE), node.log()
+        assert services.state(name) == "inactive"
         # configured: a configure-time parameter is refused with the reason, live ones apply
-        ok, reason = set_parameter(client.node, name, "pipeline_config", str(missing))
+        ok, reason = services.set_parameter(name, "pipeline_config", str(missing))
         assert not ok and "cleanup first" in reason
-        ok, reason = set_parameter(client.node, name, "frame_wait_s", -1.0)
+        ok, reason = services.set_parameter(name, "frame_wait_s", -1.0)
         assert not ok and "frame_wait_s" in reason
-        ok, reason = set_parameter(client.node, name, "frame_policy", "whenever")
+        ok, reason = services.set_parameter(name, "frame_policy", "whenever")
         assert not ok and "frame_policy='whenever'" in reason
-        assert set_parameter(client.node, name, "frame_wait_s", 0.5)[0]
-        assert get_parameter(client.node, name, "frame_wait_s") == 0.5
-        ok, reason = set_parameter(client.node, name, "autostart", True)
+        assert services.set_parameter(name, "frame_wait_s", 0.5)[0]
+        assert services.get_parameter(name, "frame_wait_s") == 0.5
+        ok, reason = services.set_parameter(name, "autostart", True)
         assert not ok and "read-only" in reason
-        assert change_state(client.node, name, Transition.TRANSITION_ACTIVATE)
+        assert services.change_state(name, Transition.TRANSITION_ACTIVATE)
         from finers_ros.ros.client import PerceptionClient
 
         managed = PerceptionClient(domain_id=domain, namespace="managed", name="managed_client")
@@ -141,7 +99,7 @@ def test_managed_node_configure_fails_without_model_then_reconfigures(domain, cl
         finally:
             managed.close()
         # the shutdown transition ends the process
-        assert change_state(client.node, name, Transition.TRANSITION_ACTIVE_SHUTDOWN)
+        assert services.change_state(name, Transition.TRANSITION_ACTIVE_SHUTDOWN)
         assert node.process.wait(15) == 0, node.log()
 
 

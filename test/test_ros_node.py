@@ -14,6 +14,7 @@ import pytest
 
 from finers_ros.geometry import box_iou, polygon_box
 from finers_ros.ros.launcher import NodeProcess, clean_shared_memory, ros_environment
+from ros_services import Services
 
 HERE = Path(__file__).resolve().parent
 TIMEOUT = 60.0
@@ -236,35 +237,25 @@ def _wait_future(future, timeout=TIMEOUT):
 
 
 class Lifecycle:
-    """Lifecycle services of one node, called from the test's client node."""
+    """Lifecycle services of the module's node, called from the test's client node."""
 
     def __init__(self, node, name="/finers_perception"):
-        from lifecycle_msgs.srv import ChangeState, GetState
-
-        self.node = node
-        self.change_client = node.create_client(ChangeState, f"{name}/change_state")
-        self.get_client = node.create_client(GetState, f"{name}/get_state")
-        assert self.change_client.wait_for_service(timeout_sec=TIMEOUT)
-        assert self.get_client.wait_for_service(timeout_sec=TIMEOUT)
+        self.services = Services(node)
+        self.name = name
 
     def change(self, transition_id):
         """(success, seconds the transition took)."""
-        from lifecycle_msgs.msg import Transition
-        from lifecycle_msgs.srv import ChangeState
-
         started = time.monotonic()
-        request = ChangeState.Request(transition=Transition(id=transition_id))
-        reply = _wait_future(self.change_client.call_async(request))
-        return reply.success, time.monotonic() - started
+        success = self.services.change_state(self.name, transition_id)
+        return success, time.monotonic() - started
 
     def state(self):
-        from lifecycle_msgs.srv import GetState
-
-        return _wait_future(self.get_client.call_async(GetState.Request())).current_state.label
+        """The lifecycle state label."""
+        return self.services.state(self.name)
 
     def close(self):
-        self.node.destroy_client(self.change_client)
-        self.node.destroy_client(self.get_client)
+        """Destroy the service clients."""
+        self.services.close()
 
 
 @pytest.fixture(scope="module")
@@ -276,17 +267,11 @@ def lifecycle(client):
 
 def set_parameter(node, name, value, target="/finers_perception") -> bool:
     """``ros2 param set`` from the test's client node; True when the node took it."""
-    from rcl_interfaces.srv import SetParameters
-    from rclpy.parameter import Parameter
-
-    service = node.create_client(SetParameters, f"{target}/set_parameters")
+    services = Services(node)
     try:
-        assert service.wait_for_service(timeout_sec=TIMEOUT)
-        request = SetParameters.Request(
-            parameters=[Parameter(name, value=value).to_parameter_msg()])
-        return _wait_future(service.call_async(request)).results[0].successful
+        return services.set_parameter(target, name, value)[0]
     finally:
-        node.destroy_client(service)
+        services.close()
 
 
 def small_frame(client, scene_4k):
