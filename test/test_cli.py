@@ -257,3 +257,26 @@ def test_make_scenes_bad_arguments_one_line(tmp_path, args, message):
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     last = done.stderr.strip().splitlines()[-1]  # after the progress bar, if it started
     assert last.startswith("finers-make-scenes: error: ") and message in last, done.stderr
+
+
+@pytest.mark.parametrize("tool, extra, message", [
+    ("finers-segment", ["--out", "{file}"], "cannot write to"),
+    ("finers-segment", ["--out", "{dir}", "--overlay-width", "0"], "--overlay-width"),
+    ("finers-eval", ["--out", "{file}"], "cannot write to"),
+    ("finers-eval", ["--out", "{dir}", "--limit", "-2"], "--limit"),
+    ("finers-eval", ["--out", "{dir}", "--examples", "-1"], "--examples"),
+])
+def test_bad_output_arguments_one_line(tmp_path, tool, extra, message):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    cv2.imwrite(str(tmp_path / "frame.png"), np.zeros((64, 64, 3), np.uint8))
+    record = {"image_path": "frame.png", "Q": "find it", "A": "", "Q-type": "referring",
+              "points": [[1, 1], [9, 1], [9, 9]], "area_percent": 0.01}
+    (tmp_path / "a.json").write_text(json.dumps({"annotations": [record]}))
+    inputs = ([tmp_path / "frame.png", "find the red screw"] if tool == "finers-segment"
+              else ["--annotations", tmp_path / "a.json"])
+    extra = [e.format(file=a_file, dir=tmp_path / "out") for e in extra]
+    done = run(tool, *inputs, *extra)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"{tool}: error: ") and message in last, done.stderr

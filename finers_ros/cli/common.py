@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 MAX_REASON_CHARS = 500
 
@@ -15,6 +16,15 @@ class CliError(SystemExit):
             reason = reason[:MAX_REASON_CHARS - 3] + "..."
         print(f"{sys.argv[0].rsplit('/', 1)[-1]}: error: {reason}", file=sys.stderr)
         super().__init__(code)
+
+
+def output_dir(path: Path) -> Path:
+    """``path`` created as a folder before any work is done; a CliError when it cannot be."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliError(f"cannot write to {path}: {exc.strerror or exc}") from exc
+    return path
 
 
 def bringup_banner(pipeline) -> str:

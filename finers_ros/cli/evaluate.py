@@ -24,7 +24,7 @@ from ..metrics import (PROTOCOLS, Sample, intersection_union, open_correct, opti
 from ..overlay import draw_overlay
 from ..pipeline import FineRSPipeline
 from ..result import FineRSResult
-from .common import CliError, load_pipeline
+from .common import CliError, load_pipeline, output_dir
 
 SUCCESS_IOU = 0.5
 MAX_LISTED_FAILURES = 20
@@ -180,6 +180,10 @@ def evaluate(pipeline: FineRSPipeline, records: List[Record], out: Path, banner:
 
 def main(argv=None) -> int:
     args = make_parser().parse_args(argv)
+    for name in ("limit", "examples"):
+        if (getattr(args, name) or 0) < 0:
+            raise CliError(f"--{name} {getattr(args, name)}: must be >= 0")
+    output_dir(args.out)
     try:
         records = load_annotations(args.annotations, args.images)
     except DatasetError as exc:

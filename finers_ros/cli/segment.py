@@ -18,7 +18,7 @@ from ..data.annotations import DatasetError, read_rgb
 from ..overlay import draw_overlay
 from ..prompts import QUESTION_TYPES
 from ..result import FineRSResult
-from .common import CliError, load_pipeline
+from .common import CliError, load_pipeline, output_dir
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -46,12 +46,15 @@ def main(argv=None) -> int:
     args = make_parser().parse_args(argv)
     if not args.instruction.strip():
         raise CliError("empty instruction")
+    if args.overlay_width < 1:
+        raise CliError(f"--overlay-width {args.overlay_width}: must be positive")
     if not args.image.is_file():
         raise CliError(f"image not found: {args.image}")
     try:
         image = read_rgb(args.image)
     except DatasetError as exc:
         raise CliError(str(exc)) from exc
+    output_dir(args.out)
     pipeline, _ = load_pipeline(args.config)
     result = pipeline.run(image, args.instruction, args.question_type, args.options)
     if result.error_stage == "input":  # bad input (image too small, question): exit 2
