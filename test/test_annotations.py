@@ -74,3 +74,15 @@ def test_gt_mask_matches_the_reference_code_on_random_polygons():
         points = rng.uniform(-3, 40, (rng.integers(3, 9), 2)).tolist()
         np.testing.assert_array_equal(gt_mask(points, (37, 31)),
                                       reference_mask(points, 31, 37).astype(bool))
+
+
+def test_gt_pixel_count_needs_no_canvas_down_to_the_origin():
+    from finers_ros.data.annotations import gt_pixel_count
+
+    polygon = [[3000.7, 2000.2], [3010.2, 2000.9], [3006.5, 2012.8]]
+    assert gt_pixel_count(polygon) == int(gt_mask(polygon, (3840, 2160)).sum())
+    straddling = [[-5.5, -3.2], [10.7, -2.0], [4.2, 9.9]]  # truncation toward zero kept
+    assert gt_pixel_count(straddling) == int(gt_mask(straddling, (64, 64)).sum())
+    # Far past any camera frame (the image is missing, so its size is unknown): nothing of it
+    # can be in the image, and no 754 GiB canvas is allocated to find that out.
+    assert gt_pixel_count([[900000, 900000], [900010, 900000], [900010, 900010]]) == 0

@@ -11,6 +11,7 @@ from typing import List, Optional
 import cv2
 import numpy as np
 
+from ..config import MAX_FRAME_SIDE
 from ..geometry import Box, Size, mask_box
 from ..prompts import normalize_question_type
 
@@ -134,10 +135,18 @@ def gt_box(mask: np.ndarray) -> Optional[Box]:
 
 def gt_pixel_count(points) -> int:
     """Pixels of the ground-truth mask when the image (hence its size) is unknown: the
-    polygon rasterised on a canvas just large enough to hold it."""
-    corner = max(polygon.max(axis=0) for polygon in polygons(points))
-    width, height = (max(0, math.floor(v)) + 2 for v in corner)
-    return int(gt_mask(points, (width, height)).sum())
+    polygon rasterised on a canvas just large enough to hold its part inside any camera frame
+    (``config.MAX_FRAME_SIDE``). The canvas starts at the polygon's whole-pixel corner (or 0):
+    an integer shift of vertices >= 0 leaves their truncation, hence the count, unchanged."""
+    shapes = polygons(points)
+    low = np.min([shape.min(axis=0) for shape in shapes], axis=0)
+    high = np.max([shape.max(axis=0) for shape in shapes], axis=0)
+    origin = np.clip(np.floor(low), 0, MAX_FRAME_SIDE)
+    end = np.clip(np.floor(high) + 2, 0, MAX_FRAME_SIDE)
+    if (end <= origin).any():
+        return 0
+    width, height = (int(v) for v in end - origin)
+    return int(gt_mask([(shape - origin).tolist() for shape in shapes], (width, height)).sum())
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
