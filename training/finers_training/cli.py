@@ -15,7 +15,7 @@ from pathlib import Path
 from finers_ros.data.annotations import DatasetError
 from finers_ros.stages.qwen_vl import CheckpointError
 
-from .config import TrainConfigError, load_config
+from .config import TrainConfigError, check_inputs, load_config
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -58,6 +58,7 @@ def main(argv=None) -> int:
         overrides["stage"] = args.command
     try:
         config = load_config(args.config, **overrides)
+        check_inputs(config, args.command)
         if args.command == "search":
             from .retrospective import search
 
@@ -70,8 +71,6 @@ def main(argv=None) -> int:
                 f"{counts['not_found']} not found, {counts['skipped']} unreadable -> {args.out}"
             )
             return 0
-        if not config.base_model or not config.annotations:
-            raise TrainConfigError("base_model and annotations are required")
         from .train import train
 
         out = train(config)
@@ -81,7 +80,8 @@ def main(argv=None) -> int:
             print(f"trained {config.stage} -> {out}")
         return 0
     except (TrainConfigError, DatasetError, CheckpointError, ValueError) as exc:
-        print(f"finers-train: {exc}", file=sys.stderr)
+        reason = " ".join(str(exc).split())  # YAML and torch messages span lines
+        print(f"finers-train: {reason}", file=sys.stderr)
         return 2
 
 

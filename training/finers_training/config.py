@@ -9,13 +9,14 @@ to that file.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import yaml
 
-from finers_ros.config import StageConfig
+from finers_ros.config import ConfigError, StageConfig, check_types
 
 STAGES = ("lpr", "gse")
 GSE_REWARDS = ("offline", "online")
@@ -88,10 +89,14 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda (search and the online reward's frozen LPR)
 
     def __post_init__(self) -> None:
-        self.lpr_size = tuple(self.lpr_size)
-        self.gse_size = tuple(self.gse_size)
+        # YAML has lists; a non-list stays as written for validate() to name
+        if isinstance(self.lpr_size, list):
+            self.lpr_size = tuple(self.lpr_size)
+        if isinstance(self.gse_size, list):
+            self.gse_size = tuple(self.gse_size)
 
     def validate(self) -> "TrainConfig":
+        self._check_types()
         if self.stage not in STAGES:
             raise TrainConfigError(f"stage={self.stage!r}: expected one of {STAGES}")
         if self.gse_reward not in GSE_REWARDS:
@@ -120,15 +125,73 @@ class TrainConfig:
             raise TrainConfigError(
                 f"reward_weights names unknown term(s) {unknown}; {self.stage} terms: {known}"
             )
-        for key in ("learning_rate", "max_steps", "max_completion_length", "crop_size"):
+        for key in (
+            "learning_rate",
+            "max_steps",
+            "max_completion_length",
+            "crop_size",
+            "temperature",
+            "per_device_train_batch_size",
+            "gradient_accumulation_steps",
+            "save_steps",
+            "search_batch_size",
+        ):
             if getattr(self, key) <= 0:
                 raise TrainConfigError(f"{key}={getattr(self, key)}: must be positive")
+        for key in ("beta", "epsilon", "entropy_coef", "max_grad_norm"):
+            if getattr(self, key) < 0:
+                raise TrainConfigError(f"{key}={getattr(self, key)}: must be >= 0")
+        if self.max_samples is not None and self.max_samples <= 0:
+            raise TrainConfigError(f"max_samples={self.max_samples}: must be positive")
         return self
+
+    def _check_types(self) -> None:
+        """Every key's YAML type (the core's check), then the mapping and list keys it skips."""
+        try:
+            check_types(self)
+        except ConfigError as exc:
+            raise TrainConfigError(str(exc)) from exc
+        weights = self.reward_weights
+        if not isinstance(weights, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in weights.values()
+        ):
+            raise TrainConfigError(
+                f"reward_weights={weights!r}: expected a mapping of term name -> finite number"
+            )
+        modules = self.lora_target_modules
+        if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
+            raise TrainConfigError(
+                f"lora_target_modules={modules!r}: expected a list of module names"
+            )
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
         data["lpr_size"], data["gse_size"] = list(self.lpr_size), list(self.gse_size)
         return data
+
+
+def check_inputs(config: TrainConfig, command: str) -> None:
+    """The files a ``command`` (lpr | gse | search) reads exist, before any data is built or
+    model loaded (a wrong path found after an hour of training costs the hour)."""
+
+    def checkpoint(key: str) -> None:
+        value = getattr(config, key)
+        if not value or not (Path(value) / "config.json").is_file():
+            raise TrainConfigError(
+                f"{key}={value!r}: not a checkpoint directory (no config.json)"
+            )
+
+    if not config.annotations or not Path(config.annotations).is_file():
+        raise TrainConfigError(f"annotations={config.annotations!r}: no such file")
+    if config.images_dir and not Path(config.images_dir).is_dir():
+        raise TrainConfigError(f"images_dir={config.images_dir!r}: no such directory")
+    if command == "search":
+        checkpoint("search_checkpoint")
+        return
+    checkpoint("base_model")
+    if config.stage == "gse" and config.gse_reward == "online":
+        checkpoint("online_lpr_checkpoint")
 
 
 def config_from_dict(data: Mapping[str, Any] | None, base: Path | None = None) -> TrainConfig:

@@ -169,6 +169,23 @@ def _log_callback(path: Path):
     return JsonlLog()
 
 
+VISION_TOKEN_KEYS = (
+    "image_token_id",
+    "video_token_id",
+    "vision_start_token_id",
+    "vision_end_token_id",
+)
+
+
+def vision_token_ids(base_model: str | Path) -> List[int]:
+    """The checkpoint's vision special tokens, which a rollout must never sample.
+
+    A sampled ``<|vision_start|>`` makes Qwen2.5-VL's rope index count an image without
+    features and the loss forward fails (shape mismatch); TRL suppresses only the image pad."""
+    model = json.loads((Path(base_model) / "config.json").read_text())
+    return sorted({int(model[k]) for k in VISION_TOKEN_KEYS if isinstance(model.get(k), int)})
+
+
 def build_trainer(config: TrainConfig, rows_path: Path, **extra):
     """A GRPOTrainer for the config (model loaded by TRL from ``base_model``)."""
     from transformers import AutoProcessor
@@ -188,6 +205,9 @@ def build_trainer(config: TrainConfig, rows_path: Path, **extra):
             target_modules=list(config.lora_target_modules),
             task_type="CAUSAL_LM",
         )
+    extra.setdefault(
+        "generation_kwargs", {"suppress_tokens": vision_token_ids(config.base_model)}
+    )
     trainer = GRPOTrainer(
         model=config.base_model,
         reward_funcs=funcs,
