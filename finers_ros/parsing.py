@@ -41,6 +41,7 @@ _THINK_CLOSE = "</think>"
 _NOT_FOUND_RE = re.compile(r"no object found", re.IGNORECASE)
 _NUMBER_TEXT_RE = re.compile(r"\s*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*")
 _FLAT_OBJECT_RE = re.compile(r"{[^}]+}")  # the reference's object pattern
+_WORD_APOSTROPHE_RE = re.compile(r"(?<=[^\W\d_])'(?=[^\W\d_])")
 
 
 class ParseError(ValueError):
@@ -188,8 +189,15 @@ def _single_to_double_quotes(text: str) -> str:
     return "".join(out)
 
 
+def _escape_word_apostrophes(text: str) -> str:
+    """``'It's white.'`` as ``'It\\'s white.'``: an apostrophe between two letters is part of
+    a word, never a Python-style string's quote."""
+    return _WORD_APOSTROPHE_RE.sub(r"\\'", text)
+
+
 def _load_object(candidate: str) -> Optional[dict]:
-    for loads in (json.loads, lambda c: json.loads(_single_to_double_quotes(c)), json5.loads):
+    for loads in (json.loads, lambda c: json.loads(_single_to_double_quotes(c)), json5.loads,
+                  lambda c: json.loads(_single_to_double_quotes(_escape_word_apostrophes(c)))):
         try:
             value = loads(candidate)
         except Exception:  # noqa: BLE001 -- third-party parsers of untrusted text raise many types

@@ -252,3 +252,12 @@ def test_read_answer_reports_strict_format():
     loose = read_answer("Sure! <answer>{'bbox': [1, 2, 3, 4], 'response': 'r'}</answer>")
     assert not loose.strict_format and loose.data["response"] == "r" and loose.think == ""
     assert parse_gse(QUOTED_TEMPLATE_THEN_ANSWER).strict_format
+
+
+@pytest.mark.parametrize("response", ["It's white.", "the driver's cap", "don't know"])
+def test_apostrophe_inside_a_single_quoted_response_keeps_the_answer(response):
+    # Python-style answers do not escape a word's apostrophe; the box must not be lost to it.
+    text = (f"<think>x</think><answer>{{'bbox': [1, 2, 300, 400], 'points_1': [5, 6], "
+            f"'points_2': [7, 8], 'response': '{response}'}}</answer>")
+    assert parse_gse(text, "open").response == response
+    assert parse_lpr(text, "open").bbox == (1, 2, 300, 400)
