@@ -15,7 +15,7 @@ import numpy as np
 from . import geometry as geo
 from .config import PipelineConfig, load_config
 from .parsing import ParseError, parse_gse, parse_lpr
-from .prompts import gse_prompt, lpr_prompt, normalize_question_type
+from .prompts import format_options, gse_prompt, lpr_prompt, normalize_question_type
 from .result import FineRSResult
 from .segmenters import Segmenter, build_segmenter
 from .stages import VisionLanguageModel, build_stage_models
@@ -155,6 +155,11 @@ class FineRSPipeline:
         with _guard("input"):
             try:
                 kind = normalize_question_type(question_type)
+                if kind == "option":
+                    shown = len(format_options(options))
+                    if shown > self.config.max_instruction_chars:
+                        raise StageFailure("input", f"options too long ({shown} characters, "
+                                                    f"limit {self.config.max_instruction_chars})")
                 gse_text_prompt = gse_prompt(instruction, kind, options)
                 lpr_text_prompt = lpr_prompt(instruction, kind, options)
             except (ValueError, TypeError, AttributeError) as exc:

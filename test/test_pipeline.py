@@ -243,3 +243,11 @@ def test_timings_text_gives_token_counts_without_ms():
 
     result = FineRSResult("x", timings_ms={"gse": 81.2, "gse_prompt_tokens": 2882.0})
     assert result.timings_text() == "gse 81 ms, gse_prompt_tokens 2882"
+
+
+def test_options_are_bounded_like_the_instruction(pipeline):
+    # Options go into both prompts verbatim: 100 kB of them is not a question to send a model.
+    image = np.zeros((100, 100, 3), np.uint8)
+    result = pipeline.run(image, "which colour", "option", ["A. red", "B. " + "x" * 100_000])
+    assert result.error_stage == "input" and "options too long" in result.error
+    assert result.gse_text == "" and "gse" not in result.timings_ms
