@@ -447,22 +447,25 @@ class _Misbehaving:
     the next of ``bodies``): the server failures vLLM itself cannot be made to produce (5xx,
     a body that is not JSON) and scripted answers a random model does not give."""
 
-    def __init__(self, status: int, body: bytes = b"", bodies: tuple = ()):
+    def __init__(self, status: int, body: bytes = b"", bodies: tuple = (), statuses: tuple = ()):
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         outer = self
         self.requests = 0
         self.received = []
+        self.paths = []
         scripted = list(bodies)
+        scripted_statuses = list(statuses)
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 outer.requests += 1
+                outer.paths.append(self.path)
                 outer.received.append(
                     json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 )
                 body = scripted.pop(0) if scripted else outer_body
-                self.send_response(status)
+                self.send_response(scripted_statuses.pop(0) if scripted_statuses else status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -477,14 +480,8 @@ class _Misbehaving:
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
 
     def backend(self, **settings) -> OpenAIServerModel:
-        server = ServerConfig(
-            base_url=self.url,
-            model="m",
-            retries=2,
-            backoff_s=0.01,
-            check_prompt_tokens=False,
-            **settings,
-        )
+        settings = {"base_url": self.url, "check_prompt_tokens": False, **settings}
+        server = ServerConfig(model="m", retries=2, backoff_s=0.01, **settings)
         return OpenAIServerModel(StageConfig(backend="openai", server=server))
 
     def close(self):
@@ -547,6 +544,60 @@ def test_malformed_answer_is_one_clear_error(body, why):
         ):
             server.backend().generate(frame(64, 64), "find it")
         assert server.requests == 1
+    finally:
+        server.close()
+
+
+def test_base_url_without_the_api_root_names_the_likely_cause():
+    """vLLM answers a path it does not serve with 404 ``{"detail": "Not Found"}``: a base_url
+    without ``/v1`` is the usual reason, and the line says so (not a dict's repr)."""
+    server = _Misbehaving(404, json.dumps({"detail": "Not Found"}).encode())
+    root = server.url[: -len("/v1")]
+    try:
+        with pytest.raises(ServerError) as caught:
+            server.backend(base_url=root).generate(frame(64, 64), "find it")
+    finally:
+        server.close()
+    assert str(caught.value) == (
+        f"model server at {root} refused the request: HTTP 404: Not Found (no "
+        f"{root}/chat/completions: server.base_url should be the API root, e.g. "
+        "http://host:8000/v1)"
+    )
+
+
+def test_server_without_tokenize_says_how_to_run_without_the_token_check():
+    """A server (or a proxy in front of vLLM) that serves only /v1 has no /tokenize: the line
+    says that the prompt-token check needs it and how to turn the check off."""
+    server = _Misbehaving(
+        200,
+        bodies=(_completion("<answer>{}</answer>", "</answer>", 3), b'{"detail": "Not Found"}'),
+        statuses=(200, 404),
+    )
+    try:
+        with pytest.raises(ServerError, match=r"HTTP 404: Not Found \(no .*/tokenize: "
+                           r"set server.check_prompt_tokens: false"):
+            server.backend(check_prompt_tokens=True).generate(frame(64, 64), "find it")
+    finally:
+        server.close()
+    assert server.paths == ["/v1/chat/completions", "/tokenize"]
+
+
+def test_token_check_loads_its_processor_code_with_the_stage_not_on_a_request(monkeypatch):
+    """Importing transformers for the image-token count took 8 s on the first request (counted
+    as GSE time, and by the node inside a request); it belongs to loading the stage."""
+    import sys
+
+    server = _Misbehaving(
+        200,
+        bodies=(_completion("<answer>{}</answer>", "</answer>", 3), b'{"count": 10}'),
+    )
+    try:
+        backend = server.backend(check_prompt_tokens=True)
+        monkeypatch.setitem(
+            sys.modules, "transformers.models.qwen2_vl.image_processing_qwen2_vl", None
+        )
+        with pytest.raises(ServerError, match=r"saw 300 prompt tokens, expected 16 \(4 visual"):
+            backend.generate(frame(64, 64), "find it")
     finally:
         server.close()
 

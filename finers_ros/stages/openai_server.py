@@ -43,13 +43,24 @@ class ServerError(RuntimeError):
     """A request the model server did not answer usefully (one line, names the server)."""
 
 
+def _smart_resize():
+    """Qwen2.5-VL's own resize rule (importing transformers takes seconds: done when a stage
+    loads, never inside a request)."""
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+    return smart_resize
+
+
 def expected_image_tokens(
-    width: int, height: int, min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS
+    width: int,
+    height: int,
+    min_pixels: int = MIN_PIXELS,
+    max_pixels: int = MAX_PIXELS,
+    smart_resize=None,
 ) -> int:
     """Visual tokens Qwen2.5-VL's processor gives a ``width x height`` image (the published
     limits by default: 2691 for 1920x1080, 324 for 512x512)."""
-    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
-
+    smart_resize = smart_resize or _smart_resize()
     h, w = smart_resize(
         height, width, factor=PIXELS_PER_TOKEN_SIDE, min_pixels=min_pixels, max_pixels=max_pixels
     )
@@ -106,6 +117,7 @@ class OpenAIServerModel:
             trust_env=False,
         )
         self._slots = threading.BoundedSemaphore(self.server.max_in_flight)
+        self._smart_resize = _smart_resize() if self.server.check_prompt_tokens else None
         self._text_tokens: "OrderedDict[Tuple[str, str], int]" = OrderedDict()
         self._cache_lock = threading.Lock()
         self.last_timings_ms: dict = {}
@@ -191,6 +203,7 @@ class OpenAIServerModel:
                 raise ServerError(
                     f"model server at {root} refused the request: HTTP "
                     f"{response.status_code}: {_error_detail(response)}"
+                    f"{_missing_route_hint(response, url, path)}"
                 )
             try:
                 return response.json()
@@ -265,6 +278,7 @@ class OpenAIServerModel:
             height,
             self.config.min_pixels,
             self.config.max_pixels,
+            self._smart_resize,
         )
         expected = self.text_tokens(prompt) + IMAGE_MARKER_TOKENS + visual
         if prompt_tokens != expected:
@@ -321,14 +335,35 @@ def _connection_failure(exc) -> str:
 
 
 def _error_detail(response) -> str:
-    """The server's own error message (OpenAI error JSON), else the start of the body."""
+    """The server's own error message (OpenAI error JSON, or FastAPI's ``detail`` for a path
+    it does not serve), else the start of the body."""
     try:
         data = response.json()
         error = data.get("error", data) if isinstance(data, dict) else data
-        message = error.get("message", error) if isinstance(error, dict) else error
-        return _one_line(message, 200)
+        if isinstance(error, dict):
+            error = error.get("message", error.get("detail", error))
+        return _one_line(error, 200)
     except ValueError:
         return _one_line(response.text, 200) or response.reason_phrase
+
+
+def _missing_route_hint(response, url: str, path: str) -> str:
+    """A 404 without an OpenAI error object is a path the server does not serve (vLLM's
+    refusals, an unknown model included, carry ``{"error": {...}}``): say what to change."""
+    if response.status_code != 404:
+        return ""
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and "error" in data:
+        return ""
+    if path == "/tokenize":
+        return (
+            f" (no {url}: set server.check_prompt_tokens: false for a server without vLLM's "
+            "/tokenize, or expose it next to /v1)"
+        )
+    return f" (no {url}: server.base_url should be the API root, e.g. http://host:8000/v1)"
 
 
 def _read_answer(answer, base_url: str) -> Tuple[str, int, int, object]:
