@@ -53,7 +53,7 @@ vllm-venv: install
 
 # A real vLLM server on 127.0.0.1 with a tiny random Qwen2.5-VL, until Ctrl-C (README: vLLM).
 vllm-server: vllm-venv
-	$(PY) tools/vllm_server.py serve
+	$(PY) tools/vllm_server.py serve $(if $(VLLM_PORT),--port $(VLLM_PORT))
 
 bench-vllm: vllm-venv
 	$(PY) benchmarks/bench_vllm.py --out benchmarks/results
