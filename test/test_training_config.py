@@ -86,27 +86,68 @@ def test_invalid_yaml_is_one_line(tmp_path, capsys):
     assert "invalid YAML" in _one_error_line(capsys)
 
 
-def test_rollouts_never_sample_vision_tokens(tiny_qwen_dir, tmp_path):
-    """A sampled <|vision_start|> (or video/image pad) in a completion makes Qwen2.5-VL's
-    rope index count an image that has no features: the loss forward then fails with a
-    shape mismatch (seen with 512-token rollouts of the tiny model), killing the run."""
+def test_prompts_of_different_lengths_train_in_one_batch(tiny_qwen_dir, tmp_path, monkeypatch):
+    """Two prompts of different lengths share a generation batch (the recipe's 8 x 2 per
+    device does): TRL left-pads the prompt ids, so the processor must pad on the left too,
+    or the image token types shift against the ids: the shorter prompt's image gets text
+    positions (wrong log-probs, silently), or, when the shift cuts into the image, the loss
+    forward fails with a rope-index shape mismatch (seen with the default recipe)."""
     import json as _json
+
+    import cv2
+    import numpy as np
+    from transformers.models.qwen2_5_vl import modeling_qwen2_5_vl as qwen
 
     from finers_training.config import config_from_dict
     from finers_training.train import build_trainer
 
-    model = _json.loads((tiny_qwen_dir / "config.json").read_text())
+    rope_index = qwen.Qwen2_5_VLModel.get_rope_index
+    aligned = []
+
+    def checked(self, input_ids, *args, attention_mask=None, mm_token_type_ids=None, **kw):
+        if attention_mask is not None and mm_token_type_ids is not None:
+            for ids, types, mask in zip(input_ids, mm_token_type_ids, attention_mask.bool()):
+                is_image = ids[mask] == self.config.image_token_id
+                aligned.append(bool(((types[mask] == 1) == is_image).all()))
+        return rope_index(self, input_ids, *args, attention_mask=attention_mask,
+                          mm_token_type_ids=mm_token_type_ids, **kw)
+
+    monkeypatch.setattr(qwen.Qwen2_5_VLModel, "get_rope_index", checked)
     rows = tmp_path / "data" / "rows.jsonl"
     rows.parent.mkdir()
-    (rows.parent / "x.png").write_bytes(b"")
-    row = {"image": "x.png", "stage": "lpr", "question": "find the red screw",
-           "q_type": "referring", "options": None, "answer": "", "gt_box": [1, 1, 5, 5]}
-    rows.write_text(_json.dumps(row) + "\n")
+    cv2.imwrite(str(rows.parent / "x.png"), np.full((56, 56, 3), 90, np.uint8))
+    short = {"image": "x.png", "stage": "lpr", "question": "find the screw",
+             "q_type": "referring", "options": None, "answer": "", "gt_box": [1, 1, 5, 5]}
+    long = {**short, "question": "what colour is the smallest diamond object in the picture?",
+            "q_type": "option", "options": ["A. red", "B. blue", "C. brown", "D. yellow"],
+            "answer": "A"}
+    rows.write_text(_json.dumps(short) + "\n" + _json.dumps(long) + "\n")
     config = config_from_dict({"base_model": str(tiny_qwen_dir), "output_dir": str(tmp_path),
                                "num_generations": 2, "per_device_train_batch_size": 2,
-                               "gradient_accumulation_steps": 1})
-    trainer = build_trainer(config, rows)
-    suppressed = set(trainer.generation_config.suppress_tokens)
-    for key in ("image_token_id", "video_token_id", "vision_start_token_id",
-                "vision_end_token_id"):
-        assert model[key] in suppressed, key
+                               "gradient_accumulation_steps": 2, "max_steps": 1,
+                               "max_completion_length": 4, "save_steps": 10})
+    trainer = build_trainer(config, rows, disable_tqdm=True, save_strategy="no")
+    trainer.train()
+    assert trainer.state.global_step == 1
+    assert aligned and all(aligned), f"image token types off the image tokens: {aligned}"
+
+
+def test_rerun_on_other_data_is_refused_not_mixed(tmp_path):
+    """A rerun into an existing run directory resumes on the set built there; pointed at other
+    annotations (or other crop settings) it must say so, not train on the old set while the
+    hashes file names the new annotations."""
+    from finers_ros.data.synthetic import SceneConfig, write_dataset
+
+    from finers_training.config import config_from_dict
+    from finers_training.train import prepare_data
+
+    scenes = SceneConfig(width=640, height=480)
+    first = write_dataset(tmp_path / "a", 2, seed=1, config=scenes)
+    second = write_dataset(tmp_path / "b", 2, seed=2, config=scenes)
+    run = {"output_dir": str(tmp_path / "run"), "crop_size": 128, "lpr_size": [128, 128]}
+    rows = prepare_data(config_from_dict({**run, "annotations": str(first)}))
+    assert prepare_data(config_from_dict({**run, "annotations": str(first)})) == rows
+    with pytest.raises(TrainConfigError, match="other data"):
+        prepare_data(config_from_dict({**run, "annotations": str(second)}))
+    with pytest.raises(TrainConfigError, match="other data"):
+        prepare_data(config_from_dict({**run, "annotations": str(first), "data_seed": 3}))

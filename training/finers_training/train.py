@@ -9,6 +9,7 @@ the per-term reward means ``rewards/<term>/mean``).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import List, Optional, Tuple
 
 import yaml
 
-from .config import TrainConfig
+from .config import TrainConfig, TrainConfigError
 from .data import (
     ROWS,
     DataOptions,
@@ -115,11 +116,23 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+DATA_SOURCE = "source.json"  # what a built set was made from, checked on resume
+
+
+def _data_source(config: TrainConfig, options: DataOptions) -> dict:
+    """The inputs that decide a built set: stage, annotation bytes, image folder, options."""
+    source = {
+        "stage": config.stage,
+        "annotations_sha256": _sha256(Path(config.annotations)),
+        "images_dir": config.images_dir,
+        "options": dataclasses.asdict(options),
+    }
+    return json.loads(json.dumps(source))  # as read back (tuples become lists)
+
+
 def prepare_data(config: TrainConfig) -> Path:
     """Build the stage's set under ``output_dir/data`` (kept on resume); returns rows.jsonl."""
     rows_path = Path(config.output_dir) / "data" / ROWS
-    if rows_path.is_file() and config.resume:
-        return rows_path
     options = DataOptions(
         seed=config.data_seed,
         crop_size=config.crop_size,
@@ -127,9 +140,20 @@ def prepare_data(config: TrainConfig) -> Path:
         gse_size=config.gse_size,
         max_samples=config.max_samples,
     )
+    source = _data_source(config, options)
+    source_path = rows_path.parent / DATA_SOURCE
+    if rows_path.is_file() and config.resume:
+        built = json.loads(source_path.read_text()) if source_path.is_file() else None
+        if built != source:
+            raise TrainConfigError(
+                f"{config.output_dir} holds a run built from other data or data settings "
+                f"({source_path}); use a new --output-dir, or resume: false to start over"
+            )
+        return rows_path
     rows_path, counts = build_set(
         config.stage, config.annotations, rows_path.parent, options, config.images_dir
     )
+    source_path.write_text(json.dumps(source, indent=1))
     print(
         f"{config.stage} set: {counts['samples']} samples, {counts['skipped']} skipped "
         f"-> {rows_path}"
@@ -169,23 +193,6 @@ def _log_callback(path: Path):
     return JsonlLog()
 
 
-VISION_TOKEN_KEYS = (
-    "image_token_id",
-    "video_token_id",
-    "vision_start_token_id",
-    "vision_end_token_id",
-)
-
-
-def vision_token_ids(base_model: str | Path) -> List[int]:
-    """The checkpoint's vision special tokens, which a rollout must never sample.
-
-    A sampled ``<|vision_start|>`` makes Qwen2.5-VL's rope index count an image without
-    features and the loss forward fails (shape mismatch); TRL suppresses only the image pad."""
-    model = json.loads((Path(base_model) / "config.json").read_text())
-    return sorted({int(model[k]) for k in VISION_TOKEN_KEYS if isinstance(model.get(k), int)})
-
-
 def build_trainer(config: TrainConfig, rows_path: Path, **extra):
     """A GRPOTrainer for the config (model loaded by TRL from ``base_model``)."""
     from transformers import AutoProcessor
@@ -193,7 +200,11 @@ def build_trainer(config: TrainConfig, rows_path: Path, **extra):
 
     funcs, weights = reward_functions(config)
     dataset = load_dataset(rows_path, config.system_prompt)
-    processor = AutoProcessor.from_pretrained(config.base_model, local_files_only=True)
+    # Left padding as TRL's own processor: TRL left-pads the prompt ids, and a processor
+    # padding on the right shifts the image token types against them in mixed-length batches.
+    processor = AutoProcessor.from_pretrained(
+        config.base_model, local_files_only=True, padding_side="left", truncation_side="left"
+    )
     peft_config = None
     if config.lora:
         from peft import LoraConfig
@@ -205,9 +216,6 @@ def build_trainer(config: TrainConfig, rows_path: Path, **extra):
             target_modules=list(config.lora_target_modules),
             task_type="CAUSAL_LM",
         )
-    extra.setdefault(
-        "generation_kwargs", {"suppress_tokens": vision_token_ids(config.base_model)}
-    )
     trainer = GRPOTrainer(
         model=config.base_model,
         reward_funcs=funcs,
