@@ -151,3 +151,30 @@ def test_rerun_on_other_data_is_refused_not_mixed(tmp_path):
         prepare_data(config_from_dict({**run, "annotations": str(second)}))
     with pytest.raises(TrainConfigError, match="other data"):
         prepare_data(config_from_dict({**run, "annotations": str(first), "data_seed": 3}))
+
+
+def test_resume_skips_a_checkpoint_cut_off_while_saving(tmp_path):
+    """A run killed while writing checkpoint-N leaves it without trainer_state.json (written
+    last); the rerun must resume from the newest complete checkpoint, not fail on that one."""
+    from finers_training.train import last_checkpoint
+
+    assert last_checkpoint(tmp_path / "none") is None
+    for step in (1, 2, 3):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "model.safetensors").write_bytes(b"x")
+    assert last_checkpoint(tmp_path) is None
+    for step in (1, 2):
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+
+
+def test_resumed_log_drops_the_steps_it_will_redo(tmp_path):
+    """Steps logged after the checkpoint a run resumes from are run (and logged) again: the
+    old lines go, so log.jsonl has each step once."""
+    from finers_training.train import trim_log
+
+    log = tmp_path / "log.jsonl"
+    trim_log(log, 2)  # no log yet: nothing to do
+    log.write_text("".join(json.dumps({"step": s, "reward": s}) + "\n" for s in (1, 2, 3, 4)))
+    trim_log(log, 2)
+    assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [1, 2]

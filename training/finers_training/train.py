@@ -234,10 +234,31 @@ def build_trainer(config: TrainConfig, rows_path: Path, **extra):
 
 
 def last_checkpoint(output_dir: str | Path) -> Optional[str]:
-    from transformers.trainer_utils import get_last_checkpoint
+    """The newest complete ``checkpoint-N``: the Trainer writes ``trainer_state.json`` last,
+    so a folder without it was cut off while saving (a kill mid-save) and is passed over."""
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
     output_dir = Path(output_dir)
-    return get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    if not output_dir.is_dir():
+        return None
+    steps = []
+    for folder in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        suffix = folder.name[len(PREFIX_CHECKPOINT_DIR) + 1 :]
+        if suffix.isdigit() and (folder / "trainer_state.json").is_file():
+            steps.append((int(suffix), folder))
+    return str(max(steps)[1]) if steps else None
+
+
+def trim_log(log: Path, step: int) -> None:
+    """Drop ``log.jsonl`` lines after ``step`` (a resumed run logs those steps again)."""
+    if not log.is_file():
+        return
+    kept = [
+        line
+        for line in log.read_text().splitlines()
+        if line.strip() and json.loads(line).get("step", 0) <= step
+    ]
+    log.write_text("".join(line + "\n" for line in kept))
 
 
 def _zero_stage(trainer) -> int:
@@ -288,5 +309,7 @@ def train(config: TrainConfig) -> Path:
     resume = last_checkpoint(config.output_dir) if config.resume else None
     if resume:
         print(f"resuming from {resume}")
+        if state.is_main_process:
+            trim_log(Path(config.output_dir) / "log.jsonl", int(resume.rsplit("-", 1)[1]))
     trainer.train(resume_from_checkpoint=resume)
     return save_final(trainer, config, rows_path)
