@@ -68,7 +68,7 @@ def main(argv=None) -> int:
             print(
                 f"best-region search: {counts['samples']} samples ({counts['resumed']} resumed), "
                 f"{counts['windows']} windows answered, {counts['unparsable']} unparsable, "
-                f"{counts['not_found']} not found, {counts['skipped']} unreadable -> {args.out}"
+                f"{counts['not_found']} not found, {counts['skipped']} skipped -> {args.out}"
             )
             return 0
         from .train import train

@@ -41,9 +41,18 @@ class DataOptions:
     max_samples: Optional[int] = None
 
 
-def gt_box(record: Record) -> geo.Box:
-    """The record's target box (XYXY inclusive, native pixels) from its polygon."""
-    return geo.polygon_box(record.polygon)
+def gt_box(record: Record, native: Optional[geo.Size] = None) -> geo.Box:
+    """The record's target box (XYXY inclusive, native pixels) from its polygon.
+
+    With the image's ``native`` (W, H) size the box is clipped to the image, as the GT mask
+    is; a polygon wholly off the image is a DatasetError (no crop could show the target)."""
+    box = geo.polygon_box(record.polygon)
+    if native is None:
+        return box
+    width, height = native
+    if box[2] < 0 or box[3] < 0 or box[0] > width - 1 or box[1] > height - 1:
+        raise DatasetError(f"polygon {box} lies outside the {width}x{height} image")
+    return geo.clip_box(box, native)
 
 
 def random_window(
@@ -85,7 +94,7 @@ def lpr_sample(
 ) -> Tuple[np.ndarray, dict]:
     """(LPR-frame image ``h x w x 3 RGB``, row) of one record: a random window holding the GT."""
     native = (image.shape[1], image.shape[0])
-    box = gt_box(record)
+    box = gt_box(record, native)
     window = random_window(box, native, options.crop_size, rng)
     crop = geo.resize_image(np.ascontiguousarray(window.cut(image)), options.lpr_size)
     box_lpr = geo.native_to_lpr_box(box, window, options.lpr_size)
@@ -104,7 +113,7 @@ def lpr_sample(
 def gse_sample(record: Record, image: np.ndarray, options: DataOptions) -> Tuple[np.ndarray, dict]:
     """(GSE-frame image, row): the whole frame at ``gse_size``, GT box and best_region there."""
     native = (image.shape[1], image.shape[0])
-    box = gt_box(record)
+    box = gt_box(record, native)
     row = _common(record)
     best = record.extra.get("best_region")
     row.update(

@@ -69,7 +69,8 @@ def _best(ious: Sequence[float]) -> int:
 def search(config: TrainConfig, out_path: Path, progress: bool = True) -> dict:
     """Add ``best_region`` (GSE frame) to every record; resumable through ``<out>.partial.jsonl``.
 
-    Returns counts: samples, windows, unparsable, not_found, skipped (unreadable images)."""
+    Returns counts: samples, windows, unparsable, not_found, skipped (unreadable images,
+    polygons off the image)."""
     from tqdm import tqdm
 
     if not config.search_checkpoint:
@@ -109,20 +110,21 @@ def search(config: TrainConfig, out_path: Path, progress: bool = True) -> dict:
     with partial.open("a") as sink:
         for start in range(0, len(todo), max(1, config.search_batch_size)):
             batch = todo[start : start + config.search_batch_size]
-            images, prompts, owners, windows, natives = [], [], [], {}, {}
+            images, prompts, owners, windows, natives, targets = [], [], [], {}, {}, {}
             for index in batch:
                 record = records[index]
                 try:
                     image = read_rgb(record.image_path)
+                    native = (image.shape[1], image.shape[0])
+                    targets[index] = gt_box(record, native)  # clipped to the image
                 except DatasetError as exc:
                     entry = {"index": index, "best_region": None, "error": str(exc)}
                     sink.write(json.dumps(entry) + "\n")
                     done[index] = entry
                     counts["skipped"] += 1
                     continue
-                native = (image.shape[1], image.shape[0])
                 rng = np.random.default_rng([config.data_seed, index])
-                windows[index] = candidate_windows(gt_box(record), native, config.crop_size, rng)
+                windows[index] = candidate_windows(targets[index], native, config.crop_size, rng)
                 natives[index] = native
                 prompt = lpr_prompt(record.question, record.q_type, record.options)
                 for window in windows[index]:
@@ -136,7 +138,7 @@ def search(config: TrainConfig, out_path: Path, progress: bool = True) -> dict:
                 for text, window in zip(own, windows[index]):
                     box, status = lpr_native_box(text, window, config.lpr_size)
                     statuses.append(status)
-                    ious.append(geo.box_iou(box, gt_box(records[index])) if box else 0.0)
+                    ious.append(geo.box_iou(box, targets[index]) if box else 0.0)
                     counts["windows"] += 1
                     if status != "ok":
                         counts[status] += 1
