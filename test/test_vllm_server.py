@@ -602,6 +602,27 @@ def test_token_check_loads_its_processor_code_with_the_stage_not_on_a_request(mo
         server.close()
 
 
+def test_token_mismatch_names_the_server_flag_for_the_stage_limits():
+    """The hint is the flag to paste on the server's command line, with this stage's limits
+    (not the published ones when the stage sets others)."""
+    server = _Misbehaving(
+        200,
+        bodies=(_completion("<answer>{}</answer>", "</answer>", 3), b'{"count": 10}'),
+    )
+    backend = server.backend(check_prompt_tokens=True)
+    backend.config.max_pixels = 200704
+    try:
+        with pytest.raises(ServerError) as caught:
+            backend.generate(frame(1080, 1920), "find it")
+    finally:
+        server.close()
+    assert str(caught.value).endswith(
+        "expected 264 (252 visual for 1920x1080): the server resizes images; check its "
+        """processor settings (--mm-processor-kwargs '{"min_pixels": 3136, "max_pixels": """
+        """200704}' or the checkpoint's preprocessor_config.json)"""
+    )
+
+
 def test_api_key_comes_from_the_named_environment_variable(monkeypatch):
     server = _Misbehaving(401, json.dumps({"error": {"message": "bad key"}}).encode())
     try:

@@ -286,7 +286,8 @@ class OpenAIServerModel:
                 f"model server at {self.base_url} saw {prompt_tokens} prompt tokens, "
                 f"expected {expected} ({visual} visual for {width}x{height}): the server resizes "
                 "images; check its processor settings (--mm-processor-kwargs "
-                "min_pixels/max_pixels: 3136/12845056)"
+                f"'{{\"min_pixels\": {self.config.min_pixels}, \"max_pixels\": "
+                f"{self.config.max_pixels}}}' or the checkpoint's preprocessor_config.json)"
             )
 
     def text_tokens(self, prompt: str) -> int:
