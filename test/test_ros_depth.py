@@ -258,3 +258,101 @@ def test_rviz_config_shows_the_3d_target():
 
     assert displays["rviz_default_plugins/MarkerArray"]["Topic"]["Value"] == MARKERS_TOPIC
     assert displays["rviz_default_plugins/PointStamped"]["Topic"]["Value"] == POINT_TOPIC
+
+
+# -- the node in its own process, over real topics -----------------------------------------
+@pytest.fixture(scope="module")
+def rgbd_node(domain):
+    from finers_ros.ros.launcher import NodeProcess
+
+    node = NodeProcess(domain, parameters={"depth_enabled": True, "frame_wait_s": 10.0})
+    yield node
+    code = node.stop()
+    assert code == 0, node.log()[-2000:]
+
+
+@pytest.fixture(scope="module")
+def rgbd(domain, rgbd_node, scene_4k):
+    """The client, an RGB-D camera streaming a 4K scene, and the target's known 3D centre."""
+    from geometry_msgs.msg import PointStamped
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from visualization_msgs.msg import MarkerArray
+
+    from finers_ros.ros.client import PerceptionClient
+    from finers_ros.ros.rgbd_camera import RgbdStreamer, rgbd_scene
+
+    client = PerceptionClient(
+        domain_id=domain, name="rgbd_client", camera_topic="/camera/image_raw"
+    )
+    image, record = scene_4k
+    scene = rgbd_scene(
+        client.frame_message(image, frame_id="camera_color_optical_frame"), record["points"]
+    )
+    camera = RgbdStreamer(client.node, client.camera, scene)
+    points, markers = [], []
+    reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    client.node.create_subscription(
+        PointStamped, "/finers/target_point", client._keep(points), reliable
+    )
+    client.node.create_subscription(
+        MarkerArray, "/finers/markers", client._keep(markers), reliable
+    )
+    try:
+        assert client.wait_for_node(TIMEOUT), rgbd_node.log()[-2000:]
+        yield client, camera, record, scene.centre, points, markers
+    finally:
+        camera.close()
+        client.close()
+
+
+def stamp_of(msg):
+    return (msg.header.stamp.sec, msg.header.stamp.nanosec)
+
+
+def test_node_publishes_3d_point_and_markers_with_the_colour_frames_stamp(rgbd):
+    client, camera, record, centre, points, markers = rgbd
+    camera.start()
+    try:
+        before = len(client.detections)
+        client.send(record["Q"])
+        detection = client.next_detection(before, TIMEOUT)
+    finally:
+        camera.stop()
+    assert detection is not None and detection.found, detection and detection.error
+    assert detection.has_3d and detection.reason_3d == "", detection.reason_3d
+    point = (detection.point_3d.x, detection.point_3d.y, detection.point_3d.z)
+    assert np.linalg.norm(np.subtract(point, centre)) < 0.01, (point, centre)
+    assert detection.depth_pixels > 20
+    assert detection.extent_min_3d.z <= point[2] <= detection.extent_max_3d.z
+    stamp = stamp_of(detection)
+    assert detection.header.frame_id == "camera_color_optical_frame"
+    assert client.wait_until(lambda: any(stamp_of(p) == stamp for p in points), 30)
+    assert client.wait_until(lambda: any(stamp_of(m.markers[0]) == stamp for m in markers), 30)
+    point_msg = [p for p in points if stamp_of(p) == stamp][-1]
+    assert point_msg.header.frame_id == "camera_color_optical_frame"
+    assert (point_msg.point.x, point_msg.point.y, point_msg.point.z) == point
+    marker_msg = [m for m in markers if stamp_of(m.markers[0]) == stamp][-1]
+    assert [m.type for m in marker_msg.markers] == [2, 1, 9]  # sphere, cube, text
+    assert record["Q"][:20] in marker_msg.markers[2].text
+
+
+def test_node_says_why_without_a_depth_frame_in_the_slop(rgbd):
+    client, camera, record, centre, points, markers = rgbd
+    camera.with_depth = False  # colour keeps streaming, depth stopped: old frames only
+    camera.start()
+    try:
+        before = len(client.detections)
+        client.send(record["Q"])
+        detection = client.next_detection(before, TIMEOUT)
+    finally:
+        camera.stop()
+        camera.with_depth = True
+    assert detection is not None and detection.found
+    assert not detection.has_3d and "no depth frame on /camera/aligned_depth/image_raw" in (
+        detection.reason_3d
+    ), detection.reason_3d
+    stamp = stamp_of(detection)
+    assert client.wait_until(
+        lambda: any(stamp_of(m.markers[0]) == stamp and m.markers[0].action == 3 for m in markers),
+        30,
+    )

@@ -40,6 +40,7 @@ from ..config import load_config
 from ..pipeline import FineRSPipeline
 from ..serving import Outcome, PerceptionServer, Request, error_result
 from . import params
+from .depth_input import DepthStage
 from .diagnostics import Counters, FrameFlowWatch, diagnostic_array, status_message
 from .image_codec import compressed_to_rgb, image_to_rgb
 from .messages import detection_message, outcome_header
@@ -97,6 +98,7 @@ class PerceptionNode(LifecycleNode):
         self._stats_lock = threading.Lock()
         self.counters = Counters()
         self._outcomes: Optional[OutcomePublisher] = None
+        self._depth: Optional[DepthStage] = None  # 3D positions, with depth_enabled
         self._status_lock = threading.Lock()
         self._status_pub = None
         self._diagnostics_pub = None
@@ -156,6 +158,7 @@ class PerceptionNode(LifecycleNode):
                              durability=DurabilityPolicy.TRANSIENT_LOCAL,
                              history=HistoryPolicy.KEEP_LAST)
         self._outcomes = OutcomePublisher(self)
+        self._depth = DepthStage(self, s) if s.depth_enabled else None
         with self._status_lock:
             self._status_pub = self.create_publisher(Status, STATUS_TOPIC, latched)
             self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -229,6 +232,8 @@ class PerceptionNode(LifecycleNode):
         camera = self._frame_subs[0].topic_name
         self._frame_watch = FrameFlowWatch(camera, s.no_frames_warning_s, str(fastdds_profile()),
                                            time.monotonic())
+        if self._depth is not None:
+            self._depth.subscribe()
         self.server.start()
         self.state_name = "active"
         self.get_logger().info(f"serving: frames on {camera} ({s.frame_reliability}), "
@@ -285,6 +290,8 @@ class PerceptionNode(LifecycleNode):
             self.destroy_subscription(subscription)
         self._frame_subs = []
         self._frame_watch = None
+        if self._depth is not None:
+            self._depth.unsubscribe()
 
     def _release(self) -> None:
         self.stop_serving("node cleaned up")
@@ -297,6 +304,9 @@ class PerceptionNode(LifecycleNode):
         if self._outcomes is not None:
             self._outcomes.close()
             self._outcomes = None
+        if self._depth is not None:
+            self._depth.close()
+            self._depth = None
         with self._status_lock:
             for publisher in (self._status_pub, self._diagnostics_pub):
                 if publisher is not None:
@@ -317,6 +327,10 @@ class PerceptionNode(LifecycleNode):
 
     def _frame(self, decode, header) -> None:
         """Every camera frame arrives here (decoded later, only if a request uses it)."""
+        depth = self._depth
+        if depth is not None:  # the worker's decode also pins the frame's depth
+            decode = depth.pinning(decode, header)
+
         def counted():
             try:
                 return decode()
@@ -459,10 +473,14 @@ class PerceptionNode(LifecycleNode):
                 f"{'found' if result.found else 'not found'}; "
                 + ", ".join(f"{k} {v:.0f} ms" for k, v in result.timings_ms.items()))
         outcomes = self._outcomes
+        depth = self._depth
+        target = depth.locate(outcome) if depth is not None else None
         detection = None
         try:
             if outcomes is not None:
-                detection = outcomes.publish(outcome, self.settings)
+                detection = outcomes.publish(outcome, self.settings, target)
+            if depth is not None and detection is not None:
+                depth.publish(detection, target)
         except Exception as exc:  # publishing after shutdown began, for example
             self.get_logger().warning(f"could not publish outcome: {exc}")
         if detection is None:

@@ -14,6 +14,7 @@ from finers_ros.msg import Detection
 
 from ..overlay import draw_overlay
 from ..serving import Outcome
+from .markers import fill_detection
 from .messages import detection_message, mask_image, outcome_header, rgb_image
 
 DETECTIONS_TOPIC = "finers/detections"
@@ -37,11 +38,12 @@ class OutcomePublisher:
             "overlay": node.create_publisher(Image, OVERLAY_TOPIC, images),
         }
 
-    def publish(self, outcome: Outcome, settings) -> Detection:
+    def publish(self, outcome: Outcome, settings, target_3d=None) -> Detection:
         """Publish ``outcome`` (mask/overlay as ``settings`` say); returns its Detection."""
         result = outcome.result
         header = outcome_header(outcome, self._node.get_clock().now().to_msg())
         detection = detection_message(outcome, header)
+        fill_detection(detection, target_3d)  # 3D fields; None: depth is off
         with self._lock:
             publishers = self._publishers
             if not publishers:  # closed: the node is cleaning up or shutting down

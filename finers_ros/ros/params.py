@@ -66,6 +66,11 @@ SPECS: Dict[str, Spec] = {
     "no_frames_warning_s": Spec("live", "warn when frames do not arrive for this long (s)",
                                 (0.1, 3600.0)),
     "autostart": Spec("startup", "configure + activate without a lifecycle manager"),
+    "depth_enabled": Spec("configure", "3D positions from camera/aligned_depth/image_raw and "
+                                       "camera/camera_info (README, 3D position)"),
+    "depth_slop_s": Spec("configure", "a colour frame pairs with the depth frame nearest to "
+                                      "its stamp within this (s)", (0.001, 10.0)),
+    "depth_max_range_m": Spec("configure", "depths beyond this are invalid (m)", (0.1, 1000.0)),
 }
 
 
@@ -90,6 +95,9 @@ class NodeSettings:
     status_period_s: float
     no_frames_warning_s: float
     autostart: bool
+    depth_enabled: bool
+    depth_slop_s: float
+    depth_max_range_m: float
 
     def validate(self) -> "NodeSettings":
         """Return self, or raise ParameterError naming every bad value."""
