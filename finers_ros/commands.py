@@ -1,4 +1,5 @@
-"""The text of an instruction on the command topic, both ways (ROS-free).
+"""
+The text of an instruction on the command topic, both ways (ROS-free).
 
 A command is plain instruction text, or a JSON object ``{"instruction", "question_type",
 "options", "id"}``. The node parses what arrives on ``finers/command``; the episode recorder
@@ -12,7 +13,8 @@ from typing import List, Optional
 
 
 def parse_command(text: str) -> dict:
-    """``{"instruction", "question_type", "options", "request_id"}`` of a command string.
+    """
+    ``{"instruction", "question_type", "options", "request_id"}`` of a command string.
 
     Malformed JSON, or JSON without a string ``instruction``, is taken as plain text.
     """
@@ -33,7 +35,8 @@ def parse_command(text: str) -> dict:
 
 def command_text(instruction: str, question_type: str = "referring",
                  options: Optional[List[str]] = None, request_id: str = "") -> str:
-    """The command string that ``parse_command`` reads back as these fields.
+    """
+    Return the command string that ``parse_command`` reads back as these fields.
 
     Plain text for a referring instruction without an id (what a person types), JSON otherwise.
     """

@@ -1,4 +1,5 @@
-"""Pipeline configuration: one dataclass tree that is the Python API and the YAML schema.
+"""
+Pipeline configuration: one dataclass tree that is the Python API and the YAML schema.
 
 Backends are chosen here, not in code. With no file, the defaults run the weight-free
 bring-up backend; ``config/pipeline.yaml`` documents every key.
@@ -28,7 +29,8 @@ class ConfigError(ValueError):
 
 @dataclass
 class ServerConfig:
-    """An OpenAI-compatible model server (vLLM) for ``backend: openai``.
+    """
+    An OpenAI-compatible model server (vLLM) for ``backend: openai``.
 
     The API key is read from the environment variable ``api_key_env`` names, never from YAML.
     """
@@ -183,8 +185,12 @@ class PipelineConfig:
 
 
 def _type_problem(value, hint) -> Optional[str]:
-    """What ``value`` lacks to be a ``hint`` (None when it fits). Numbers are not strings:
-    ``"512"`` in YAML is a quoting mistake worth reporting, not a value to guess at."""
+    """
+    Describe what ``value`` lacks to be a ``hint`` (None when it fits).
+
+    Numbers are not strings: ``"512"`` in YAML is a quoting mistake worth reporting, not a value to
+    guess at.
+    """
     if get_origin(hint) is Union:
         args = [a for a in get_args(hint) if a is not type(None)]
         if value is None and len(args) < len(get_args(hint)):

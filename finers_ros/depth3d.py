@@ -1,5 +1,8 @@
-"""Where a segmented target is in 3D: an aligned depth image, the colour camera's intrinsics
-and the target's mask give one robust point in the colour camera's optical frame.
+"""
+Where a segmented target is in 3D.
+
+An aligned depth image, the colour camera's intrinsics and the target's mask give one robust
+point in the colour camera's optical frame.
 
 Frames and units:
 
@@ -41,7 +44,8 @@ class No3D(ValueError):
 
 @dataclass(frozen=True)
 class DepthOptions:
-    """How the depth pixels under a mask become a point (defaults suit RGB-D cameras).
+    """
+    How the depth pixels under a mask become a point (defaults suit RGB-D cameras).
 
     ``max_range_m``: depths beyond it are invalid; ``erosion_px``: mask erosion in depth
     pixels (reduced, down to none, while it would leave < ``min_valid_pixels``); ``mad_k``:
@@ -77,7 +81,8 @@ class DepthOptions:
 
 @dataclass(frozen=True)
 class Target3D:
-    """The 3D result for one target: ``point`` and ``extent_min/max`` in metres, optical frame.
+    """
+    The 3D result for one target: ``point`` and ``extent_min/max`` in metres, optical frame.
 
     ``valid_pixels`` counts the depth pixels the point was computed from (after erosion, range
     check and outlier rejection). Without a result, ``point`` is None and ``reason`` says why.
@@ -100,7 +105,8 @@ class Target3D:
 
 @dataclass(frozen=True)
 class CameraModel:
-    """Intrinsics of the colour camera at one resolution (``width x height`` pixels).
+    """
+    Intrinsics of the colour camera at one resolution (``width x height`` pixels).
 
     ``k`` is the 3x3 camera matrix; ``d`` the distortion coefficients of ``distortion_model``
     (empty or all zero: none).
@@ -128,7 +134,7 @@ class CameraModel:
         roi_width: int = 0,
         roi_height: int = 0,
     ) -> "CameraModel":
-        """The model a ``sensor_msgs/CameraInfo``'s fields describe; ``No3D`` when unusable."""
+        """Return the model a ``sensor_msgs/CameraInfo``'s fields describe, or raise ``No3D``."""
         k = np.asarray(k, np.float64).ravel()
         if k.size != 9 or not np.all(np.isfinite(k)):
             raise No3D(f"CameraInfo K has {k.size} values or non-finite ones")
@@ -166,7 +172,7 @@ class CameraModel:
         )
 
     def scaled_to(self, width: int, height: int) -> "CameraModel":
-        """The same camera at ``width x height`` pixels (a registered depth image's size)."""
+        """Return the same camera at ``width x height`` (a registered depth image's size)."""
         sx, sy = width / self.width, height / self.height
         if abs(sx / sy - 1.0) > 0.01:
             raise No3D(
@@ -207,7 +213,8 @@ class CameraModel:
 def mask_in_depth_frame(
     mask: np.ndarray, depth_shape: Tuple[int, int]
 ) -> Tuple[np.ndarray, int, int]:
-    """The colour-frame mask sampled on the depth grid, cut to the mask's box.
+    """
+    Sample the colour-frame mask on the depth grid, cut to the mask's box.
 
     ``mask``: ``H x W`` bool (colour frame). Returns ``(sub_mask, x0, y0)``: ``sub_mask`` is
     the nearest-neighbour mask on depth pixels ``[y0, y0 + h') x [x0, x0 + w')``. Only the
@@ -244,7 +251,8 @@ def locate_target(
     camera: CameraModel,
     options: DepthOptions = DepthOptions(),
 ) -> Target3D:
-    """The target's 3D point and extent from its mask and an aligned depth image.
+    """
+    Locate the target's 3D point and extent from its mask and an aligned depth image.
 
     ``mask``: ``H x W`` bool in the colour frame (``camera``'s resolution or any resolution
     with its aspect); ``depth_m``: ``h x w`` float depths in metres along the optical axis (z),

@@ -1,4 +1,5 @@
-"""Every coordinate frame of the FineRS cascade, and the maps between them.
+"""
+Every coordinate frame of the FineRS cascade, and the maps between them.
 
 Vocabulary used throughout the package:
 
@@ -37,11 +38,11 @@ class CropWindow:
 
     @property
     def box(self) -> Box:
-        """The window as an inclusive native box."""
+        """Return the window as an inclusive native box."""
         return (self.x0, self.y0, self.x0 + self.width - 1, self.y0 + self.height - 1)
 
     def cut(self, image: np.ndarray) -> np.ndarray:
-        """The window's pixels of an ``H x W (x C)`` image (a view, not a copy)."""
+        """Return the window's pixels of an ``H x W (x C)`` image (a view, not a copy)."""
         return image[self.y0:self.y0 + self.height, self.x0:self.x0 + self.width]
 
     def contains_box(self, box: Box) -> bool:
@@ -87,7 +88,8 @@ def overlaps_frame(box: Box, size: Size) -> bool:
 
 
 def crop_for_region(region: Box, native: Size, crop_size: int) -> CropWindow:
-    """The LPR crop around a native region box, as the FineRS reference places it.
+    """
+    Return the LPR crop around a native region box, as the FineRS reference places it.
 
     Centred on the region *as the model gave it* (callers must not clip it first, or the
     centre and side move at borders), side ``max(crop_size, region w, region h)`` where the
@@ -183,7 +185,7 @@ def box_area(box: Box) -> float:
 
 
 def box_iou(a: Box, b: Box) -> float:
-    """IoU with inclusive (+1) areas, as the FineRS rewards compute it."""
+    """Compute IoU with inclusive (+1) areas, as the FineRS rewards compute it."""
     ix1, iy1 = max(a[0], b[0]), max(a[1], b[1])
     ix2, iy2 = min(a[2], b[2]), min(a[3], b[3])
     inter = box_area((ix1, iy1, ix2, iy2)) if ix2 >= ix1 and iy2 >= iy1 else 0.0
@@ -192,9 +194,12 @@ def box_iou(a: Box, b: Box) -> float:
 
 
 def polygon_to_mask(polygon: Iterable[Sequence[float]], size: Size) -> np.ndarray:
-    """Rasterise a native polygon ``[[x, y], ...]`` (or a list of them) to an ``H x W`` bool
-    mask, exactly as ground truth is (``data.annotations.gt_mask``, its one implementation:
-    vertices truncated, outline and fill)."""
+    """
+    Rasterise a native polygon ``[[x, y], ...]`` (or a list of them) to an ``H x W`` bool mask.
+
+    Exactly as ground truth is (``data.annotations.gt_mask``, its one implementation: vertices
+    truncated, outline and fill).
+    """
     from .data.annotations import gt_mask  # data builds on geometry, not the reverse
 
     return gt_mask(polygon, size)
@@ -224,7 +229,8 @@ def _flat_polygons(points) -> list:
 
 
 def mask_box(mask: np.ndarray) -> Box | None:
-    """Tight inclusive box of a bool mask, or None when it is empty.
+    """
+    Tight inclusive box of a bool mask, or None when it is empty.
 
     Rows first, then columns only within the rows in use: on a 4K mask with a small object
     this is ~20x faster than ``np.nonzero``, which lists every pixel.

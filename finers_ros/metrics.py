@@ -1,4 +1,5 @@
-"""FineRS evaluation metrics (reference section 7), one implementation for eval and training.
+"""
+FineRS evaluation metrics (reference section 7), one implementation for eval and training.
 
 Per sample ``I = |P and G|`` and ``U = |P or G|`` on full-resolution masks (an empty
 prediction when the sample failed). gIoU = mean of I/U (1 when U = 0); cIoU = sum I / sum U
@@ -52,7 +53,7 @@ def intersection_union(pred: Optional[np.ndarray], gt: np.ndarray) -> tuple:
 
 
 def _check(protocol: str) -> bool:
-    """True for the reference protocol; a ValueError for an unknown one."""
+    """Return True for the reference protocol; raise a ValueError for an unknown one."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
     return protocol == "reference"
@@ -92,8 +93,10 @@ def _is_article(text: str, end: int) -> bool:
 
 
 def option_correct(response: str, answer: str, protocol: str = "fixed") -> bool:
-    """The ground-truth option letter appears in the response (case-insensitive), as the
-    reference's regex finds it: "b", "(b)", "The answer is b.", "A red car, option B".
+    """
+    Tell whether the ground-truth option letter appears in the response (case-insensitive).
+
+    As the reference's regex finds it: "b", "(b)", "The answer is b.", "A red car, option B".
 
     ``fixed``: an "a" used as the article ("a red car") is not option A.
     """
@@ -124,8 +127,10 @@ _EDGE_PUNCTUATION = (string.punctuation
 
 def open_correct(response: str, answer: str, threshold: float = 0.8,
                  protocol: str = "fixed") -> bool:
-    """Some whitespace-separated word of the response is close to the whole answer
-    (difflib ratio >= threshold), both lower-cased, as the reference compares them.
+    """
+    Tell whether some whitespace-separated word of the response is close to the whole answer.
+
+    Close: difflib ratio >= threshold, both lower-cased, as the reference compares them.
 
     Any letters count (no ASCII filter). ``fixed`` also strips punctuation around each word
     ("(red)." is "red") and compares case-folded text.
@@ -162,9 +167,12 @@ def _percentiles(values: List[float]) -> dict:
 
 
 def summarize(samples: List[Sample], protocol: str = "fixed") -> dict:
-    """metrics.json content: segmentation per bucket, region recall, VQA accuracy, latency
-    (``latency_ms``) and token counts (``tokens``) per stage; ``protocol`` (fixed | reference)
-    is recorded in it."""
+    """
+    Return the metrics.json content.
+
+    Segmentation per bucket, region recall, VQA accuracy, latency (``latency_ms``) and token
+    counts (``tokens``) per stage; ``protocol`` (fixed | reference) is recorded in it.
+    """
     reference = _check(protocol)
 
     def scores(pairs: list) -> dict:
@@ -207,9 +215,12 @@ def summarize(samples: List[Sample], protocol: str = "fixed") -> dict:
 
 
 def _spread(samples: List[Sample], wanted) -> dict:
-    """Median and p90 of each ``timings_ms`` key ``wanted(key)`` accepts, finite values only
-    (a key with none is left out). ``timings_ms`` also carries the backends' token counts
-    (``result.is_count``): they are reported apart from the milliseconds."""
+    """
+    Return the median and p90 of each ``timings_ms`` key ``wanted(key)`` accepts.
+
+    Finite values only (a key with none is left out). ``timings_ms`` also carries the backends'
+    token counts (``result.is_count``): they are reported apart from the milliseconds.
+    """
     values = defaultdict(list)
     for sample in samples:
         for key, value in sample.timings_ms.items():

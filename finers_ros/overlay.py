@@ -1,4 +1,5 @@
-"""Drawing a result for people: downscaled frame, tinted mask, region, crop, box, points, answer.
+"""
+Drawing a result for people: downscaled frame, tinted mask, region, crop, box, points, answer.
 
 Kept apart from inference; the CLI, the evaluation report and the ROS overlay topic use it.
 """
@@ -24,10 +25,12 @@ def _scaled(box, scale):
 
 def draw_overlay(image: np.ndarray, result: FineRSResult, max_width: int = 1280,
                  label: Optional[str] = None, inset: bool = True) -> np.ndarray:
-    """``H x W x 3 uint8 RGB`` frame -> overlay ``h x w x 3 uint8 RGB`` with ``w <= max_width``.
+    """
+    ``H x W x 3 uint8 RGB`` frame -> overlay ``h x w x 3 uint8 RGB`` with ``w <= max_width``.
 
     With ``inset``, the LPR crop is also shown at native resolution in the top-right corner:
-    small objects are a few pixels once the frame is downscaled."""
+    small objects are a few pixels once the frame is downscaled.
+    """
     height, width = image.shape[:2]
     scale = min(1.0, max_width / float(width))
     size = (max(1, int(round(width * scale))), max(1, int(round(height * scale))))
@@ -61,19 +64,31 @@ def draw_overlay(image: np.ndarray, result: FineRSResult, max_width: int = 1280,
         lines.append(label)
     font_scale = max(0.45, size[0] / 1800.0)
     line_height = int(26 * font_scale / 0.6)
-    widths = [cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)[0][0] for line in lines]
+    widths = [
+        cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)[0][0] for line in lines
+    ]
     # a dark band behind the text keeps it readable on any background
     band = canvas[:line_height * len(lines) + 8, :min(canvas.shape[1], max(widths) + 16)]
     band[...] = (band * 0.35).astype(np.uint8)
     y = int(20 * font_scale / 0.6)
     for line in lines:
-        cv2.putText(canvas, line, (8, y), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(
+            canvas,
+            line,
+            (8, y),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            font_scale,
+            (255, 255, 255),
+            1,
+            cv2.LINE_AA,
+        )
         y += line_height
     return canvas
 
 
 def _tint_mask(canvas: np.ndarray, mask: np.ndarray, scale: float) -> None:
-    """Tint the mask on the downscaled canvas; only the mask's bounding box is resized.
+    """
+    Tint the mask on the downscaled canvas; only the mask's bounding box is resized.
 
     INTER_AREA then ``> 0``: a canvas pixel is tinted when any mask pixel falls in it, so a
     tiny object does not vanish when shrunk.
@@ -94,11 +109,12 @@ def _tint_mask(canvas: np.ndarray, mask: np.ndarray, scale: float) -> None:
     roi = np.ascontiguousarray(mask[sy0:sy1, sx0:sx1], dtype=np.uint8)
     small = cv2.resize(roi, (dx1 - dx0, dy1 - dy0), interpolation=cv2.INTER_AREA) > 0
     region = canvas[dy0:dy1, dx0:dx1]
-    region[small] = (0.45 * region[small] + 0.55 * np.array(MASK_TINT, np.float32)).astype(np.uint8)
+    tint = np.array(MASK_TINT, np.float32)
+    region[small] = (0.45 * region[small] + 0.55 * tint).astype(np.uint8)
 
 
 def _draw_inset(canvas: np.ndarray, image: np.ndarray, result: FineRSResult) -> None:
-    """A magnified view around the found box (else the crop window), top-right corner."""
+    """Draw a magnified view around the found box (else the crop window), top-right corner."""
     from .geometry import crop_for_region
 
     native = (image.shape[1], image.shape[0])
@@ -111,14 +127,20 @@ def _draw_inset(canvas: np.ndarray, image: np.ndarray, result: FineRSResult) -> 
     side = max(64, int(min(canvas.shape[0], canvas.shape[1]) * 0.4))
     scale = side / max(window.width, window.height)
     zoomed_size = (max(1, int(window.width * scale)), max(1, int(window.height * scale)))
-    zoomed = cv2.resize(pixels, zoomed_size, interpolation=cv2.INTER_NEAREST if scale >= 1 else cv2.INTER_AREA)
+    zoomed = cv2.resize(
+        pixels, zoomed_size, interpolation=cv2.INTER_NEAREST if scale >= 1 else cv2.INTER_AREA
+    )
     if result.mask is not None:  # the mask's outline, so the object itself stays visible
-        inside = cv2.resize(window.cut(result.mask).astype(np.uint8), zoomed_size, interpolation=cv2.INTER_NEAREST)
+        inside = cv2.resize(
+            window.cut(result.mask).astype(np.uint8), zoomed_size, interpolation=cv2.INTER_NEAREST
+        )
         contours, _ = cv2.findContours(inside, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(zoomed, contours, -1, MASK_TINT, 2)
     if result.box is not None:
         x1, y1, x2, y2 = ((v - o) * scale for v, o in zip(result.box, (window.x0, window.y0) * 2))
-        cv2.rectangle(zoomed, (int(x1), int(y1)), (int(x2 + scale), int(y2 + scale)), BOX_COLOUR, 1)
+        cv2.rectangle(
+            zoomed, (int(x1), int(y1)), (int(x2 + scale), int(y2 + scale)), BOX_COLOUR, 1
+        )
     h, w = zoomed.shape[:2]
     x0 = canvas.shape[1] - w - 6
     if x0 < 0 or h + 12 > canvas.shape[0]:

@@ -1,4 +1,5 @@
-"""Reading the ``<think>..</think><answer>{json}</answer>`` text the stages emit.
+"""
+Reading the ``<think>..</think><answer>{json}</answer>`` text the stages emit.
 
 Pure functions, shared by the pipeline and the RL rewards (``training/``); model output is
 data: it is parsed (JSON, then JSON5 for single quotes), never evaluated.
@@ -56,17 +57,21 @@ class ParseError(ValueError):
 
 
 class TruncatedAnswerError(ParseError):
-    """No usable answer, and the text ends inside an open ``<think>`` or ``<answer>`` block:
-    the generation stopped early (typically at ``max_new_tokens``)."""
+    """
+    No usable answer, and the text ends inside an open ``<think>`` or ``<answer>`` block.
+
+    The generation stopped early (typically at ``max_new_tokens``).
+    """
 
     truncated = True
 
 
 @dataclass(frozen=True)
 class AnswerJSON:
-    """The answer object of a model text, before any key is interpreted.
+    r"""
+    The answer object of a model text, before any key is interpreted.
 
-    ``strict_format``: the whole text is ``<think>..</think>\\s*<answer>..</answer>`` (the
+    ``strict_format``: the whole text is ``<think>..</think>\s*<answer>..</answer>`` (the
     FineRS format reward). ``think``: the last closed ``<think>`` block's text, stripped.
     """
 
@@ -89,7 +94,7 @@ class StageAnswer:
 
 
 def has_think_answer_format(text: str) -> bool:
-    """The FineRS format reward: ``<think>.*?</think>\\s*<answer>.*?</answer>`` (dotall)."""
+    r"""Check the FineRS format reward: ``<think>.*?</think>\s*<answer>.*?</answer>`` (dotall)."""
     return isinstance(text, str) and _FORMAT_RE.fullmatch(text.strip()) is not None
 
 
@@ -103,7 +108,7 @@ def _outside_thought(text: str) -> Tuple[str, bool]:
 
 
 def looks_truncated(text: str) -> bool:
-    """True when ``text`` ends inside a ``<think>`` or ``<answer>`` block it never closed."""
+    """Return True when ``text`` ends inside a ``<think>`` or ``<answer>`` block never closed."""
     if not isinstance(text, str):
         return False
     tail, thought_open = _outside_thought(text)
@@ -114,9 +119,12 @@ def looks_truncated(text: str) -> bool:
 
 
 def has_final_answer(text: str) -> bool:
-    """True when ``text`` holds a closed ``<answer>`` block where the answer is read first:
-    after the last ``</think>``, not inside a ``<think>`` still open (the point at which a
-    generation may stop)."""
+    """
+    Return True when ``text`` holds a closed ``<answer>`` block where the answer is read first.
+
+    That is after the last ``</think>``, not inside a ``<think>`` still open (the point at which
+    a generation may stop).
+    """
     if not isinstance(text, str):
         return False
     tail, thought_open = _outside_thought(text)
@@ -125,7 +133,7 @@ def has_final_answer(text: str) -> bool:
 
 
 def _answer_text(text: str) -> Optional[str]:
-    """The text that holds the answer object (see the module docstring), or None."""
+    """Return the text that holds the answer object (see the module docstring), or None."""
     tail, thought_open = _outside_thought(text)
     after_think = list(_ANSWER_RE.finditer(tail))
     if after_think:
@@ -139,7 +147,7 @@ def _answer_text(text: str) -> Optional[str]:
 
 
 def _first_object(text: str) -> Optional[str]:
-    """The first balanced ``{...}`` (quotes respected), or None when it never closes."""
+    """Return the first balanced ``{...}`` (quotes respected), or None when it never closes."""
     start = text.find("{")
     if start < 0:
         return None
@@ -190,8 +198,11 @@ def _single_to_double_quotes(text: str) -> str:
 
 
 def _escape_word_apostrophes(text: str) -> str:
-    """``'It's white.'`` as ``'It\\'s white.'``: an apostrophe between two letters is part of
-    a word, never a Python-style string's quote."""
+    r"""
+    Escape in-word apostrophes: ``'It's white.'`` as ``'It\'s white.'``.
+
+    An apostrophe between two letters is part of a word, never a Python-style string's quote.
+    """
     return _WORD_APOSTROPHE_RE.sub(r"\\'", text)
 
 
@@ -215,7 +226,8 @@ def _fail(reason: str, text: str) -> ParseError:
 
 
 def read_answer(text: str) -> AnswerJSON:
-    """The answer object of a model text and whether its format is strict; raises ParseError.
+    """
+    Read the answer object of a model text and whether its format is strict; raise ParseError.
 
     For the pipeline and for the RL rewards alike: no key is interpreted here.
     """
@@ -240,12 +252,12 @@ def read_answer(text: str) -> AnswerJSON:
 
 
 def extract_answer_json(text: str) -> dict:
-    """The answer's JSON object as a dict; raises ParseError."""
+    """Return the answer's JSON object as a dict; raise ParseError."""
     return read_answer(text).data
 
 
 def _describe(value) -> str:
-    """A short repr that cannot fail (ints past Python's digit limit cannot be printed)."""
+    """Return a short repr that cannot fail (ints past Python's digit limit cannot be printed)."""
     try:
         return repr(value)[:120]
     except ValueError:
@@ -253,7 +265,7 @@ def _describe(value) -> str:
 
 
 def _number(value) -> Optional[float]:
-    """A finite coordinate within ``MAX_COORDINATE``, from a number or a numeric string."""
+    """Return a finite coordinate within ``MAX_COORDINATE``, from a number or numeric string."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -279,8 +291,11 @@ def _numbers(value, count: int, name: str, raw: str) -> tuple:
 
 
 def _key(data: dict, exact: str) -> Optional[str]:
-    """``exact`` when present, else the first key containing it (the reference's lookup,
-    which also reads Qwen2.5-VL's native ``bbox_2d``)."""
+    """
+    Return ``exact`` when present, else the first key containing it.
+
+    This is the reference's lookup, which also reads Qwen2.5-VL's native ``bbox_2d``.
+    """
     if exact in data:
         return exact
     return next((k for k in data if isinstance(k, str) and exact in k.lower()), None)
@@ -340,7 +355,8 @@ def _parse(text: str, points_wanted: int, question_type: str) -> StageAnswer:
 
 
 def parse_gse(text: str, question_type: str = "referring") -> StageAnswer:
-    """GSE answer: ``bbox`` (256x256 region, GSE frame) and ``response``; raises ParseError.
+    """
+    GSE answer: ``bbox`` (256x256 region, GSE frame) and ``response``; raises ParseError.
 
     ``question_type`` (referring | open/reasoning | option): only a referring response of
     "no object found" makes the answer not found.
@@ -349,6 +365,9 @@ def parse_gse(text: str, question_type: str = "referring") -> StageAnswer:
 
 
 def parse_lpr(text: str, question_type: str = "referring") -> StageAnswer:
-    """LPR answer: ``bbox``, ``points_1``, ``points_2`` (LPR frame) and ``response``;
-    raises ParseError. ``question_type`` as for ``parse_gse``."""
+    """
+    Parse the LPR answer: ``bbox``, ``points_1``, ``points_2`` (LPR frame) and ``response``.
+
+    Raises ParseError. ``question_type`` as for ``parse_gse``.
+    """
     return _parse(text, 2, question_type)

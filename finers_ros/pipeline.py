@@ -1,4 +1,5 @@
-"""FineRS cascade on one frame: GSE -> crop -> LPR -> segmenter -> full-resolution mask.
+"""
+FineRS cascade on one frame: GSE -> crop -> LPR -> segmenter -> full-resolution mask.
 
 ``FineRSPipeline.run`` never raises for bad input or a failing stage: the result carries
 ``error`` (one line) and ``error_stage``; the raw model texts are kept for diagnosis.
@@ -41,7 +42,7 @@ def instruction_problem(instruction, max_chars: int) -> Optional[str]:
 
 
 def validate_image(image) -> np.ndarray:
-    """An ``H x W x 3 uint8 RGB`` array, or StageFailure('input', why)."""
+    """Return an ``H x W x 3 uint8 RGB`` array, or raise StageFailure('input', why)."""
     if not isinstance(image, np.ndarray):
         raise StageFailure("input", f"image must be a numpy array, got {type(image).__name__}")
     if image.ndim != 3 or image.shape[2] != 3:
@@ -70,8 +71,11 @@ class FineRSPipeline:
 
     @classmethod
     def from_config(cls, config: PipelineConfig | str | None = None) -> "FineRSPipeline":
-        """Build from a config object or YAML path (None: the bring-up defaults).
-        Raises ConfigError / CheckpointError when a backend cannot be loaded."""
+        """
+        Build from a config object or YAML path (None: the bring-up defaults).
+
+        Raises ConfigError / CheckpointError when a backend cannot be loaded.
+        """
         if not isinstance(config, PipelineConfig):
             config = load_config(config)
         gse, lpr = build_stage_models(config)
@@ -87,8 +91,11 @@ class FineRSPipeline:
         return "bringup" in self.backend_name
 
     def warmup(self) -> float:
-        """Run each stage once on a blank frame so the first real request does not pay for
-        lazy initialisation (kernels, colour tables); returns the seconds it took."""
+        """
+        Run each stage once on a blank frame; return the seconds it took.
+
+        So the first real request does not pay for lazy initialisation (kernels, colour tables).
+        """
         start = time.perf_counter()
         geometry = self.config.geometry
         blank_gse = np.zeros((geometry.gse_size[1], geometry.gse_size[0], 3), np.uint8)
@@ -115,8 +122,12 @@ class FineRSPipeline:
         options: Sequence[str] | str | None = None,
         progress: Optional[Callable[[str], None]] = None,
     ) -> FineRSResult:
-        """``progress(stage)`` is called before each stage (gse, lpr, segment); an exception
-        it raises (e.g. to cancel) propagates to the caller: the one way ``run`` raises."""
+        """
+        Run the cascade on one request.
+
+        ``progress(stage)`` is called before each stage (gse, lpr, segment); an exception it
+        raises (e.g. to cancel) propagates to the caller: the one way ``run`` raises.
+        """
         result = FineRSResult(
             instruction=instruction if isinstance(instruction, str) else "",
             backend=self.backend_name,
@@ -138,7 +149,7 @@ class FineRSPipeline:
 
     @contextmanager
     def _stage(self, result: FineRSResult, name: str, progress: Callable[[str], None]):
-        """A model call: ``progress(name)`` first, timed into ``timings_ms[name]``, guarded."""
+        """Call a model: ``progress(name)`` first, timed into ``timings_ms[name]``, guarded."""
         progress(name)
         start = time.perf_counter()
         try:
@@ -225,8 +236,11 @@ class FineRSPipeline:
 
 @contextmanager
 def _guard(stage: str):
-    """Any exception inside becomes ``StageFailure(stage, one line)``: a model, a parser or a
-    map that throws on odd input must not take the caller down."""
+    """
+    Turn any exception inside into ``StageFailure(stage, one line)``.
+
+    A model, a parser or a map that throws on odd input must not take the caller down.
+    """
     try:
         yield
     except StageFailure:
@@ -247,8 +261,11 @@ def _text_of(generation, stage: str) -> str:
 
 
 def _record_generation(result: FineRSResult, stage: str, generation) -> None:
-    """Prompt tokens, prefill and decode time, when the backend measured them separately;
-    a backend's own times (``generation.timings_ms``) as ``{stage}_{name}_ms``."""
+    """
+    Record prompt tokens, prefill and decode time, when the backend measured them separately.
+
+    And a backend's own times (``generation.timings_ms``) as ``{stage}_{name}_ms``.
+    """
     for name, value in (getattr(generation, "timings_ms", None) or {}).items():
         result.timings_ms[f"{stage}_{name}_ms"] = float(value)
     prefill = getattr(generation, "prefill_seconds", None)
@@ -262,8 +279,12 @@ def _record_generation(result: FineRSResult, stage: str, generation) -> None:
 
 
 def _parse(parse, text: str, stage: str, generation, kind: str):
-    """The stage's answer; a text cut by the token limit is reported as such, not as
-    unparsable (the fix is a larger ``max_new_tokens``, not a better model)."""
+    """
+    Parse the stage's answer.
+
+    A text cut by the token limit is reported as such, not as unparsable (the fix is a larger
+    ``max_new_tokens``, not a better model).
+    """
     try:
         return parse(text, kind)
     except ParseError as exc:
@@ -287,8 +308,10 @@ def _finite_or_none(value) -> Optional[float]:
 
 
 def _gse_crop(bbox, native, geometry) -> tuple:
-    """(LPR crop window, region clipped to the frame, the region's centre) for a GSE box in
-    the GSE frame; native pixels.
+    """
+    Place the LPR crop for a GSE box in the GSE frame; native pixels.
+
+    Returns (LPR crop window, region clipped to the frame, the region's centre).
 
     The crop is placed around the region as the model gave it; only the reported region is
     clipped. A region with non-finite corners or none of its pixels in the frame is a GSE
@@ -308,7 +331,8 @@ def _gse_crop(bbox, native, geometry) -> tuple:
 
 
 def _lpr_prompts(lpr, crop: geo.CropWindow, lpr_size) -> tuple:
-    """(box, points) for the segmenter, in crop pixels.
+    """
+    (box, points) for the segmenter, in crop pixels.
 
     The box is clipped to the crop; a box with no pixel in the crop is an LPR failure. Points
     are positive clicks on the object the box frames, so a point outside the (clipped) box

@@ -1,4 +1,5 @@
-"""GSE and LPR prompts, verbatim-compatible with the published FineRS checkpoints.
+"""
+GSE and LPR prompts, verbatim-compatible with the published FineRS checkpoints.
 
 The texts (including the missing spaces after periods) are what the checkpoints were
 trained on; change them and the models answer worse. Three question types:
@@ -70,8 +71,11 @@ def normalize_question(question: str) -> str:
 
 
 def format_options(options: Options) -> str:
-    """Options as the reference inserts them (``str.format`` of the JSON value): a string as
-    is, a list as ``str(list)`` (Python literal, its items' own reprs)."""
+    """
+    Format options as the reference inserts them (``str.format`` of the JSON value).
+
+    A string as is, a list as ``str(list)`` (Python literal, its items' own reprs).
+    """
     if options is None:
         raise ValueError("an option question needs its options")
     if isinstance(options, str):
@@ -100,7 +104,7 @@ def lpr_prompt(question: str, question_type: str = "referring", options: Options
 
 
 def question_from_prompt(prompt: str) -> str | None:
-    """The quoted question of a GSE or LPR prompt (what a prompt-driven backend grounds)."""
+    """Return the quoted question of a GSE or LPR prompt (what a prompt-driven backend grounds)."""
     for head in ("Based on the '", "Please find '"):
         start = prompt.find(head)
         if start >= 0:
@@ -129,7 +133,7 @@ def question_type_from_prompt(prompt: str) -> str:
 
 
 def options_from_prompt(prompt: str) -> str:
-    """The options text inserted into an option prompt ("" for other prompts)."""
+    """Return the options text inserted into an option prompt ("" for other prompts)."""
     head = _TASK["option"].split("{options}")[0]
     start = prompt.find(head)
     if start < 0:

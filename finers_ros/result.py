@@ -16,7 +16,10 @@ def is_count(key: str) -> bool:
 
 @dataclass
 class FineRSResult:
-    """``box``/``region``: XYXY inclusive native pixels; ``points``: (x, y) native pixels;
+    """
+    The outcome of one request.
+
+    ``box``/``region``: XYXY inclusive native pixels; ``points``: (x, y) native pixels;
     ``mask``: ``H x W`` bool at full resolution (None when nothing was segmented).
 
     ``found`` is True only with a non-empty mask. ``region`` is the GSE region clipped to the

@@ -1,4 +1,5 @@
-"""Serving FineRS requests against a live frame stream, ROS-free.
+"""
+Serving FineRS requests against a live frame stream, ROS-free.
 
 - Frames: only the latest is kept (``FrameSlot``); conversion to RGB is deferred to the
   worker, so frames nobody asks about cost nothing.
@@ -77,7 +78,7 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        """True when the request was answered without an error."""
+        """Return True when the request was answered without an error."""
         return self.result.error is None
 
 
@@ -104,7 +105,7 @@ class FrameSlot:
 
     def wait(self, min_seq: int, timeout: float,
              cancel: Optional[threading.Event] = None) -> Optional[Frame]:
-        """The latest frame with ``seq >= min_seq``, waiting up to ``timeout`` seconds."""
+        """Return the latest frame with ``seq >= min_seq``, waiting up to ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while self._frame is None or self._frame.seq < min_seq:
@@ -116,12 +117,13 @@ class FrameSlot:
 
 
 def error_result(request: Request, stage: str, message: str) -> FineRSResult:
-    """A result that only reports ``message`` as the failure of ``stage``."""
+    """Return a result that only reports ``message`` as the failure of ``stage``."""
     return FineRSResult(instruction=request.instruction, error=message, error_stage=stage)
 
 
 class PerceptionServer:
-    """Bounded request queue + worker around an object with FineRSPipeline's ``run``.
+    """
+    Bounded request queue + worker around an object with FineRSPipeline's ``run``.
 
     One condition (``_cond``) guards the queue, the running flag, the worker generation
     and the request in flight, so that ``submit``, ``stop`` and ``start`` never interleave.
@@ -159,13 +161,13 @@ class PerceptionServer:
 
     @property
     def queue_depth(self) -> int:
-        """Requests waiting (not counting the one in flight)."""
+        """Count the requests waiting (not counting the one in flight)."""
         with self._cond:
             return len(self._queue)
 
     @property
     def running(self) -> bool:
-        """True between ``start()`` and ``stop()``."""
+        """Return True between ``start()`` and ``stop()``."""
         with self._cond:
             return self._running
 
@@ -225,7 +227,8 @@ class PerceptionServer:
             self._worker.start()
 
     def stop(self, reason: str = "server stopped", join_s: float = 2.0) -> bool:
-        """Stop taking requests, cancel the one in flight, answer the queued ones.
+        """
+        Stop taking requests, cancel the one in flight, answer the queued ones.
 
         Returns once the worker has finished (True) or after ``join_s`` seconds (False);
         a run that does not stop at its next stage boundary is abandoned, not waited for.
@@ -310,7 +313,7 @@ class PerceptionServer:
         return outcome
 
     def _wait_for_abandoned_run(self, request: Request) -> bool:
-        """True once no earlier run is alive (waits up to ``abandoned_wait_s``)."""
+        """Return True once no earlier run is alive (waits up to ``abandoned_wait_s``)."""
         runner = self._runner
         deadline = time.monotonic() + self.abandoned_wait_s
         while runner is not None and runner.is_alive():

@@ -1,4 +1,5 @@
-"""A small bounded buffer of stamped items and nearest-stamp pairing (depth to colour frames).
+"""
+A small bounded buffer of stamped items and nearest-stamp pairing (depth to colour frames).
 
 Stamps are integer nanoseconds (``sec * 10**9 + nanosec`` of a ROS header). The buffer keeps
 the ``capacity`` most recently added items; pairing picks the item whose stamp is nearest to
@@ -36,23 +37,29 @@ class StampBuffer(Generic[Item]):
             self._items.clear()
 
     def entries(self) -> List[Tuple[int, Any]]:
-        """A snapshot of ``(stamp_ns, item)``, oldest first."""
+        """Return a snapshot of ``(stamp_ns, item)``, oldest first."""
         with self._lock:
             return list(self._items)
 
     def nearest(
         self, stamp_ns: int, slop_ns: int, what: str = "depth frame"
     ) -> Tuple[Optional[Item], str]:
-        """``(item, "")`` for the item nearest to ``stamp_ns`` within ``slop_ns``, else
-        ``(None, reason)``."""
+        """
+        Return ``(item, "")`` for the item nearest to ``stamp_ns`` within ``slop_ns``.
+
+        Else ``(None, reason)``.
+        """
         return pick_nearest(self.entries(), stamp_ns, slop_ns, what)
 
 
 def pick_nearest(
     entries: Sequence[Tuple[int, Any]], stamp_ns: int, slop_ns: int, what: str = "depth frame"
 ) -> Tuple[Optional[Any], str]:
-    """The item of ``(stamp_ns, item)`` entries nearest to ``stamp_ns`` within ``slop_ns``:
-    ``(item, "")``, or ``(None, reason)`` saying how far the nearest one was."""
+    """
+    Pick the item of ``(stamp_ns, item)`` entries nearest to ``stamp_ns`` within ``slop_ns``.
+
+    Returns ``(item, "")``, or ``(None, reason)`` saying how far the nearest one was.
+    """
     if not entries:
         return None, f"no {what} received"
     stamp, item = min(entries, key=lambda entry: abs(entry[0] - stamp_ns))

@@ -12,7 +12,13 @@ BIN = Path(sys.executable).parent
 
 
 def run(*args, **kwargs):
-    return subprocess.run([str(BIN / args[0]), *map(str, args[1:])], capture_output=True, text=True, timeout=300, **kwargs)
+    return subprocess.run(
+        [str(BIN / args[0]), *map(str, args[1:])],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        **kwargs,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +39,8 @@ def test_segment_writes_three_files_at_full_resolution(tmp_path, image_4k):
     overlay = cv2.imread(str(tmp_path / "overlay.png"))
     assert overlay.shape[1] == 1280
     result = json.loads((tmp_path / "result.json").read_text())
-    assert {"found", "answer", "box", "points", "region", "crop", "timings_ms", "error"} <= set(result)
+    keys = {"found", "answer", "box", "points", "region", "crop", "timings_ms", "error"}
+    assert keys <= set(result)
     assert result["found"] and result["error"] is None and len(result["points"]) == 2
 
 
@@ -119,8 +126,11 @@ HAND_MADE = [  # question, Q-type, GT answer, GSE response
 
 
 class ScriptedModel:
-    """Stands in for the GSE/LPR models: fixed answers per question, so that what is tested
-    is the scoring of those answers, not a model."""
+    """
+    Stands in for the GSE/LPR models: fixed answers per question.
+
+    So that what is tested is the scoring of those answers, not a model.
+    """
 
     name = "scripted"
 

@@ -9,9 +9,16 @@ from finers_ros.result import FineRSResult
 def found_result(size=(3840, 2160)):
     mask = np.zeros((size[1], size[0]), bool)
     mask[1000:1040, 2000:2040] = True
-    return FineRSResult(instruction="find the red screw", found=True, answer="The object is found.",
-                        box=(2000, 1000, 2039, 1039), points=[(2010, 1010), (2030, 1030)],
-                        region=(1764, 764, 2275, 1275), crop=CropWindow(1764, 764, 512, 512), mask=mask)
+    return FineRSResult(
+        instruction="find the red screw",
+        found=True,
+        answer="The object is found.",
+        box=(2000, 1000, 2039, 1039),
+        points=[(2010, 1010), (2030, 1030)],
+        region=(1764, 764, 2275, 1275),
+        crop=CropWindow(1764, 764, 512, 512),
+        mask=mask,
+    )
 
 
 def test_overlay_is_downscaled_and_shows_mask_box_and_inset():

@@ -1,5 +1,9 @@
-"""Random and adversarial model answers: the parsers return a usable answer or raise
-ParseError, nothing else, and what they return is always finite and in order."""
+"""
+Random and adversarial model answers.
+
+The parsers return a usable answer or raise ParseError, nothing else, and what they return is
+always finite and in order.
+"""
 import math
 import random
 

@@ -1,4 +1,5 @@
-"""No model text, however malformed, makes ``FineRSPipeline.run`` raise.
+"""
+No model text, however malformed, makes ``FineRSPipeline.run`` raise.
 
 Thousands of random and adversarial GSE/LPR answers go through the real pipeline, parser,
 geometry and bring-up segmenter; the models are stage backends that answer with canned text.
@@ -116,14 +117,14 @@ def random_text(rng: random.Random) -> str:
 
 
 def valid_gse(rng: random.Random) -> str:
-    """A well-formed GSE answer, its region sometimes past the 480x270 frame's borders."""
+    """Return a well-formed GSE answer, its region sometimes past the 480x270 frame's borders."""
     x, y = rng.randint(-100, 300), rng.randint(-100, 150)
     box = [x, y, x + 256, y + 256]
     return f"<answer>{{'bbox': {box}, 'response': 'The object is found.'}}</answer>"
 
 
 def valid_lpr(rng: random.Random) -> str:
-    """A well-formed LPR answer in the 128x128 LPR frame, points anywhere around the box."""
+    """Return a well-formed LPR answer in the 128x128 LPR frame, points anywhere around the box."""
     x1, y1 = rng.randint(-20, 120), rng.randint(-20, 120)
     x2, y2 = x1 + rng.randint(0, 60), y1 + rng.randint(0, 60)
     p = [rng.randint(-30, 160) for _ in range(4)]

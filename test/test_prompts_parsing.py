@@ -55,7 +55,8 @@ LPR_OPEN = (
 LPR_OPTION = (
     "Please find 'which colour is the car' with bbox and points. And give me a correct option "
     "from [1, 2].Compare the difference between objects and find the most closely matched one."
-    "Output the thinking process in <think> </think> and final answer in <answer> </answer> tags.Output "
+    "Output the thinking process in <think> </think> and final answer in <answer> </answer> "
+    "tags.Output "
     "the one bbox and points of two largest inscribed circles inside the interested object in "
     "JSON format.If the object is not found, output bbox as [0, 0, 0, 0], points_1 and points_2 "
     "as [0, 0], and response as 'No object founded'.i.e., <think> thinking process here </think>"

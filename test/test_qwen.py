@@ -97,7 +97,8 @@ def test_pipeline_reports_a_finished_but_malformed_answer_as_unparsable(qwen):
 
 
 def scripted(model: QwenVLModel, text: str):
-    """Make the (random) model write ``text`` token by token, then repeat its last token.
+    """
+    Make the (random) model write ``text`` token by token, then repeat its last token.
 
     A forward hook on the real model's output layer replaces its logits (the only change):
     generation, stopping criteria, decoding and the pipeline run as with a trained model.

@@ -142,8 +142,12 @@ def test_tiny_sam_uses_stock_geometry():
     ],
 )
 def test_segmenter_matches_stock_sam_predictor(tiny_sam_files, crop_hw, box, points, rng):
-    """The reference prompting through segment_anything's own SamPredictor.predict: box and
-    both points as positive clicks, multimask output, the mask with the best predicted IoU."""
+    """
+    Match the reference prompting through segment_anything's own SamPredictor.predict.
+
+    Box and both points as positive clicks, multimask output, the mask with the best
+    predicted IoU.
+    """
     checkpoint, onnx_path = tiny_sam_files
     sam = load_sam("tiny", checkpoint)
     h, w = crop_hw

@@ -23,7 +23,10 @@ def test_records_follow_finers4k_format_and_targets_are_small(scene_generator):
         assert record["attribute"] in ("colors", "shape", "others", "position")
         assert 0 < record["area_percent"] < 0.055
         mask = gt_mask(record["points"], (1920, 1080))
-        assert abs(100 * mask.sum() / mask.size - record["area_percent"]) < 0.2 * record["area_percent"] + 0.002
+        assert (
+            abs(100 * mask.sum() / mask.size - record["area_percent"])
+            < 0.2 * record["area_percent"] + 0.002
+        )
         if record["Q-type"] == "option":
             letter = record["A"]
             chosen = [o for o in record["options"] if o.startswith(letter + ".")]
@@ -46,7 +49,8 @@ def test_default_scene_is_4k_with_xxs_targets():
 def test_write_dataset_round_trips(tmp_path):
     path = write_dataset(tmp_path, 3, seed=1, config=SceneConfig(width=640, height=480))
     records = load_annotations(path)
-    assert len(records) == 3 and json.loads(path.read_text())["annotations"][0]["image_path"].startswith("images/")
+    first = json.loads(path.read_text())["annotations"][0]
+    assert len(records) == 3 and first["image_path"].startswith("images/")
     image = read_rgb(records[0].image_path)
     assert image.shape == (480, 640, 3)
 

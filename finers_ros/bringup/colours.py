@@ -1,4 +1,5 @@
-"""Named colours as HSV ranges (OpenCV convention: H in [0, 180), S and V in [0, 256)).
+"""
+Named colours as HSV ranges (OpenCV convention: H in [0, 180), S and V in [0, 256)).
 
 The bring-up grounder classifies pixels with these ranges; the synthetic scene generator
 paints objects from ``REFERENCE_RGB`` and checks each one classifies as its own name.

@@ -35,7 +35,7 @@ class Component:
 
 
 def components(rgb: np.ndarray, colour: str, min_area: int = 4) -> List[Component]:
-    """Connected regions of ``colour`` in an ``H x W x 3 uint8 RGB`` image, largest first."""
+    """Return ``colour``'s connected regions in an ``H x W x 3 uint8 RGB`` image, largest first."""
     mask = colour_mask(cv2.GaussianBlur(rgb, (3, 3), 0), colour).astype(np.uint8)
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
     count, labels, stats, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
@@ -98,7 +98,8 @@ def select(
     anchor: Optional[Tuple[float, float]] = None,
     anchor_name: str = "the anchor",
 ) -> Tuple[Optional[Component], str]:
-    """Pick the candidate the query describes; returns (component or None, explanation).
+    """
+    Pick the candidate the query describes; returns (component or None, explanation).
 
     Size words pick by area, position words by distance to the named sides; with neither,
     the candidate nearest ``anchor`` (if given) or the largest one wins.

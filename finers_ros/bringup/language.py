@@ -1,4 +1,5 @@
-"""Reading a simple instruction into a query the bring-up grounder can answer.
+"""
+Reading a simple instruction into a query the bring-up grounder can answer.
 
 Known words: colours, sizes, positions, object nouns (ignored) and filler words. Any other
 word makes the instruction ungroundable: the backend then says "not found" and why, rather

@@ -1,4 +1,5 @@
-"""Naming the shape of a component mask: circle, square, diamond, triangle, rectangle.
+"""
+Naming the shape of a component mask: circle, square, diamond, triangle, rectangle.
 
 Scale-free features of the region: fill of its minimum-area rectangle, that rectangle's
 aspect ratio, fill of its minimum enclosing circle and of its axis-aligned box.

@@ -1,8 +1,11 @@
-"""``finers-build-engines --config pipeline.yaml [--precision fp16 fp32]``: build the
-TensorRT engines for the configured SAM encoder and decoder ONNX graphs, offline, into the
-engine cache (``segmenter.engine_cache``, else beside each graph). A node never builds an
+"""
+``finers-build-engines --config pipeline.yaml [--precision fp16 fp32]``.
+
+Build the TensorRT engines for the configured SAM encoder and decoder ONNX graphs, offline, into
+the engine cache (``segmenter.engine_cache``, else beside each graph). A node never builds an
 engine on a request: it loads the one built here, keyed by graph hash, TensorRT version,
-GPU name and precision. Exit 2 with one line when TensorRT or a graph is missing."""
+GPU name and precision. Exit 2 with one line when TensorRT or a graph is missing.
+"""
 from __future__ import annotations
 
 import argparse

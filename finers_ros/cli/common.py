@@ -32,8 +32,10 @@ def bringup_banner(pipeline) -> str:
     parts = {"GSE": pipeline.gse, "LPR": pipeline.lpr, "segmenter": pipeline.segmenter}
     bringup = [role for role, part in parts.items() if "bringup" in part.name]
     if len(bringup) == len(parts):
-        return ("backend: bring-up (weight-free colour/size/position grounding, no model weights); "
-                "configure Qwen2.5-VL and SAM checkpoints for real FineRS inference")
+        return (
+            "backend: bring-up (weight-free colour/size/position grounding, no model weights); "
+            "configure Qwen2.5-VL and SAM checkpoints for real FineRS inference"
+        )
     if bringup:
         return (f"backend: {pipeline.backend_name} (bring-up {', '.join(bringup)}: weight-free, "
                 "not FineRS)")
@@ -41,7 +43,7 @@ def bringup_banner(pipeline) -> str:
 
 
 def load_pipeline(config_path):
-    """The configured pipeline, its backend line printed; a load failure is a CliError."""
+    """Return the configured pipeline, its backend line printed; a load failure is a CliError."""
     from ..config import ConfigError, load_config
     from ..pipeline import FineRSPipeline
 

@@ -1,4 +1,5 @@
-"""``finers-eval --annotations FILE --images DIR [--config FILE] [--protocol P] --out DIR``.
+"""
+``finers-eval --annotations FILE --images DIR [--config FILE] [--protocol P] --out DIR``.
 
 Runs the pipeline on every record of a FineRS-4k-format annotation file and writes
 ``metrics.json`` and ``report.md`` (with overlays of a few successes and failures).
@@ -57,7 +58,7 @@ def _sample_type(record: Record) -> str:
 
 
 def _failed_sample(record: Record, gt_union: int) -> Sample:
-    """A sample that predicted nothing: I = 0, U = |G|, a wrong answer, no region."""
+    """Return a sample that predicted nothing: I = 0, U = |G|, a wrong answer, no region."""
     kind = _sample_type(record)
     return Sample(kind, record.area_percent, 0, gt_union, False,
                   None if kind == "referring" else False, record.attribute, True, {},
@@ -87,8 +88,12 @@ Outcome = Union[FineRSResult, str]
 
 def evaluate_record(pipeline: FineRSPipeline, record: Record,
                     protocol: str = "fixed") -> Tuple[Sample, object, Outcome]:
-    """(Sample, image or None, outcome) for one record; the outcome is the pipeline's result,
-    or a one-line reason when there is none (unreadable image, a run that raised)."""
+    """
+    Return (Sample, image or None, outcome) for one record.
+
+    The outcome is the pipeline's result, or a one-line reason when there is none (unreadable
+    image, a run that raised).
+    """
     try:
         image = read_rgb(record.image_path)
     except DatasetError as exc:

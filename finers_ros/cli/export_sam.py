@@ -1,7 +1,10 @@
-"""``finers-export-sam --model-type vit_b --checkpoint sam.pth --out decoder.onnx
+"""
+Export SAM to ONNX for the onnxruntime and tensorrt runtimes.
+
+``finers-export-sam --model-type vit_b --checkpoint sam.pth --out decoder.onnx
 [--encoder-out encoder.onnx [--int8]]``: export SAM's prompt encoder + mask decoder (and its
-image encoder, optionally also dynamically quantised to int8) for the onnxruntime and
-tensorrt runtimes."""
+image encoder, optionally also dynamically quantised to int8).
+"""
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,5 @@
-"""``finers-segment IMAGE "find the red screw" --out DIR [--config FILE]``.
+"""
+``finers-segment IMAGE "find the red screw" --out DIR [--config FILE]``.
 
 Writes ``mask.png`` (full-resolution mono8, 255 = object), ``overlay.png`` (downscaled,
 for people) and ``result.json``. Exit 0 on success and on "not found"; 2 with a one-line
@@ -26,14 +27,20 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("image", type=Path, help="image file (any size; PNG, JPEG, ...)")
     parser.add_argument("instruction", help='what to find, e.g. "find the red screw"')
     parser.add_argument("--out", type=Path, required=True, help="output directory")
-    parser.add_argument("--config", type=Path, default=None, help="pipeline YAML (default: bring-up backend)")
-    parser.add_argument("--question-type", default="referring", choices=QUESTION_TYPES + ("reasoning",))
+    parser.add_argument(
+        "--config", type=Path, default=None, help="pipeline YAML (default: bring-up backend)"
+    )
+    parser.add_argument(
+        "--question-type", default="referring", choices=QUESTION_TYPES + ("reasoning",)
+    )
     parser.add_argument("--options", nargs="*", default=None, help="choices of an option question")
     parser.add_argument("--overlay-width", type=int, default=1280)
     return parser
 
 
-def write_outputs(out: Path, image: np.ndarray, result: FineRSResult, label: str, overlay_width: int = 1280) -> None:
+def write_outputs(
+    out: Path, image: np.ndarray, result: FineRSResult, label: str, overlay_width: int = 1280
+) -> None:
     out.mkdir(parents=True, exist_ok=True)
     mask = result.mask if result.mask is not None else np.zeros(image.shape[:2], bool)
     cv2.imwrite(str(out / "mask.png"), mask.astype(np.uint8) * 255)
@@ -59,8 +66,13 @@ def main(argv=None) -> int:
     result = pipeline.run(image, args.instruction, args.question_type, args.options)
     if result.error_stage == "input":  # bad input (image too small, question): exit 2
         raise CliError(result.error)
-    write_outputs(args.out, image, result, "bring-up backend" if pipeline.is_bringup else pipeline.backend_name,
-                  args.overlay_width)
+    write_outputs(
+        args.out,
+        image,
+        result,
+        "bring-up backend" if pipeline.is_bringup else pipeline.backend_name,
+        args.overlay_width,
+    )
     timings = result.timings_text()
     if result.error:
         print(f"error ({result.error_stage}): {result.error}")

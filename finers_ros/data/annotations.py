@@ -1,5 +1,8 @@
-"""FineRS-4k annotation JSON: ``{"annotations": [record, ...]}`` (reference section 6), and
-its ground truth rasterised exactly as the reference evaluation does."""
+"""
+FineRS-4k annotation JSON: ``{"annotations": [record, ...]}`` (reference section 6).
+
+And its ground truth rasterised exactly as the reference evaluation does.
+"""
 from __future__ import annotations
 
 import json
@@ -40,7 +43,7 @@ class Record:
 
 
 def load_annotations(path: str | Path, images_dir: str | Path | None = None) -> List[Record]:
-    """Records with ``image_path`` resolved against ``images_dir`` (default: the JSON's folder)."""
+    """Load records with ``image_path`` resolved against ``images_dir`` (default: JSON dir)."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -71,7 +74,7 @@ def load_annotations(path: str | Path, images_dir: str | Path | None = None) -> 
 
 
 def _text(item: dict, key: str) -> str:
-    """A field that must be a string (not ``str(None)`` or a list's repr as a question)."""
+    """Return a field that must be a string (not ``str(None)`` or a list's repr as a question)."""
     value = item[key]
     if not isinstance(value, str):
         raise ValueError(f"{key!r} must be a string, got {type(value).__name__}")
@@ -91,9 +94,12 @@ def _area_percent(item: dict) -> float:
 
 
 def polygons(points) -> List[np.ndarray]:
-    """The polygons of a ``points`` field (one ``[[x, y], ...]`` or a list of them) as
-    ``N x 2`` float arrays, native pixels; ValueError when malformed or non-finite. An
-    ``N x 2`` (or ``K x N x 2``) array is accepted as well."""
+    """
+    Return the polygons of a ``points`` field as ``N x 2`` float arrays, native pixels.
+
+    The field is one ``[[x, y], ...]`` or a list of them; ValueError when malformed or
+    non-finite. An ``N x 2`` (or ``K x N x 2``) array is accepted as well.
+    """
     if isinstance(points, np.ndarray):
         points = points.tolist()
     if not isinstance(points, (list, tuple)) or not points:
@@ -116,9 +122,12 @@ def polygons(points) -> List[np.ndarray]:
 
 
 def gt_mask(points, size: Size) -> np.ndarray:
-    """``H x W`` bool ground-truth mask of a ``points`` field, ``size`` = (W, H), rasterised
-    as the reference evaluation does: vertices truncated to int32, the closed outline drawn
-    1 px wide (``cv2.polylines``), then the polygon filled (``cv2.fillPoly``)."""
+    """
+    Return the ``H x W`` bool ground-truth mask of a ``points`` field, ``size`` = (W, H).
+
+    Rasterised as the reference evaluation does: vertices truncated to int32, the closed
+    outline drawn 1 px wide (``cv2.polylines``), then the polygon filled (``cv2.fillPoly``).
+    """
     mask = np.zeros((size[1], size[0]), np.uint8)
     for polygon in polygons(points):
         vertices = polygon.astype(np.int32)[np.newaxis]  # 1 x N x 2, truncated toward zero
@@ -128,16 +137,23 @@ def gt_mask(points, size: Size) -> np.ndarray:
 
 
 def gt_box(mask: np.ndarray) -> Optional[Box]:
-    """The inclusive pixel box of a ground-truth mask (what region recall tests against the
-    crop, as the reference does), or None when the mask is empty."""
+    """
+    Return the inclusive pixel box of a ground-truth mask, or None when the mask is empty.
+
+    It is what region recall tests against the crop, as the reference does.
+    """
     return mask_box(mask)
 
 
 def gt_pixel_count(points) -> int:
-    """Pixels of the ground-truth mask when the image (hence its size) is unknown: the
-    polygon rasterised on a canvas just large enough to hold its part inside any camera frame
-    (``config.MAX_FRAME_SIDE``). The canvas starts at the polygon's whole-pixel corner (or 0):
-    an integer shift of vertices >= 0 leaves their truncation, hence the count, unchanged."""
+    """
+    Count the pixels of the ground-truth mask when the image (hence its size) is unknown.
+
+    The polygon is rasterised on a canvas just large enough to hold its part inside any camera
+    frame (``config.MAX_FRAME_SIDE``). The canvas starts at the polygon's whole-pixel corner
+    (or 0): an integer shift of vertices >= 0 leaves their truncation, hence the count,
+    unchanged.
+    """
     shapes = polygons(points)
     low = np.min([shape.min(axis=0) for shape in shapes], axis=0)
     high = np.max([shape.max(axis=0) for shape in shapes], axis=0)
@@ -150,8 +166,12 @@ def gt_pixel_count(points) -> int:
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
-    """An image file as ``H x W x 3 uint8 RGB``; raises DatasetError when unreadable
-    (missing, truncated, not an image, or past OpenCV's pixel limit, where imread raises)."""
+    """
+    Read an image file as ``H x W x 3 uint8 RGB``; raise DatasetError when unreadable.
+
+    Unreadable: missing, truncated, not an image, or past OpenCV's pixel limit, where imread
+    raises.
+    """
     try:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     except cv2.error as exc:

@@ -1,4 +1,5 @@
-"""Deterministic synthetic small-object scenes in the FineRS-4k annotation format.
+"""
+Deterministic synthetic small-object scenes in the FineRS-4k annotation format.
 
 Each scene: a textured, unevenly lit background, dozens of distractors of varied shapes,
 colours and sizes, one small target (area below 0.055% of the frame, some below 0.017%),
@@ -19,7 +20,18 @@ import numpy as np
 from ..bringup.colours import REFERENCE_RGB, classify_rgb
 
 SHAPES = ("circle", "square", "triangle", "rectangle", "diamond")
-TARGET_COLOURS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "white", "black", "brown")
+TARGET_COLOURS = (
+    "red",
+    "orange",
+    "yellow",
+    "green",
+    "blue",
+    "purple",
+    "pink",
+    "white",
+    "black",
+    "brown",
+)
 NOUNS = ("screw", "bolt", "object", "part", "marker")
 QUESTION_MIX = (("colour", 0.45), ("colour+size", 0.15), ("colour+position", 0.15),
                 ("option", 0.15), ("open", 0.10))
@@ -52,7 +64,9 @@ class PlacedObject:
         return ((self.box[0] + self.box[2]) / 2, (self.box[1] + self.box[3]) / 2)
 
 
-def shape_polygon(shape: str, centre: Tuple[float, float], radius: float, angle: float) -> np.ndarray:
+def shape_polygon(
+    shape: str, centre: Tuple[float, float], radius: float, angle: float
+) -> np.ndarray:
     """Polygon (K x 2, native pixels) of a shape of circumradius ``radius``."""
     cx, cy = centre
     if shape == "circle":
@@ -72,7 +86,9 @@ def shape_polygon(shape: str, centre: Tuple[float, float], radius: float, angle:
 
 
 def _radius_for_area(shape: str, area: float) -> float:
-    unit = cv2.contourArea(shape_polygon(shape, (0.0, 0.0), 100.0, 0.0).astype(np.float32)) / 100.0 ** 2
+    unit = (
+        cv2.contourArea(shape_polygon(shape, (0.0, 0.0), 100.0, 0.0).astype(np.float32)) / 100.0**2
+    )
     return float(np.sqrt(area / unit))
 
 
@@ -128,18 +144,27 @@ class SceneGenerator:
             cx = rng.uniform(x_lo, x_hi)
             cy = rng.uniform(y_lo, y_hi)
             polygon = shape_polygon(shape, (cx, cy), radius, rng.uniform(0, np.pi))
-            box = (polygon[:, 0].min(), polygon[:, 1].min(), polygon[:, 0].max(), polygon[:, 1].max())
+            box = (
+                polygon[:, 0].min(),
+                polygon[:, 1].min(),
+                polygon[:, 0].max(),
+                polygon[:, 1].max(),
+            )
             if all(box[2] + margin < t[0] or box[0] - margin > t[2] or box[3] + margin < t[1]
                    or box[1] - margin > t[3] for t in taken):
                 taken.append(box)
                 return PlacedObject(shape, "", polygon, box)
         return None
 
-    def scene(self, index: int, kind: Optional[str] = None, colour: Optional[str] = None) -> Tuple[np.ndarray, dict]:
-        """Scene ``index``: (``H x W x 3 uint8 RGB`` image, annotation record without image_path).
+    def scene(
+        self, index: int, kind: Optional[str] = None, colour: Optional[str] = None
+    ) -> Tuple[np.ndarray, dict]:
+        """
+        Scene ``index``: (``H x W x 3 uint8 RGB`` image, annotation record without image_path).
 
         ``kind`` (a QUESTION_MIX name) and ``colour`` (a TARGET_COLOURS name) pin the question
-        kind and the target colour instead of drawing them."""
+        kind and the target colour instead of drawing them.
+        """
         rng = np.random.default_rng([self.seed, index])
         cfg = self.config
         frame_area = cfg.width * cfg.height
@@ -165,15 +190,25 @@ class SceneGenerator:
             size_word = ("smallest", "largest")[rng.integers(2)]
             factor = 3.0 if size_word == "smallest" else 1 / 3.0
             for _ in range(int(rng.integers(1, 3))):
-                twin = self._place(rng, SHAPES[rng.integers(len(SHAPES))], target_area * factor * rng.uniform(1, 1.5), taken)
+                twin = self._place(
+                    rng,
+                    SHAPES[rng.integers(len(SHAPES))],
+                    target_area * factor * rng.uniform(1, 1.5),
+                    taken,
+                )
                 if twin:
                     twin.colour = target_colour
                     twins.append(twin)
         elif kind == "colour+position":
             side = ("left", "right", "top", "bottom")[rng.integers(4)]
             for _ in range(int(rng.integers(1, 3))):
-                twin = self._place(rng, SHAPES[rng.integers(len(SHAPES))], target_area * rng.uniform(0.7, 1.4), taken,
-                                   region=self._beyond(target.box, side))
+                twin = self._place(
+                    rng,
+                    SHAPES[rng.integers(len(SHAPES))],
+                    target_area * rng.uniform(0.7, 1.4),
+                    taken,
+                    region=self._beyond(target.box, side),
+                )
                 if twin:
                     twin.colour = target_colour
                     twins.append(twin)
@@ -187,7 +222,11 @@ class SceneGenerator:
                 area = 2.0 * target_area + area  # the target stays the smallest of its shape
             placed = self._place(rng, shape, area, taken)
             if placed:
-                placed.colour = "grey" if rng.uniform() < 0.5 else other_colours[rng.integers(len(other_colours))]
+                placed.colour = (
+                    "grey"
+                    if rng.uniform() < 0.5
+                    else other_colours[rng.integers(len(other_colours))]
+                )
                 distractors.append(placed)
 
         image = self._background(rng)
@@ -211,7 +250,11 @@ class SceneGenerator:
         return image, record
 
     def _beyond(self, box, side: str):
-        """The part of the frame past ``box`` on ``side``'s opposite (so the target stays extreme)."""
+        """
+        Return the part of the frame past ``box`` on ``side``'s opposite.
+
+        So the target stays extreme.
+        """
         w, h = self.config.width, self.config.height
         margin = 40
         return {"left": (box[2] + margin, 0, w, h), "right": (0, 0, box[0] - margin, h),
@@ -221,7 +264,9 @@ class SceneGenerator:
     def _question(rng, kind, target: PlacedObject, twins, size_word, side) -> dict:
         noun = NOUNS[rng.integers(len(NOUNS))]
         if kind == "option":
-            choices = [target.colour] + list(rng.choice([c for c in TARGET_COLOURS if c != target.colour], 3, replace=False))
+            choices = [target.colour] + list(
+                rng.choice([c for c in TARGET_COLOURS if c != target.colour], 3, replace=False)
+            )
             order = rng.permutation(4)
             letters = "ABCD"
             options = [f"{letters[i]}. {choices[j]}" for i, j in enumerate(order)]
@@ -232,18 +277,32 @@ class SceneGenerator:
             return {"Q": f"What shape is the {target.colour} {noun}?", "A": target.shape,
                     "Q-type": "reasoning", "attribute": "shape"}
         if kind == "colour+size" and twins:
-            return {"Q": f"find the {size_word} {target.colour} {noun}", "A": "The object is found.",
-                    "Q-type": "referring", "attribute": "others"}
+            return {
+                "Q": f"find the {size_word} {target.colour} {noun}",
+                "A": "The object is found.",
+                "Q-type": "referring",
+                "attribute": "others",
+            }
         if kind == "colour+position" and twins:
-            phrase = {"left": "on the left", "right": "on the right", "top": "at the top", "bottom": "at the bottom"}[side]
+            phrase = {
+                "left": "on the left",
+                "right": "on the right",
+                "top": "at the top",
+                "bottom": "at the bottom",
+            }[side]
             return {"Q": f"find the {target.colour} {noun} {phrase}", "A": "The object is found.",
                     "Q-type": "referring", "attribute": "position"}
         return {"Q": f"find the {target.colour} {noun}", "A": "The object is found.",
                 "Q-type": "referring", "attribute": "colors"}
 
 
-def write_dataset(out_dir: str | Path, count: int, seed: int = 0, config: Optional[SceneConfig] = None,
-                  progress: bool = False) -> Path:
+def write_dataset(
+    out_dir: str | Path,
+    count: int,
+    seed: int = 0,
+    config: Optional[SceneConfig] = None,
+    progress: bool = False,
+) -> Path:
     """Write ``count`` scenes as PNG plus ``annotations.json``; returns the JSON's path."""
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
-"""Synthetic aligned depth images with a known 3D target (tests, ``finers-demo``).
+"""
+Synthetic aligned depth images with a known 3D target (tests, ``finers-demo``).
 
 Everything is in the colour camera's optical frame (x right, y down, z forward, metres);
 depth images hold z in metres, ``h x w`` float32, on the grid of a ``CameraModel``
@@ -25,9 +26,13 @@ from ..depth3d import CameraModel, Vec3
 
 @dataclass(frozen=True)
 class DepthScene:
-    """``depth_m``: ``h x w`` float32 metres; ``target_mask``: ``h x w`` bool of the target's
+    """
+    A depth image with one target of known position.
+
+    ``depth_m``: ``h x w`` float32 metres; ``target_mask``: ``h x w`` bool of the target's
     depth pixels; ``centre``: the target's known 3D centre (optical frame, metres);
-    ``background_m``: the depth the target would have without it (for flying pixels)."""
+    ``background_m``: the depth the target would have without it (for flying pixels).
+    """
 
     depth_m: np.ndarray
     target_mask: np.ndarray
@@ -43,7 +48,7 @@ def _pixel_rays(camera: CameraModel) -> np.ndarray:
 
 
 def plane_depth(camera: CameraModel, normal: Vec3, offset: float) -> np.ndarray:
-    """z where each pixel's ray meets the plane ``normal . X = offset`` (``inf`` when never)."""
+    """Return z where each pixel's ray meets the plane ``normal . X = offset`` (``inf``: never)."""
     n = np.asarray(normal, np.float64) / np.linalg.norm(normal)
     along = _pixel_rays(camera) @ n
     with np.errstate(divide="ignore"):
@@ -54,8 +59,12 @@ def plane_depth(camera: CameraModel, normal: Vec3, offset: float) -> np.ndarray:
 def disc_scene(
     camera: CameraModel, centre: Vec3, radius: float, plane_normal: Vec3, height: float
 ) -> DepthScene:
-    """A disc of ``radius`` (m) centred at ``centre``, parallel to a plane ``height`` (m)
-    behind it along ``plane_normal`` (pointing from the plane towards the camera)."""
+    """
+    Build a scene of a disc of ``radius`` (m) centred at ``centre`` in front of a plane.
+
+    The plane is parallel to the disc, ``height`` (m) behind it along ``plane_normal``
+    (pointing from the plane towards the camera).
+    """
     n = np.asarray(plane_normal, np.float64)
     n /= np.linalg.norm(n)
     if n[2] > 0:
@@ -78,7 +87,8 @@ def disc_scene(
 def raised_mask_scene(
     camera: CameraModel, mask: np.ndarray, plane_z: float, height: float
 ) -> DepthScene:
-    """A fronto-parallel plane at ``plane_z`` (m) with the mask's pixels ``height`` (m) nearer.
+    """
+    Build a fronto-parallel plane at ``plane_z`` (m) with the mask's pixels ``height`` nearer.
 
     ``mask``: ``H x W`` bool in the colour frame, resampled (nearest) to the camera's grid.
     ``centre`` is the back-projection of the target's median pixel at its depth.
@@ -109,7 +119,8 @@ def corrupt(
     far_pixels: int = 5,
     hole_value: float = 0.0,
 ) -> np.ndarray:
-    """The scene's depth as a sensor delivers it (a new array).
+    """
+    Return the scene's depth as a sensor delivers it (a new array).
 
     Gaussian noise of ``noise_m``; ``hole_fraction`` of the target's pixels without depth
     (``hole_value``: 0 or NaN); a band ``edge_px`` wide on both sides of the target's edge of
@@ -140,6 +151,6 @@ def depth_to_16uc1(depth_m: np.ndarray, invalid: Optional[float] = 0) -> np.ndar
 
 
 def camera_for(width: int, height: int, fov_x_deg: float = 69.0) -> CameraModel:
-    """A pinhole colour camera of ``width x height``, horizontal field of view as RGB-D cameras."""
+    """Return a pinhole colour camera of ``width x height``, field of view of an RGB-D camera."""
     fx = width / 2 / np.tan(np.radians(fov_x_deg) / 2)
     return CameraModel(float(fx), float(fx), (width - 1) / 2, (height - 1) / 2, width, height)

@@ -9,7 +9,8 @@ import numpy as np
 
 @dataclass
 class Generation:
-    """What a vision-language model said, and what it cost.
+    """
+    What a vision-language model said, and what it cost.
 
     ``prefill_seconds`` / ``decode_seconds`` split ``seconds`` when the backend can measure
     them (prompt processing up to the first token, then the rest); None otherwise.
@@ -29,7 +30,10 @@ class Generation:
 
 
 class VisionLanguageModel(Protocol):
-    """``generate`` takes an ``H x W x 3 uint8 RGB`` image already in the stage's nominal
+    """
+    A vision-language model answering one stage's prompt about one image.
+
+    ``generate`` takes an ``H x W x 3 uint8 RGB`` image already in the stage's nominal
     frame (GSE: the whole frame; LPR: the crop) and the stage's prompt text.
 
     A backend that can use where GSE looked sets ``uses_focus = True`` and accepts

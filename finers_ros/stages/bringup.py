@@ -1,4 +1,5 @@
-"""The weight-free GSE/LPR stand-in: same prompts in, same tagged JSON out.
+"""
+The weight-free GSE/LPR stand-in: same prompts in, same tagged JSON out.
 
 It reads the question from the prompt, grounds colour/size/position words with
 ``finers_ros.bringup`` and writes ``<think>..</think><answer>{...}</answer>`` exactly as
@@ -35,7 +36,7 @@ _OPTION_RE = re.compile(r"\b([A-F])\s*[.:)]\s*([A-Za-z][A-Za-z \-]*)")
 
 
 def _option_for(prompt: str, colour: str):
-    """The letter of the option (from the prompt's option list) that names ``colour``."""
+    """Return the letter of the option (from the prompt's option list) that names ``colour``."""
     for letter, text in _OPTION_RE.findall(options_from_prompt(prompt)):
         words = {SYNONYMS.get(w, w) for w in re.findall(r"[a-z]+", text.lower())}
         if colour in words:
@@ -49,7 +50,8 @@ def _answer(think: str, fields: dict) -> str:
 
 
 class BringupModel:
-    """Prompt-driven grounding by colour components; knows GSE from LPR by the prompt.
+    """
+    Prompt-driven grounding by colour components; knows GSE from LPR by the prompt.
 
     As LPR it takes ``focus``, the GSE region's centre in the LPR frame, and picks the
     candidate nearest it: the crop is shifted at frame borders, so its own centre may lie
@@ -143,7 +145,8 @@ class BringupModel:
         )
 
     def _region(self, box, width: int, height: int) -> list:
-        """A ``region_size`` square (bigger if the object is) centred on the box.
+        """
+        Return a ``region_size`` square (bigger if the object is) centred on the box.
 
         Near a border it reaches past the frame rather than being shifted: its centre is
         what the LPR stage is told to look at, and the pipeline shifts the crop inside.

@@ -25,8 +25,12 @@ def _torch_dtype(name: str, device: str):
 
 
 def chat_messages(prompt: str, system_prompt: str) -> list:
-    """The chat of one stage request: a system turn, then one user turn with the image
-    placeholder before the text. Training (finers_training) builds its prompts with this too."""
+    """
+    Return the chat of one stage request.
+
+    A system turn, then one user turn with the image placeholder before the text. Training
+    (finers_training) builds its prompts with this too.
+    """
     return [
         {"role": "system", "content": [{"type": "text", "text": system_prompt}]},
         {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]},
@@ -40,16 +44,22 @@ ANSWER_ONLY_PREFIX = "<think> </think><answer>"
 
 
 def answer_is_complete(text: str) -> bool:
-    """Whether ``text`` holds the final ``</answer>``, by the parser's own rule
-    (``parsing.has_final_answer``): an answer block closed after the reasoning, tags in any
-    case. A model that quotes the prompt's template while thinking writes an ``</answer>``
-    inside ``<think>``; generation must not stop there."""
+    """
+    Tell whether ``text`` holds the final ``</answer>``, by the parser's own rule.
+
+    The rule (``parsing.has_final_answer``): an answer block closed after the reasoning, tags in
+    any case. A model that quotes the prompt's template while thinking writes an ``</answer>``
+    inside ``<think>``; generation must not stop there.
+    """
     return has_final_answer(text)
 
 
 class AnswerWatch:
-    """A ``transformers`` stopping criterion: ends generation as soon as the final
-    ``</answer>`` is out, and notes when the first token arrived (end of prefill).
+    """
+    A ``transformers`` stopping criterion that ends generation at the final ``</answer>``.
+
+    It ends generation as soon as the final ``</answer>`` is out, and notes when the first
+    token arrived (end of prefill).
 
     Each call decodes the tokens generated so far (batch of one); ``prefix`` is text the
     prompt already put in the answer (answer-only mode).
@@ -77,7 +87,8 @@ class AnswerWatch:
 
 
 class QwenVLModel:
-    """A Qwen2.5-VL checkpoint directory (model + processor), greedy by default.
+    """
+    A Qwen2.5-VL checkpoint directory (model + processor), greedy by default.
 
     Only local directories are accepted (``local_files_only``): nothing is fetched at run
     time. Weights load from safetensors through ``from_pretrained``. The image resolution
@@ -123,7 +134,7 @@ class QwenVLModel:
         return ANSWER_ONLY_PREFIX if self.config.answer_only else ""
 
     def chat_text(self, prompt: str) -> str:
-        """The full prompt text: system turn, user turn (image, then text), assistant turn."""
+        """Return the full prompt text: system turn, user turn (image, then text), assistant."""
         messages = chat_messages(prompt, self.config.system_prompt)
         text = self.processor.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=True
