@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""3D target position: accuracy on hard synthetic RGB-D scenes and cost per request.
+"""
+3D target position: accuracy on hard synthetic RGB-D scenes and cost per request.
 
 Scenes: a plane tilted 30 degrees with a raised 20-pixel disc at 1 m (640x480, fx 600),
 1 mm noise, 15 % holes, glints beyond range, a 2-pixel band of flying pixels on both sides of

@@ -1,5 +1,8 @@
-"""3D target position from an aligned depth image: accuracy on a hard synthetic scene and a
-reason for every input that cannot give a point."""
+"""
+3D target position from an aligned depth image.
+
+Accuracy on a hard synthetic scene, and a reason for every input that cannot give a point.
+"""
 
 import math
 
@@ -35,7 +38,7 @@ def hard_scene(seed=0, hole_value=0.0, camera=CAMERA):
 
 
 def segmenter_mask(scene, grow_px=1):
-    """The target's mask as a segmenter returns it: a pixel wider than the object."""
+    """Return the target's mask as a segmenter does: a pixel wider than the object."""
     kernel = np.ones((2 * grow_px + 1, 2 * grow_px + 1), np.uint8)
     return cv2.dilate(scene.target_mask.astype(np.uint8), kernel).astype(bool)
 

@@ -75,7 +75,7 @@ def test_rgb16_and_bgr16(rgb, encoding, bigendian, pad):
 
 
 def bayer_mosaic(rgb_image, pattern):
-    """The mosaic a ``pattern`` (top-left 2x2 cell, e.g. "rggb") sensor records of an image."""
+    """Record an image as a ``pattern`` (top-left 2x2 cell, e.g. "rggb") Bayer sensor does."""
     channel = {"r": 0, "g": 1, "b": 2}
     mosaic = np.zeros(rgb_image.shape[:2], rgb_image.dtype)
     for letter, (dy, dx) in zip(pattern, [(0, 0), (0, 1), (1, 0), (1, 1)]):
@@ -97,7 +97,8 @@ def test_bayer_patterns_demosaic_to_the_right_colours(pattern, bits):
     out = image_to_rgb(f"bayer_{pattern}{bits}", 24, 12, 24 * bits // 8, mosaic.tobytes())
     assert out.shape == (12, 24, 3) and out.dtype == np.uint8
     for x, colour in ((3, (200, 40, 10)), (11, (10, 180, 30)), (19, (20, 60, 220))):
-        assert np.abs(out[4:8, x : x + 2].astype(int) - colour).max() <= 2, (pattern, x, out[5, x])
+        patch = out[4:8, x:x + 2].astype(int)
+        assert np.abs(patch - colour).max() <= 2, (pattern, x, out[5, x])
 
 
 def test_bayer_needs_even_size():

@@ -1,5 +1,8 @@
-"""3D target position over ROS: depth input, pairing, point and marker messages, and the node
-in its own process answering with a 3D point for a synthetic RGB-D scene.
+"""
+3D target position over ROS.
+
+Depth input, pairing, point and marker messages, and the node in its own process answering
+with a 3D point for a synthetic RGB-D scene.
 
 Isolated ROS domain, loopback-only discovery, the shipped shared-memory Fast DDS profile.
 """
@@ -273,7 +276,7 @@ def rgbd_node(domain):
 
 @pytest.fixture(scope="module")
 def rgbd(domain, rgbd_node, scene_4k):
-    """The client, an RGB-D camera streaming a 4K scene, and the target's known 3D centre."""
+    """Yield the client, an RGB-D camera streaming a 4K scene and the target's 3D centre."""
     from geometry_msgs.msg import PointStamped
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from visualization_msgs.msg import MarkerArray

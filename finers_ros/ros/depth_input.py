@@ -1,4 +1,5 @@
-"""The node's optional depth input: an aligned depth image and the colour camera's CameraInfo.
+"""
+The node's optional depth input: an aligned depth image and the colour camera's CameraInfo.
 
 Topics (relative names, resolved in the node's namespace; remap them to the camera driver's):
 
@@ -35,12 +36,12 @@ PINNED = 16  # depth frames kept aside for colour frames being served
 
 
 def stamp_ns(stamp) -> int:
-    """A builtin_interfaces/Time as integer nanoseconds."""
+    """Return a builtin_interfaces/Time as integer nanoseconds."""
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
 def camera_model(info: CameraInfo) -> CameraModel:
-    """The colour camera's model from its CameraInfo; ``No3D`` says why it is unusable."""
+    """Return the colour camera's model from its CameraInfo; ``No3D`` says why not."""
     return CameraModel.from_camera_info(
         info.k,
         info.d,
@@ -124,7 +125,7 @@ class DepthInput:
 
     # -- the 3D result (worker thread) ----------------------------------------------------
     def locate(self, header, mask: Optional[np.ndarray]) -> Target3D:
-        """The 3D result for a target's ``H x W`` bool mask in the colour frame of ``header``."""
+        """Locate a target's ``H x W`` bool mask (colour frame of ``header``) in 3D."""
         if mask is None or not mask.any():
             return Target3D.none("no target mask")
         info = self._info
@@ -179,7 +180,8 @@ class DepthInput:
 
 
 class DepthStage:
-    """What the node needs for 3D results: the depth input and the point/marker outputs.
+    """
+    What the node needs for 3D results: the depth input and the point/marker outputs.
 
     Created on configure when ``depth_enabled`` (publishers), subscribed on activate;
     ``pinning`` wraps each colour frame's decode, ``locate`` and ``publish`` run per outcome
@@ -201,8 +203,11 @@ class DepthStage:
         return self.input.pinning(decode, header)
 
     def locate(self, outcome) -> Target3D:
-        """The 3D result of a serving outcome (its colour frame's header and mask); never
-        raises, so a 3D problem cannot cost the outcome its Detection."""
+        """
+        Locate a serving outcome's target (its colour frame's header and mask) in 3D.
+
+        Never raises, so a 3D problem cannot cost the outcome its Detection.
+        """
         result = outcome.result
         if result.error or not result.found:
             return Target3D.none("request failed" if result.error else "no target found")
@@ -215,7 +220,7 @@ class DepthStage:
             return Target3D.none(f"3D failed: {type(exc).__name__}: {exc}")
 
     def publish(self, detection, target: Target3D) -> None:
-        """PointStamped and markers with the Detection's header (the colour frame's)."""
+        """Publish the point and markers with the Detection's header (the colour frame's)."""
         self.outputs.publish(detection.header, target, detection.instruction, detection.answer)
 
     def close(self) -> None:

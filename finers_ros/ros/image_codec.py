@@ -1,4 +1,5 @@
-"""sensor_msgs/Image and CompressedImage pixels <-> numpy, without cv_bridge.
+"""
+sensor_msgs/Image and CompressedImage pixels <-> numpy, without cv_bridge.
 
 Works on the message's fields (no rclpy import), so it is tested per encoding directly.
 Every decoder returns ``H x W x 3 uint8 RGB`` and raises ``ImageFormatError`` with a
@@ -116,7 +117,8 @@ def _pixels(
 def image_to_rgb(
     encoding: str, width: int, height: int, step: int, data, is_bigendian: bool = False
 ) -> np.ndarray:
-    """Pixels of a sensor_msgs/Image as ``H x W x 3 uint8 RGB`` (always a fresh array).
+    """
+    Pixels of a sensor_msgs/Image as ``H x W x 3 uint8 RGB`` (always a fresh array).
 
     16-bit encodings (mono16, rgb16, bgr16, 16-bit Bayer) are scaled by the fixed factor
     255/65535, so a frame's brightness does not depend on its brightest pixel. Bayer mosaics
@@ -149,7 +151,8 @@ def image_to_rgb(
 def depth_to_metres(
     encoding: str, width: int, height: int, step: int, data, is_bigendian: bool = False
 ) -> np.ndarray:
-    """A depth sensor_msgs/Image as ``H x W float32`` z in metres (0 or NaN: no depth).
+    """
+    Decode a depth sensor_msgs/Image to ``H x W float32`` z in metres (0 or NaN: none).
 
     ``16UC1`` (and ``mono16``, which some drivers use for it) holds millimetres, ``32FC1``
     metres, as REP 118 and RGB-D drivers have it.
@@ -168,7 +171,7 @@ def depth_to_metres(
 
 
 def compressed_to_rgb(fmt: str, data) -> np.ndarray:
-    """A sensor_msgs/CompressedImage (jpeg, png, ...) as ``H x W x 3 uint8 RGB``."""
+    """Decode a sensor_msgs/CompressedImage (jpeg, png, ...) to ``H x W x 3 uint8 RGB``."""
     buffer = np.frombuffer(
         bytes(data) if not isinstance(data, (bytes, bytearray, memoryview)) else data, np.uint8
     )

@@ -1,4 +1,5 @@
-"""Messages for a target's 3D result: Detection fields, PointStamped, RViz MarkerArray.
+"""
+Messages for a target's 3D result: Detection fields, PointStamped, RViz MarkerArray.
 
 Every message carries the colour frame's header, so the point and markers are in the colour
 camera's optical frame (``header.frame_id``) at the frame's stamp, and tf2 can move them to
@@ -44,7 +45,7 @@ def fill_detection(detection, target: Optional[Target3D]) -> None:
 
 
 def point_message(header: Header, target: Target3D) -> PointStamped:
-    """The target's point (metres) in the colour optical frame, with the colour frame's header."""
+    """Return the target's point (m, colour optical frame) with the colour frame's header."""
     return PointStamped(header=header, point=_point(target.point))
 
 
@@ -57,8 +58,12 @@ def label_text(instruction: str, answer: str) -> str:
 
 
 def marker_array(header: Header, target: Target3D, label: str) -> MarkerArray:
-    """Sphere at the point, box over the extent, text above it; DELETEALL without a 3D result,
-    so RViz never keeps showing a previous target as if it were this one."""
+    """
+    Build a sphere at the point, a box over the extent and a text label above it.
+
+    Without a 3D result: one DELETEALL, so RViz never keeps showing a previous target as if it
+    were this one.
+    """
     if not target.has_3d:
         return MarkerArray(
             markers=[Marker(header=header, ns=MARKER_NAMESPACE, action=Marker.DELETEALL)]
@@ -96,7 +101,7 @@ class TargetPublisher:
         self._markers = node.create_publisher(MarkerArray, MARKERS_TOPIC, reliable)
 
     def publish(self, header: Header, target: Target3D, instruction: str, answer: str) -> None:
-        """PointStamped (only with a 3D result) and the markers, with the colour frame's header."""
+        """Publish the point (only with a 3D result) and markers with the colour frame's header."""
         with self._lock:
             if self._point is None:  # closed
                 return

@@ -1,4 +1,5 @@
-"""A synthetic RGB-D camera over ROS: colour, aligned depth and CameraInfo with paired stamps.
+"""
+A synthetic RGB-D camera over ROS: colour, aligned depth and CameraInfo with paired stamps.
 
 ``finers-demo`` and the tests stand in for an RGB-D driver with it. The scene's depth is a
 plane at a known distance with the target's pixels raised towards the camera, so the
@@ -25,7 +26,7 @@ from .depth_input import CAMERA_INFO_TOPIC, DEPTH_TOPIC
 
 
 def depth_message(depth_m: np.ndarray, frame_id: str, encoding: str = "16UC1") -> Image:
-    """``h x w`` metres as a ``16UC1`` (mm) or ``32FC1`` (m) Image."""
+    """Encode ``h x w`` metres as a ``16UC1`` (mm) or ``32FC1`` (m) Image."""
     pixels = depth_to_16uc1(depth_m) if encoding == "16UC1" else depth_m.astype(np.float32)
     height, width = pixels.shape
     return Image(
@@ -39,7 +40,7 @@ def depth_message(depth_m: np.ndarray, frame_id: str, encoding: str = "16UC1") -
 
 
 def camera_info_message(camera: CameraModel, frame_id: str) -> CameraInfo:
-    """A distortion-free CameraInfo (K, identity R, P = [K | 0]) of ``camera``."""
+    """Return a distortion-free CameraInfo (K, identity R, P = [K | 0]) of ``camera``."""
     k = [camera.fx, 0.0, camera.cx, 0.0, camera.fy, camera.cy, 0.0, 0.0, 1.0]
     return CameraInfo(
         header=Header(frame_id=frame_id),
@@ -66,8 +67,12 @@ class RgbdScene:
 def rgbd_scene(
     colour_msg: Image, polygon_points, plane_z: float = 1.0, raised_m: float = 0.03, seed: int = 0
 ) -> RgbdScene:
-    """The RGB-D frame of a synthetic colour scene whose target outline is ``polygon_points``
-    (annotation polygons, native pixels): a 69-degree camera, depth at half resolution."""
+    """
+    Build the RGB-D frame of a synthetic colour scene.
+
+    ``polygon_points``: the target's outline (annotation polygons, native pixels). The camera
+    has a 69-degree field of view; depth comes at half the colour resolution.
+    """
     width, height = colour_msg.width, colour_msg.height
     colour_camera = camera_for(width, height)
     mask = gt_mask(polygon_points, (width, height))
@@ -84,8 +89,12 @@ def rgbd_scene(
 
 
 class RgbdStreamer:
-    """Publishes an ``RgbdScene`` from a thread, as a driver would: each colour frame with a
-    depth frame stamped ``depth_offset_ms`` later and the CameraInfo, restamped each time."""
+    """
+    Publish an ``RgbdScene`` from a thread, as a driver would.
+
+    Each colour frame goes with a depth frame stamped ``depth_offset_ms`` later and the
+    CameraInfo, restamped each time.
+    """
 
     def __init__(
         self,
