@@ -103,6 +103,47 @@ def test_managed_node_configure_fails_without_model_then_reconfigures(domain, se
         assert node.process.wait(15) == 0, node.log()
 
 
+def test_remote_server_down_at_configure_is_served_once_it_is_back(domain, services, tmp_path):
+    """A model server outage during warm-up does not disable the node until a reconfigure.
+
+    Configure succeeds (the pipeline is loaded, only its server is away); requests fail with
+    the server's error while it is down and are served once it is back.
+    """
+    from lifecycle_msgs.msg import Transition
+
+    from finers_ros.ros.client import PerceptionClient
+
+    outage = tmp_path / "server-down"
+    outage.write_text("")
+    name = "/outage/finers_perception"
+    with NodeProcess(domain, parameters={"autostart": False, "frame_wait_s": 5.0,
+                                         "pipeline_factory": "faulty_pipelines:remote_outage"},
+                     ros_args=("-r", "__ns:=/outage"),
+                     env={"PYTHONPATH": str(HERE),
+                          "FINERS_TEST_OUTAGE_FILE": str(outage)}) as node:
+        assert services.change_state(name, Transition.TRANSITION_CONFIGURE), node.log()
+        assert services.change_state(name, Transition.TRANSITION_ACTIVATE), node.log()
+        assert "warm-up failed" in node.log() and "unreachable" in node.log()
+        client = PerceptionClient(domain_id=domain, namespace="outage", name="outage_client")
+        try:
+            assert client.wait_for_node(TIMEOUT), node.log()
+            client.stream(client.frame_message(np.zeros((120, 160, 3), np.uint8)), hz=10.0)
+            before = len(client.detections)
+            client.send("find the red screw")
+            detection = client.next_detection(before, TIMEOUT)
+            assert detection is not None, node.log()
+            assert "unreachable" in detection.error and "not loaded" not in detection.error
+            assert client.wait_until(lambda: client.status is not None, 10)
+            assert client.status.model_loaded
+            outage.unlink()  # the server is back
+            before = len(client.detections)
+            client.send("find the red screw")
+            detection = client.next_detection(before, TIMEOUT)
+            assert detection is not None and detection.error == "", node.log()
+        finally:
+            client.close()
+
+
 def test_missing_params_file_is_one_line_and_exit_2(domain, tmp_path):
     missing = tmp_path / "typo.yaml"
     node = NodeProcess(domain, ros_args=("--params-file", str(missing)))

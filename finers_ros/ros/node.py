@@ -39,6 +39,7 @@ from ..commands import parse_command
 from ..config import load_config
 from ..pipeline import FineRSPipeline
 from ..serving import Outcome, PerceptionServer, Request, error_result
+from ..stages.openai_server import ServerError
 from . import params
 from .depth_input import DepthStage
 from .diagnostics import Counters, FrameFlowWatch, diagnostic_array, status_message
@@ -202,8 +203,7 @@ class PerceptionNode(LifecycleNode):
             else:
                 self.pipeline = FineRSPipeline.from_config(load_config(s.pipeline_config_path))
             self.pipeline_error = ""
-            if hasattr(self.pipeline, "warmup"):
-                self.get_logger().info(f"pipeline warm-up took {self.pipeline.warmup():.2f} s")
+            self._warm_up()
             backend = getattr(self.pipeline, "backend_name", type(self.pipeline).__name__)
             note = (" (bring-up backend: weight-free colour/size/position grounding)"
                     if "bringup" in backend else "")
@@ -213,6 +213,21 @@ class PerceptionNode(LifecycleNode):
             self.pipeline_error = f"model not loaded: {type(exc).__name__}: {exc}"
             self.counters.last_error = self.pipeline_error
             self.get_logger().error(self.pipeline_error)
+
+    def _warm_up(self) -> None:
+        """Warm the pipeline up; a remote model server that is down only degrades the node.
+
+        The pipeline itself loaded, so it stays: requests are tried and fail with the
+        server's error while it is away and are served once it is back (no reconfigure).
+        """
+        if not hasattr(self.pipeline, "warmup"):
+            return
+        try:
+            self.get_logger().info(f"pipeline warm-up took {self.pipeline.warmup():.2f} s")
+        except ServerError as exc:
+            self.counters.last_error = f"warm-up failed: {exc}"
+            self.get_logger().warning(f"pipeline warm-up failed, serving anyway (requests fail "
+                                      f"until the model server answers): {exc}")
 
     @_logged
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
