@@ -23,3 +23,22 @@ def test_detection_carries_compact_mask_and_geometry():
     assert list(msg.crop) == [0, 0, 100, 100] and msg.points[1].y == 17 and math.isnan(msg.score)
     assert dict(zip(msg.timing_names, msg.timings_ms)) == {"gse": 1.5, "total": 3.0}
     assert (msg.image_width, msg.image_height, msg.request_id) == (200, 100, "r1")
+
+
+def test_token_counts_are_not_reported_as_milliseconds():
+    """Counts (``*_tokens``) share the timing arrays but are never labelled as latency."""
+    from builtin_interfaces.msg import Time
+
+    from finers_ros.ros.diagnostics import Counters, diagnostic_array, status_message
+    from finers_ros.ros.messages import split_timings
+
+    timings = {"gse": 81.0, "gse_prompt_tokens": 2882.0, "total": 120.5}
+    result = FineRSResult(instruction="find it", timings_ms=timings)
+    msg = detection_message(Outcome(Request("find it", request_id="r2"), result, None, None),
+                            Header(frame_id="cam"))
+    latency, counts = split_timings(msg.timing_names, msg.timings_ms)
+    assert latency == {"gse": 81.0, "total": 120.5} and counts == {"gse_prompt_tokens": 2882}
+    status = status_message("active", None, None, 4, Counters(last_timings=timings), Time())
+    values = {kv.key: kv.value for kv in diagnostic_array(status, "node").status[0].values}
+    assert values["latency_ms/gse"] == "81.0" and values["tokens/gse_prompt_tokens"] == "2882"
+    assert "latency_ms/gse_prompt_tokens" not in values

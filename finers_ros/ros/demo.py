@@ -17,6 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..result import FineRSResult
+
 INSTRUCTION = "find the red screw"
 
 
@@ -108,7 +110,7 @@ def main(argv=None) -> int:
               f"{error_mm:.1f} mm from the scene's target")
     else:
         print(f"finers-demo: no 3D point: {detection.reason_3d}")
-    print("finers-demo: latency " + ", ".join(f"{k} {v:.0f} ms" for k, v in timings.items())
+    print("finers-demo: latency " + FineRSResult("", timings_ms=timings).timings_text()
           + f"; instruction -> detection over ROS {round_trip:.0f} ms")
     print(f"finers-demo: wrote {args.out}/mask.png, overlay.png, detection.json "
           f"(node exited with {code})")

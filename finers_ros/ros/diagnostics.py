@@ -9,6 +9,8 @@ from std_msgs.msg import Header
 
 from finers_ros.msg import Status
 
+from .messages import split_timings
+
 
 @dataclass
 class Counters:
@@ -55,8 +57,9 @@ def diagnostic_array(status: Status, node_name: str) -> DiagnosticArray:
         ("queue_depth", status.queue_depth), ("frames_received", status.frames_received),
         ("frames_rejected", status.frames_rejected), ("requests_done", status.requests_done),
         ("requests_failed", status.requests_failed))]
-    values += [KeyValue(key=f"latency_ms/{k}", value=f"{v:.1f}")
-               for k, v in zip(status.timing_names, status.timings_ms)]
+    latency, counts = split_timings(status.timing_names, status.timings_ms)
+    values += [KeyValue(key=f"latency_ms/{k}", value=f"{v:.1f}") for k, v in latency.items()]
+    values += [KeyValue(key=f"tokens/{k}", value=str(v)) for k, v in counts.items()]
     message = status.last_error[:200] or ("ok" if status.model_loaded else "model not loaded")
     return DiagnosticArray(header=Header(stamp=status.stamp), status=[DiagnosticStatus(
         level=level, name=f"{node_name}: FineRS perception", hardware_id="finers_ros",

@@ -12,6 +12,7 @@ from std_msgs.msg import Header
 from finers_ros.msg import Detection
 
 from ..geometry import mask_box
+from ..result import is_count
 from ..serving import Outcome
 from .image_codec import mono8_fields, rgb_fields
 
@@ -52,6 +53,21 @@ def detection_message(outcome: Outcome, header: Header) -> Detection:
     msg.timing_names = list(result.timings_ms)
     msg.timings_ms = [float(v) for v in result.timings_ms.values()]
     return msg
+
+
+def split_timings(names, values) -> tuple:
+    """``(latency_ms, counts)`` of a message's ``timing_names``/``timings_ms`` arrays.
+
+    The arrays keep their layout, but entries named ``*_tokens`` hold counts
+    (``finers_ros.result.is_count``), not milliseconds; counts come back as ints.
+    """
+    latency, counts = {}, {}
+    for name, value in zip(names, values):
+        if is_count(name):
+            counts[name] = int(round(value))
+        else:
+            latency[name] = float(value)
+    return latency, counts
 
 
 def mask_image(mask: Optional[np.ndarray], shape, header: Header) -> Image:

@@ -486,7 +486,7 @@ class PerceptionNode(LifecycleNode):
             self.get_logger().info(
                 f"instruction {request.request_id} {request.instruction[:80]!r}: "
                 f"{'found' if result.found else 'not found'}; "
-                + ", ".join(f"{k} {v:.0f} ms" for k, v in result.timings_ms.items()))
+                + result.timings_text())
         outcomes = self._outcomes
         depth = self._depth
         target = depth.locate(outcome) if depth is not None else None
