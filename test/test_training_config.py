@@ -178,3 +178,29 @@ def test_resumed_log_drops_the_steps_it_will_redo(tmp_path):
     log.write_text("".join(json.dumps({"step": s, "reward": s}) + "\n" for s in (1, 2, 3, 4)))
     trim_log(log, 2)
     assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [1, 2]
+
+
+def test_interrupt_is_one_line_naming_the_checkpoint_to_resume(tmp_path, capsys, monkeypatch):
+    """Ctrl-C in a run ends with one line saying where a rerun resumes (exit 130), not a
+    library traceback."""
+    import finers_training.train as train_module
+
+    ann = _scenes(tmp_path)
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "config.json").write_text("{}")
+    run = tmp_path / "run"
+    (run / "checkpoint-2").mkdir(parents=True)
+    (run / "checkpoint-2" / "trainer_state.json").write_text("{}")
+    config = tmp_path / "run.yaml"
+    config.write_text("max_steps: 1\n")
+
+    def interrupted(config):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "train", interrupted)
+    args = ["lpr", "--config", str(config), "--annotations", str(ann), "--base-model", str(base),
+            "--output-dir", str(run)]
+    assert main(args) == 130
+    line = _one_error_line(capsys)
+    assert "interrupted" in line and str(run / "checkpoint-2") in line

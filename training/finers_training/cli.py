@@ -41,6 +41,18 @@ def _absolute(value):
     return str(Path(value).resolve()) if value else None
 
 
+def _resume_hint(command: str, output_dir) -> str:
+    """Where the same command continues after an interruption."""
+    if command == "search":
+        return "the same command continues the search from its .partial.jsonl"
+    from .train import last_checkpoint
+
+    checkpoint = last_checkpoint(output_dir) if output_dir else None
+    if checkpoint:
+        return f"the same command resumes from {checkpoint}"
+    return "no checkpoint saved yet: the same command starts over"
+
+
 def main(argv=None) -> int:
     args = make_parser().parse_args(argv)
     overrides = dict(
@@ -56,6 +68,7 @@ def main(argv=None) -> int:
     )
     if args.command in ("lpr", "gse"):
         overrides["stage"] = args.command
+    config = None
     try:
         config = load_config(args.config, **overrides)
         check_inputs(config, args.command)
@@ -79,6 +92,13 @@ def main(argv=None) -> int:
         if PartialState().is_main_process:
             print(f"trained {config.stage} -> {out}")
         return 0
+    except KeyboardInterrupt:
+        output_dir = config.output_dir if config is not None else args.output_dir
+        print(
+            f"finers-train: interrupted; {_resume_hint(args.command, output_dir)}",
+            file=sys.stderr,
+        )
+        return 130
     except (TrainConfigError, DatasetError, CheckpointError, ValueError) as exc:
         reason = " ".join(str(exc).split())  # YAML and torch messages span lines
         print(f"finers-train: {reason}", file=sys.stderr)
