@@ -44,3 +44,15 @@ def test_polygon_partly_off_the_image_is_clipped_to_it(tmp_path, stage, frame):
     # inside the frame (the core scales the native edge pixel W - 1 to (W - 1) x gse_w / W)
     assert 0 <= x1 <= x2 <= frame[0] and 0 <= y1 <= y2 <= frame[1]
     assert x2 > frame[0] - 2 and y2 > frame[1] - 2  # clipped at the edge, not dropped
+
+
+def test_search_progress_cut_mid_line_is_resumed_not_fatal(tmp_path):
+    """A search killed while appending to <out>.partial.jsonl leaves a cut last line: the rerun
+    redoes that sample instead of failing on the file."""
+    from finers_training.retrospective import read_partial
+
+    partial = tmp_path / "out.json.partial.jsonl"
+    assert read_partial(partial) == {}
+    done = {"index": 0, "best_region": [1.0, 2.0, 3.0, 4.0]}
+    partial.write_text(json.dumps(done) + "\n" + '{"index": 1, "best_reg')
+    assert read_partial(partial) == {0: done}

@@ -66,6 +66,19 @@ def _best(ious: Sequence[float]) -> int:
     return int(np.argmax(ious))  # first maximum: the centred window on ties
 
 
+def read_partial(partial: Path) -> dict:
+    """Finished samples of an earlier run by index; a line cut by a kill mid-write is redone."""
+    done = {}
+    if partial.is_file():
+        for line in partial.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+                done[int(entry["index"])] = entry
+            except (ValueError, KeyError, TypeError):
+                continue
+    return done
+
+
 def search(config: TrainConfig, out_path: Path, progress: bool = True) -> dict:
     """Add ``best_region`` (GSE frame) to every record; resumable through ``<out>.partial.jsonl``.
 
@@ -82,12 +95,7 @@ def search(config: TrainConfig, out_path: Path, progress: bool = True) -> dict:
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     partial = out_path.with_name(out_path.name + ".partial.jsonl")
-    done = {}
-    if partial.is_file():
-        for line in partial.read_text().splitlines():
-            if line.strip():
-                entry = json.loads(line)
-                done[entry["index"]] = entry
+    done = read_partial(partial)
     model = FrozenModel(
         config.search_checkpoint, config.system_prompt, config.device, config.search_max_new_tokens
     )
@@ -108,6 +116,8 @@ def search(config: TrainConfig, out_path: Path, progress: bool = True) -> dict:
         disable=not progress,
     )
     with partial.open("a") as sink:
+        if partial.stat().st_size and not partial.read_bytes().endswith(b"\n"):
+            sink.write("\n")  # end a line cut by a kill, so the next entry stays whole
         for start in range(0, len(todo), max(1, config.search_batch_size)):
             batch = todo[start : start + config.search_batch_size]
             images, prompts, owners, windows, natives, targets = [], [], [], {}, {}, {}
