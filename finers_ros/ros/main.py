@@ -30,12 +30,17 @@ SHUTDOWN_LIMIT_S = 15.0
 
 
 def with_default_params(argv: List[str]) -> List[str]:
-    """``argv`` with the shipped params file added unless one is given."""
+    """``argv`` with the shipped params file added unless one is given.
+
+    rcl applies params files and ``-p`` overrides in the order given, the last one winning,
+    so the file goes first, right after ``--ros-args``: ``-p name:=value`` still overrides it.
+    """
     if "--params-file" in argv:
         return argv
     extra = ["--params-file", str(default_params_file())]
     if "--ros-args" in argv:
-        return argv + extra if argv[-1] != "--" else argv[:-1] + extra
+        start = argv.index("--ros-args") + 1
+        return argv[:start] + extra + argv[start:]
     return argv + ["--ros-args"] + extra
 
 
