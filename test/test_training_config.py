@@ -204,3 +204,19 @@ def test_interrupt_is_one_line_naming_the_checkpoint_to_resume(tmp_path, capsys,
     assert main(args) == 130
     line = _one_error_line(capsys)
     assert "interrupted" in line and str(run / "checkpoint-2") in line
+
+
+def test_python_api_checks_the_inputs_too(tmp_path):
+    from finers_training.config import config_from_dict
+    from finers_training.train import train
+
+    ann = _scenes(tmp_path)
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "config.json").write_text("{}")
+    config = config_from_dict({"stage": "gse", "base_model": str(base), "annotations": str(ann),
+                               "output_dir": str(tmp_path / "run"), "gse_reward": "online",
+                               "online_lpr_checkpoint": str(tmp_path / "nolpr")})
+    with pytest.raises(TrainConfigError, match="online_lpr_checkpoint"):
+        train(config)
+    assert not (tmp_path / "run" / "data").exists()

@@ -17,7 +17,7 @@ from typing import List, Optional, Tuple
 
 import yaml
 
-from .config import TrainConfig, TrainConfigError
+from .config import TrainConfig, TrainConfigError, check_inputs
 from .data import (
     ROWS,
     DataOptions,
@@ -294,6 +294,7 @@ def save_final(trainer, config: TrainConfig, rows_path: Path) -> Path:
 def train(config: TrainConfig) -> Path:
     """Build the data, run GRPO (resuming from the newest checkpoint), save; returns output_dir."""
     config.validate()
+    check_inputs(config, config.stage)
     Path(config.output_dir).mkdir(parents=True, exist_ok=True)
     from accelerate import PartialState
 
