@@ -72,16 +72,8 @@ def draw_overlay(image: np.ndarray, result: FineRSResult, max_width: int = 1280,
     band[...] = (band * 0.35).astype(np.uint8)
     y = int(20 * font_scale / 0.6)
     for line in lines:
-        cv2.putText(
-            canvas,
-            line,
-            (8, y),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            font_scale,
-            (255, 255, 255),
-            1,
-            cv2.LINE_AA,
-        )
+        cv2.putText(canvas, line, (8, y), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255),
+                    1, cv2.LINE_AA)
         y += line_height
     return canvas
 

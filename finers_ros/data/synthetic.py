@@ -20,18 +20,8 @@ import numpy as np
 from ..bringup.colours import REFERENCE_RGB, classify_rgb
 
 SHAPES = ("circle", "square", "triangle", "rectangle", "diamond")
-TARGET_COLOURS = (
-    "red",
-    "orange",
-    "yellow",
-    "green",
-    "blue",
-    "purple",
-    "pink",
-    "white",
-    "black",
-    "brown",
-)
+TARGET_COLOURS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "white", "black",
+                  "brown")
 NOUNS = ("screw", "bolt", "object", "part", "marker")
 QUESTION_MIX = (("colour", 0.45), ("colour+size", 0.15), ("colour+position", 0.15),
                 ("option", 0.15), ("open", 0.10))
