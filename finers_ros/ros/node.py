@@ -45,8 +45,9 @@ from .depth_input import DepthStage
 from .diagnostics import Counters, FrameFlowWatch, diagnostic_array, status_message
 from .image_codec import compressed_to_rgb, image_to_rgb
 from .messages import detection_message, outcome_header
-from .outcomes import OutcomePublisher
+from .outcomes import DETECTIONS_TOPIC, OutcomePublisher
 from .paths import fastdds_profile
+from .recorder import start_recorder
 
 NODE_NAME = "finers_perception"
 CAMERA_TOPIC = "camera/image_raw"
@@ -99,6 +100,7 @@ class PerceptionNode(LifecycleNode):
         self._stats_lock = threading.Lock()
         self.counters = Counters()
         self._outcomes: Optional[OutcomePublisher] = None
+        self._recorder = None  # episodes into bags when record_dir is set
         self._depth: Optional[DepthStage] = None  # 3D positions, with depth_enabled
         self._status_lock = threading.Lock()
         self._status_pub = None
@@ -164,6 +166,7 @@ class PerceptionNode(LifecycleNode):
             self._status_pub = self.create_publisher(Status, STATUS_TOPIC, latched)
             self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._load_pipeline()
+        self._recorder = start_recorder(self, CAMERA_TOPIC, COMMAND_TOPIC, DETECTIONS_TOPIC)
         if self.pipeline is None and not s.degraded_ok:
             self.get_logger().error("configure failed: the model did not load (set "
                                     "allow_degraded:=true to stay up and report instead)")
@@ -289,6 +292,9 @@ class PerceptionNode(LifecycleNode):
             self._command_sub = None
         if self.server is not None:
             self.server.stop(reason)
+        recorder, self._recorder = self._recorder, None
+        if recorder is not None:  # finish the bag now: the process may end without atexit
+            recorder.close()
 
     def wait_goals_ended(self, timeout_s: float) -> bool:
         """Wait until every answered goal has been ended by the executor (at shutdown)."""
@@ -501,6 +507,9 @@ class PerceptionNode(LifecycleNode):
         if detection is None:
             detection = detection_message(outcome, outcome_header(
                 outcome, self.get_clock().now().to_msg()))
+        recorder = self._recorder
+        if recorder is not None:
+            recorder.record(outcome, detection)
         self._publish_status()
         return detection
 

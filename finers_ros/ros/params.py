@@ -66,6 +66,15 @@ SPECS: Dict[str, Spec] = {
     "no_frames_warning_s": Spec("live", "warn when frames do not arrive for this long (s)",
                                 (0.1, 3600.0)),
     "autostart": Spec("startup", "configure + activate without a lifecycle manager"),
+    "record_dir": Spec("configure", "record each answered instruction (its frame, the "
+                                   "instruction, the Detection) as rosbag2 MCAP here; "
+                                   "empty = off"),
+    "record_max_bag_mb": Spec("configure", "a bag is finished and a new one started "
+                                          "before it passes this size (MiB)", (1, 1048576)),
+    "record_min_free_mb": Spec("configure", "recording stops with a warning when the "
+                                           "disk would keep less free (MiB)", (0, 1048576)),
+    "record_queue_limit": Spec("configure", "episodes waiting for the bag writer; more are "
+                                           "dropped and counted, never waited for", (1, 1000)),
     "depth_enabled": Spec("configure", "3D positions from camera/aligned_depth/image_raw and "
                                        "camera/camera_info (README, 3D position)"),
     "depth_slop_s": Spec("configure", "a colour frame pairs with the depth frame nearest to "
@@ -95,6 +104,10 @@ class NodeSettings:
     status_period_s: float
     no_frames_warning_s: float
     autostart: bool
+    record_dir: str
+    record_max_bag_mb: int
+    record_min_free_mb: int
+    record_queue_limit: int
     depth_enabled: bool
     depth_slop_s: float
     depth_max_range_m: float
