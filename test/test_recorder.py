@@ -189,7 +189,6 @@ def test_an_idle_recorder_finishes_its_bag_so_a_kill_loses_nothing_written(tmp_p
     assert [e.request_id for e in read_episodes([tmp_path])] == ["cmd-1", "cmd-2"]
 
 
-
 def test_the_reference_mcap_reader_decodes_every_message_from_the_embedded_schemas(tmp_path):
     """The MCAP project's own reader (what rosbag2's MCAP plugin is built on) and its ROS 2
     decoder read the bag with no type installed: the schemas in the file are enough."""
