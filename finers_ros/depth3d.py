@@ -34,6 +34,7 @@ Vec3 = Tuple[float, float, float]
 
 # distortion models sensor_msgs/CameraInfo names that the back-projection undoes
 PINHOLE_MODELS = ("plumb_bob", "rational_polynomial")
+PINHOLE_COEFFICIENT_COUNTS = (4, 5, 8, 12, 14)  # what cv2.undistortPoints takes
 FISHEYE_MODELS = ("equidistant",)
 SUPPORTED_DISTORTION_MODELS = PINHOLE_MODELS + FISHEYE_MODELS
 
@@ -145,7 +146,9 @@ class CameraModel:
             raise No3D(f"CameraInfo K has focal lengths fx={fx:g}, fy={fy:g} (must be > 0)")
         if width <= 0 or height <= 0:
             raise No3D(f"CameraInfo size {width}x{height} is not set")
-        if binning_x > 1 or binning_y > 1 or roi_width or roi_height:
+        # an roi of zeros or of the full resolution means the full image (CameraInfo.msg)
+        roi = (roi_width, roi_height) not in ((0, 0), (width, height))
+        if binning_x > 1 or binning_y > 1 or roi:
             raise No3D("CameraInfo with binning or a region of interest is not handled")
         coefficients = tuple(float(v) for v in d)
         if not all(np.isfinite(coefficients)):
@@ -155,6 +158,15 @@ class CameraModel:
             raise No3D(
                 f"distortion model {distortion_model!r} is not handled "
                 f"(supported: {', '.join(SUPPORTED_DISTORTION_MODELS)}, or all-zero D)"
+            )
+        if (
+            distorted
+            and distortion_model in PINHOLE_MODELS
+            and len(coefficients) not in PINHOLE_COEFFICIENT_COUNTS
+        ):
+            raise No3D(
+                f"{distortion_model} distortion has {len(coefficients)} coefficients "
+                f"(need {', '.join(map(str, PINHOLE_COEFFICIENT_COUNTS))})"
             )
         if distorted and distortion_model in FISHEYE_MODELS and len(coefficients) < 4:
             raise No3D(

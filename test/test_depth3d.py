@@ -265,3 +265,22 @@ def test_stamp_pairing_nearest_within_slop():
     assert item is None and "no depth frame within 50 ms" in reason and "100 ms away" in reason
     item, reason = buffer.nearest(900_000_000, 50_000_000)
     assert item is None and "133 ms away" in reason
+
+
+@pytest.mark.parametrize("count", [1, 3, 6, 9, 15])
+def test_distortion_with_a_coefficient_count_opencv_cannot_use_is_a_reason(count):
+    # plumb_bob has 5, rational_polynomial 8; OpenCV raised a multi-line assertion for others
+    with pytest.raises(No3D, match=f"plumb_bob distortion has {count} coefficients"):
+        CameraModel.from_camera_info(k_of(CAMERA), [0.01] * count, "plumb_bob", 640, 480)
+    for ok in (4, 5, 8, 12, 14):
+        camera = CameraModel.from_camera_info(k_of(CAMERA), [0.01] * ok, "plumb_bob", 640, 480)
+        assert camera.rays(np.array([10.0]), np.array([20.0])).shape == (1, 2)
+
+
+def test_camera_info_roi_of_the_full_image_is_no_roi():
+    # sensor_msgs/CameraInfo: an roi of all zeros or of the full resolution means "full image"
+    k = k_of(CAMERA)
+    full = CameraModel.from_camera_info(k, [], "plumb_bob", 640, 480, roi_width=640, roi_height=480)
+    assert full == CAMERA
+    with pytest.raises(No3D, match="region of interest"):
+        CameraModel.from_camera_info(k, [], "plumb_bob", 640, 480, roi_width=320, roi_height=240)

@@ -125,6 +125,9 @@ def test_without_3d_markers_are_cleared_and_detection_says_why():
     untouched = Detection()
     fill_detection(untouched, None)  # 3D off: the message is as before
     assert untouched == Detection()
+    multi_line = Detection()  # e.g. an OpenCV error text: reason_3d stays one line
+    fill_detection(multi_line, Target3D.none("3D failed: error: (-215)\n  in 'undistort'\n"))
+    assert multi_line.reason_3d == "3D failed: error: (-215) in 'undistort'"
     long_label = label_text("x" * 500, "")
     assert len(long_label) == 80 and long_label.endswith("...")
 

@@ -36,7 +36,7 @@ def fill_detection(detection, target: Optional[Target3D]) -> None:
     if target is None:
         return
     detection.has_3d = target.has_3d
-    detection.reason_3d = target.reason[:500]
+    detection.reason_3d = " ".join(target.reason.split())[:500]  # one line, whatever raised
     detection.depth_pixels = int(target.valid_pixels)
     if target.has_3d:
         detection.point_3d = _point(target.point)
