@@ -334,7 +334,9 @@ def test_node_serves_through_the_server_and_says_when_it_is_unreachable(
         down,
         "vllm_down",
         f"model server unreachable at {url}",  # on finers/status
+        scene_4k[0],  # the node stays up (its warm-up failed) and tries the server per request
     )
+    assert detection.error_stage == "gse"
     assert f"model server unreachable at {url}" in detection.error
 
 

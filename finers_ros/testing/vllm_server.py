@@ -192,6 +192,9 @@ class VLLMServer:
             "0",
             "--enable-per-request-metrics",
             "--enable-prompt-tokens-details",
+            # as README's GPU servers: one image per prompt, no video encoder memory
+            "--limit-mm-per-prompt",
+            json.dumps({"image": 1, "video": 0}),
             *self.extra_args,
         ]
 
