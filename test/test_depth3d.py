@@ -280,7 +280,9 @@ def test_distortion_with_a_coefficient_count_opencv_cannot_use_is_a_reason(count
 def test_camera_info_roi_of_the_full_image_is_no_roi():
     # sensor_msgs/CameraInfo: an roi of all zeros or of the full resolution means "full image"
     k = k_of(CAMERA)
-    full = CameraModel.from_camera_info(k, [], "plumb_bob", 640, 480, roi_width=640, roi_height=480)
+    full = CameraModel.from_camera_info(
+        k, [], "plumb_bob", 640, 480, roi_width=640, roi_height=480
+    )
     assert full == CAMERA
     with pytest.raises(No3D, match="region of interest"):
         CameraModel.from_camera_info(k, [], "plumb_bob", 640, 480, roi_width=320, roi_height=240)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 import os
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -210,6 +212,47 @@ def test_pinned_depth_survives_a_long_run(depth_input):
         not lost.has_3d
         and "no depth frame on /camera/aligned_depth/image_raw within" in lost.reason
     )
+
+
+def test_depth_published_after_the_outcome_is_ready_still_pairs(depth_input):
+    # drivers publish aligned depth some 100 ms after colour (registration takes time); a fast
+    # model is done before the frame's depth arrives: the node waits for it, briefly
+    scene, depth = disc_depth(2)
+    depth_input._on_info(camera_info(COLOUR))
+    depth_input._on_depth(depth_image(np.full_like(depth, 3.0), T0 - 400_000_000))  # streaming
+    assert depth_input.pinning(lambda: "pixels", header(T0))() == "pixels"
+    late = threading.Timer(0.2, depth_input._on_depth, [depth_image(depth, T0 + 5_000_000)])
+    late.start()
+    result = depth_input.locate(header(T0), scene.target_mask)
+    late.join()
+    assert result.has_3d and abs(result.point[2] - CENTRE[2]) < 0.01, result
+
+
+def test_late_depth_of_a_long_run_is_pinned_when_it_arrives(depth_input):
+    # nothing within the slop when the worker takes the colour frame; its depth arrives after,
+    # then 40 more frames push it out of the buffer while the model runs
+    scene, depth = disc_depth(3)
+    depth_input._on_info(camera_info(COLOUR))
+    depth_input._on_depth(depth_image(np.full_like(depth, 3.0), T0 - 400_000_000))
+    depth_input.pinning(lambda: None, header(T0))()
+    depth_input._on_depth(depth_image(depth, T0 + 5_000_000))
+    for i in range(1, 41):
+        depth_input._on_depth(depth_image(np.full_like(depth, 2.0), T0 + i * 33_000_000))
+    result = depth_input.locate(header(T0), scene.target_mask)
+    assert result.has_3d and abs(result.point[2] - CENTRE[2]) < 0.01, result
+
+
+def test_no_wait_for_depth_that_cannot_come(depth_input):
+    # no depth publisher at all, or a newer frame already outside the slop: answer at once
+    from finers_ros.ros.depth_input import LATE_DEPTH_WAIT_S
+
+    scene, depth = disc_depth()
+    depth_input._on_info(camera_info(COLOUR))
+    start = time.monotonic()
+    assert "received" in depth_input.locate(header(T0), scene.target_mask).reason
+    depth_input._on_depth(depth_image(depth, T0 + 300_000_000))
+    assert "300 ms away" in depth_input.locate(header(T0), scene.target_mask).reason
+    assert time.monotonic() - start < LATE_DEPTH_WAIT_S / 2
 
 
 @pytest.mark.parametrize(

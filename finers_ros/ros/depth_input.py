@@ -18,6 +18,8 @@ itself comes from ``finers_ros.depth3d``.
 from __future__ import annotations
 
 import threading
+import time
+from collections import deque
 from typing import Callable, Optional
 
 import numpy as np
@@ -32,6 +34,7 @@ from .markers import TargetPublisher
 DEPTH_TOPIC = "camera/aligned_depth/image_raw"
 CAMERA_INFO_TOPIC = "camera/camera_info"
 DEPTH_BUFFER = 10  # depth frames kept for pairing (a third of a second at 30 Hz)
+LATE_DEPTH_WAIT_S = 0.5  # how long an outcome waits for its frame's depth, at most
 PINNED = 16  # depth frames kept aside for colour frames being served
 
 
@@ -64,6 +67,8 @@ class DepthInput:
         self.options = options
         self._depths = StampBuffer(DEPTH_BUFFER)
         self._pinned = StampBuffer(PINNED)
+        self._wanted: deque = deque(maxlen=PINNED)  # colour stamps being served, ns
+        self._arrived = threading.Condition()  # a depth frame came in
         self._info: Optional[CameraInfo] = None
         self._warned = set()
         self._warn_lock = threading.Lock()
@@ -91,12 +96,20 @@ class DepthInput:
         for subscription in self._subscriptions:
             self._node.destroy_subscription(subscription)
         self._subscriptions = []
-        self._depths.clear()
-        self._pinned.clear()
+        with self._arrived:
+            self._depths.clear()
+            self._pinned.clear()
+            self._wanted.clear()
 
     # -- intake (executor callbacks: store only, decode nothing) ---------------------------
     def _on_depth(self, msg: Image) -> None:
-        self._depths.add(stamp_ns(msg.header.stamp), msg)
+        stamp = stamp_ns(msg.header.stamp)
+        with self._arrived:
+            self._depths.add(stamp, msg)
+            # depth published after its colour frame was taken: pinned as it arrives
+            if any(abs(stamp - wanted) <= self.slop_ns for wanted in self._wanted):
+                self._pinned.add(stamp, msg)
+            self._arrived.notify_all()
 
     def _on_info(self, msg: CameraInfo) -> None:
         self._info = msg
@@ -109,10 +122,16 @@ class DepthInput:
             )
 
     def pin(self, stamp) -> None:
-        """Keep aside the depth frame nearest to the colour stamp (a serving run starts)."""
-        msg, _ = pick_nearest(self._depths.entries(), stamp_ns(stamp), self.slop_ns)
-        if msg is not None:
-            self._pinned.add(stamp_ns(msg.header.stamp), msg)
+        """Keep aside the depth frames near the colour stamp (a serving run starts).
+
+        The nearest one already here, and any within the slop that arrives later.
+        """
+        wanted = stamp_ns(stamp)
+        with self._arrived:
+            self._wanted.append(wanted)
+            msg, _ = pick_nearest(self._depths.entries(), wanted, self.slop_ns)
+            if msg is not None:
+                self._pinned.add(stamp_ns(msg.header.stamp), msg)
 
     def pinning(self, decode: Callable, header) -> Callable:
         """``decode`` that pins the colour frame's depth first (the worker calls it once)."""
@@ -139,10 +158,7 @@ class DepthInput:
                 "no 3D positions until it is fixed"
             )
             return Target3D.none(str(exc))
-        wanted = stamp_ns(header.stamp)
-        depth_msg, reason = pick_nearest(
-            self._pinned.entries() + self._depths.entries(), wanted, self.slop_ns
-        )
+        depth_msg, reason = self._paired(stamp_ns(header.stamp))
         if depth_msg is None:
             return Target3D.none(
                 reason.replace("depth frame", f"depth frame on {self.depth_topic}")
@@ -166,6 +182,29 @@ class DepthInput:
             self._warn_once(f"depth image on {self.depth_topic}: {exc}")
             return Target3D.none(f"bad depth image: {exc}")
         return locate_target(mask, depth, camera, self.options)
+
+    def _paired(self, wanted: int):
+        """``(depth Image, "")`` nearest to the colour stamp ``wanted`` (ns), or ``(None, why)``.
+
+        While depth is streaming and none within the slop is here yet, waits (at most
+        ``LATE_DEPTH_WAIT_S``) for the frame's depth, which drivers publish after colour.
+        """
+        deadline = time.monotonic() + LATE_DEPTH_WAIT_S
+        with self._arrived:
+            while True:
+                entries = self._pinned.entries() + self._depths.entries()
+                msg, reason = pick_nearest(entries, wanted, self.slop_ns)
+                if msg is not None or not entries:  # paired, or no depth publisher at all
+                    break
+                if max(stamp for stamp, _ in entries) > wanted + self.slop_ns:
+                    break  # newer frames are already past the slop: none will be nearer
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._arrived.wait(left)
+            if wanted in self._wanted:
+                self._wanted.remove(wanted)
+        return msg, reason
 
     def _warn_once(self, text: str) -> None:
         with self._warn_lock:
