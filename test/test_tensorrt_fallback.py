@@ -1,4 +1,5 @@
-"""TensorRT path without TensorRT: engine cache keys, the clear error, the configured fallback.
+"""
+TensorRT path without TensorRT: engine cache keys, the clear error, the configured fallback.
 
 TensorRT cannot be installed on these machines. Everything runs for real (ONNX export, ONNX
 Runtime, the config, the CLI) except in ``fake_tensorrt``: there, and only there, the
@@ -138,7 +139,7 @@ def test_build_engines_command_fails_clearly_without_tensorrt(graphs, tmp_path, 
 
 @pytest.fixture
 def fake_tensorrt(monkeypatch):
-    """A stand-in ``tensorrt`` module (mock boundary) whose builder must never be used."""
+    """Install a stand-in ``tensorrt`` module (mock boundary); its builder must not run."""
     built = []
     fake = types.ModuleType("tensorrt")
     fake.__version__ = "10.3.0"

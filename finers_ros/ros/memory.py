@@ -1,4 +1,5 @@
-"""glibc malloc settings for a process that receives 25 MB camera frames many times a second.
+"""
+glibc malloc settings for a process that receives 25 MB camera frames many times a second.
 
 By default glibc serves each allocation above its mmap threshold (128 KiB, adapting up to
 32 MiB) with a fresh ``mmap`` and gives it back with ``munmap`` when freed, and trims the

@@ -1,4 +1,5 @@
-"""Where TensorRT engines live: one file per (ONNX graph, TensorRT version, GPU, precision).
+"""
+Where TensorRT engines live: one file per (ONNX graph, TensorRT version, GPU, precision).
 
 An engine is only valid for the exact graph, TensorRT build and GPU model it was built for,
 so the key holds all four; a changed graph or an upgraded TensorRT gives a new file name and
@@ -67,7 +68,7 @@ def write_engine(path: Path, serialized: bytes, key: EngineKey) -> Path:
 
 
 def read_engine(path: Path, key: EngineKey) -> bytes:
-    """The cached engine for ``key``; ``EngineNotBuilt`` when it is missing or stale."""
+    """Return the cached engine for ``key``; ``EngineNotBuilt`` when missing or stale."""
     meta = path.with_suffix(".json")
     if not path.is_file() or not meta.is_file():
         raise EngineNotBuilt(f"no TensorRT engine {path}; "

@@ -1,4 +1,5 @@
-"""One place that opens ONNX Runtime sessions for the SAM graphs.
+"""
+One place that opens ONNX Runtime sessions for the SAM graphs.
 
 Graph optimisation level and intra-op threads come from the configuration; providers are
 CUDA then CPU when ``device`` is a CUDA device and the CUDA provider is present, else CPU.
@@ -23,7 +24,7 @@ def providers_for(device: str) -> List[str]:
 
 def open_session(path: str | Path, device: str = "cpu", threads: int = 0,
                  graph_optimization: str = "all"):
-    """An ``InferenceSession`` on ``path``; ``threads=0`` lets ONNX Runtime use every core."""
+    """Open an ``InferenceSession`` on ``path``; ``threads=0`` uses every core."""
     import onnxruntime as ort
 
     path = Path(path or "")

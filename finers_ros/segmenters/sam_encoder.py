@@ -1,4 +1,5 @@
-"""SAM image encoder runtimes: the crop's embedding in PyTorch or ONNX Runtime.
+"""
+SAM image encoder runtimes: the crop's embedding in PyTorch or ONNX Runtime.
 
 Both share one preprocessing (``encoder_input``): SAM's ``ResizeLongestSide`` to the
 encoder's side (1024), pixel normalisation, zero padding at the bottom and right, giving a

@@ -1,4 +1,5 @@
-"""ONNX export of SAM's prompt encoder + mask decoder (never imported by inference).
+"""
+ONNX export of SAM's prompt encoder + mask decoder (never imported by inference).
 
 Graph inputs:
 - ``image_embeddings``: ``1 x C x 64 x 64`` float32 (the crop's embedding)
@@ -48,11 +49,14 @@ class SamDecoderGraph(nn.Module):
             sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense)
         masks, iou = masks[:, 1:], iou[:, 1:]  # multimask output, as SamPredictor does
         crop_hw = torch._shape_as_tensor(crop_like).to(torch.float32)
-        input_hw = torch.floor(crop_hw * (self.img_size / torch.max(crop_hw)) + 0.5).to(torch.int64)
-        masks = F.interpolate(masks, size=(self.img_size, self.img_size), mode="bilinear", align_corners=False)
+        scale = self.img_size / torch.max(crop_hw)
+        input_hw = torch.floor(crop_hw * scale + 0.5).to(torch.int64)
+        masks = F.interpolate(masks, size=(self.img_size, self.img_size), mode="bilinear",
+                              align_corners=False)
         masks = masks[..., : input_hw[0], : input_hw[1]]
         crop_hw = crop_hw.to(torch.int64)
-        masks = F.interpolate(masks, size=(crop_hw[0], crop_hw[1]), mode="bilinear", align_corners=False)
+        masks = F.interpolate(masks, size=(crop_hw[0], crop_hw[1]), mode="bilinear",
+                              align_corners=False)
         return masks, iou
 
 
@@ -73,7 +77,8 @@ def export_decoder(sam, path: str | Path, opset: int = 17) -> Path:
         torch.onnx.export(
             graph, example, str(path), input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
             dynamic_axes={"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"},
-                          "crop_like": {0: "crop_h", 1: "crop_w"}, "masks": {2: "crop_h", 3: "crop_w"}},
+                          "crop_like": {0: "crop_h", 1: "crop_w"},
+                          "masks": {2: "crop_h", 3: "crop_w"}},
             opset_version=opset, dynamo=False,
         )
     return path
@@ -84,10 +89,12 @@ ENCODER_OUTPUT_NAMES = ["image_embeddings"]
 
 
 def export_encoder(sam, path: str | Path, opset: int = 17) -> Path:
-    """Write SAM's image encoder: ``image`` ``B x 3 x S x S`` float32 (normalised, padded,
-    see ``sam_encoder.encoder_input``) -> ``image_embeddings`` ``B x C x S/16 x S/16``.
+    """
+    Write SAM's image encoder graph to ``path``.
 
-    Only the batch axis is dynamic; the image side is fixed by the architecture (1024).
+    ``image`` ``B x 3 x S x S`` float32 (normalised, padded, see
+    ``sam_encoder.encoder_input``) -> ``image_embeddings`` ``B x C x S/16 x S/16``. Only the
+    batch axis is dynamic; the image side is fixed by the architecture (1024).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -104,8 +111,12 @@ def export_encoder(sam, path: str | Path, opset: int = 17) -> Path:
 
 
 def quantize_int8(fp32_path: str | Path, int8_path: str | Path) -> Path:
-    """Dynamic int8 quantisation of the graph's MatMul/Gemm weights (activations stay float,
-    quantised per batch at run time); convolutions stay fp32 (ConvInteger is slow on CPU)."""
+    """
+    Quantise the graph's MatMul/Gemm weights to int8 (dynamic quantisation).
+
+    Activations stay float and are quantised per call at run time; convolutions stay fp32
+    (ConvInteger is slow on CPU).
+    """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     int8_path = Path(int8_path)

@@ -1,4 +1,5 @@
-"""Chooses SAM's encoder and decoder runtimes from the configuration, with the fallback.
+"""
+Chooses SAM's encoder and decoder runtimes from the configuration, with the fallback.
 
 ``tensorrt`` loads an engine built offline by ``finers-build-engines``; when TensorRT, a
 CUDA device or the engine is missing, ``tensorrt_fallback: onnxruntime`` runs the same ONNX
@@ -38,7 +39,7 @@ def _engine_or_fallback(part: str, config: SegmenterConfig, make_trt, make_ort):
 
 
 def build_encoder(config: SegmenterConfig, sam):
-    """Returns an object with ``embed(crop) -> 1 x C x 64 x 64 tensor``."""
+    """Return an object with ``embed(crop) -> 1 x C x 64 x 64 tensor``."""
     from .sam_encoder import OnnxRuntimeEncoder, TorchEncoder
 
     def onnxruntime(device=config.device):
@@ -60,7 +61,7 @@ def build_encoder(config: SegmenterConfig, sam):
 
 
 def build_decoder(config: SegmenterConfig, sam):
-    """Returns an object with ``decode(embedding, coords, labels, crop_hw)``."""
+    """Return an object with ``decode(embedding, coords, labels, crop_hw)``."""
     from .sam import TorchDecoder
     from .sam_onnx import OnnxRuntimeDecoder
 

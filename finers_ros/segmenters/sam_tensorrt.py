@@ -1,4 +1,5 @@
-"""SAM encoder and decoder as TensorRT engines built from the same ONNX graphs.
+"""
+SAM encoder and decoder as TensorRT engines built from the same ONNX graphs.
 
 TensorRT cannot be installed on the development or CI machines: ``tensorrt`` is imported
 only here, through ``require_tensorrt``, which raises ``TensorRTUnavailable`` with what to
