@@ -325,6 +325,38 @@ def test_export_passes_over_an_unfinished_recording(tmp_path, capsys):
     assert lines[-1].startswith("exported 2 record(s)") and "1 (unreadable bag)" in lines[-1]
 
 
+def test_an_unfinished_recording_gives_back_its_complete_episodes(tmp_path, capsys):
+    """A killed writer leaves an MCAP file without summary or footer; the chunks it had
+    written (rosbags closes one after each message past 1 MiB, as every 4K frame is) are
+    read back instead of the whole recording being lost."""
+    from finers_training.dataset_cli import main
+
+    bag = BagMaker(tmp_path / "done")
+    pad = bag.types["std_msgs/msg/String"](data="x" * (1 << 20))
+    for index in range(3):
+        start = T0 + index * SEC
+        bag.frame(start, start, index)
+        bag.command(start + 1, json.dumps({"instruction": f"find thing {index}",
+                                           "id": f"job-{index}"}))
+        bag.detection(start + 2, start, f"find thing {index}", f"job-{index}")
+        bag.write("/pad", "std_msgs/msg/String", start + 3, pad)  # closes the chunk
+    bag.close()
+    (mcap,) = (tmp_path / "done").glob("*.mcap")
+    killed = tmp_path / "rec" / "killed"
+    killed.mkdir(parents=True)
+    data = mcap.read_bytes()
+    (killed / "killed.mcap").write_bytes(data[: int(len(data) * 0.8)])  # cut in chunk 3
+
+    episodes = list(read_episodes([killed]))
+    assert [(e.request_id, e.problem) for e in episodes] == [("job-0", ""), ("job-1", "")]
+    assert [frame_value(e.image) for e in episodes] == [0, 1]
+    assert main(["export", str(tmp_path / "rec"), "--out", str(tmp_path / "out")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any("killed.mcap: an unfinished recording (its writer was killed): read" in line
+               for line in lines)
+    assert lines[-1].startswith("exported 2 record(s)")
+
+
 def test_other_string_topics_are_not_instructions(tmp_path):
     bag = BagMaker(tmp_path / "chatter")
     bag.write("/chatter", "std_msgs/msg/String", T0, bag.types["std_msgs/msg/String"](

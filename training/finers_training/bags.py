@@ -18,12 +18,15 @@ a stable kind to count by.
 from __future__ import annotations
 
 import bisect
+import struct
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from rosbags.highlevel import AnyReader, AnyReaderError
+from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from finers_ros.commands import parse_command
@@ -90,6 +93,47 @@ def default_typestore():
     if msg.is_file():
         store.register(get_types_from_msg(msg.read_text(), DETECTION_TYPE))
     return store
+
+
+def recover_unfinished_mcap(path: Path, into: Path) -> int:
+    """Rewrite what a killed writer left in ``path`` as a finished MCAP bag at ``into``.
+
+    Such a file has no summary or footer, so rosbags cannot open it; its complete records
+    (schemas, channels, and every chunk written before the cut) are read in order with the
+    ``mcap`` stream reader up to the first cut record. Returns the messages kept.
+    """
+    from mcap.exceptions import McapError
+    from mcap.records import Channel, Message, Schema
+    from mcap.stream_reader import StreamReader
+
+    store = get_typestore(Stores.EMPTY)
+    schemas: dict = {}
+    connections: dict = {}
+    kept = 0
+    writer = Writer(into, version=Writer.VERSION_LATEST, storage_plugin=StoragePlugin.MCAP)
+    writer.open()
+    try:
+        with path.open("rb") as stream:
+            try:
+                for record in StreamReader(stream, emit_chunks=False).records:
+                    if isinstance(record, Schema):
+                        schemas[record.id] = record
+                    elif isinstance(record, Channel) and record.schema_id in schemas:
+                        schema = schemas[record.schema_id]
+                        if schema.encoding != "ros2msg" or record.topic in writer.connections:
+                            continue
+                        store.register(get_types_from_msg(schema.data.decode(), schema.name))
+                        connections[record.id] = writer.add_connection(
+                            record.topic, schema.name, typestore=store)
+                    elif isinstance(record, Message) and record.channel_id in connections:
+                        writer.write(connections[record.channel_id], record.log_time,
+                                     record.data)
+                        kept += 1
+            except (McapError, ValueError, KeyError, struct.error):
+                pass  # the cut: a record the killed writer had not finished
+    finally:
+        writer.close()
+    return kept
 
 
 def bag_paths(paths: Iterable[str | Path]) -> List[Path]:
@@ -164,17 +208,43 @@ class BagEpisodes:
         self.path = Path(path)
         self.topics = {"camera": camera_topic, "command": command_topic,
                        "detections": detections_topic}
+        self.note = ""  # set when the bag was an unfinished recording read back in part
+        self._scratch: Optional[tempfile.TemporaryDirectory] = None
 
     def _open(self) -> AnyReader:
         try:
-            reader = AnyReader([self.path], default_typestore=default_typestore())
-            reader.open()
+            return self._reader(self.path)
         except (AnyReaderError, OSError, ValueError, KeyError) as exc:
             unfinished = (self.path.suffix == ".mcap"
                           and not (self.path.parent / "metadata.yaml").exists())
-            why = " (an unfinished recording: its writer was killed)" if unfinished else ""
-            raise BagError(f"{self.path}: cannot read the bag{why}: {exc}") from exc
+            if not unfinished:
+                raise BagError(f"{self.path}: cannot read the bag: {exc}") from exc
+            why = exc
+        self._scratch = tempfile.TemporaryDirectory(prefix="finers-recovered-")
+        recovered = Path(self._scratch.name) / "bag"
+        try:
+            kept = recover_unfinished_mcap(self.path, recovered)
+            reader = self._reader(recovered) if kept else None
+        except (AnyReaderError, OSError, ValueError, KeyError) as exc:
+            why, reader = exc, None
+        if reader is None:
+            self._cleanup()
+            raise BagError(f"{self.path}: cannot read the bag (an unfinished recording: its "
+                           f"writer was killed, nothing complete in it): {why}")
+        self.note = (f"{self.path}: an unfinished recording (its writer was killed): read "
+                     f"{kept} complete message(s) back")
         return reader
+
+    @staticmethod
+    def _reader(path: Path) -> AnyReader:
+        reader = AnyReader([path], default_typestore=default_typestore())
+        reader.open()
+        return reader
+
+    def _cleanup(self) -> None:
+        scratch, self._scratch = self._scratch, None
+        if scratch is not None:
+            scratch.cleanup()
 
     def _connections(self, reader: AnyReader) -> Dict[str, list]:
         conns = reader.connections
@@ -275,6 +345,7 @@ class BagEpisodes:
             raise BagError(f"{self.path}: {exc}") from exc
         finally:
             reader.close()
+            self._cleanup()
 
     def _episodes(self, reader: AnyReader) -> Iterator[BagEpisode]:
         picked = self._connections(reader)

@@ -89,8 +89,12 @@ def _record(episode: BagEpisode, image_path: str, polygon: list) -> dict:
 def _episodes(paths: List[str], topics: dict, report: ExportReport, say):
     """Episodes of every bag; a bag that cannot be read is named, counted and passed over."""
     for path in bag_paths(paths):
+        episodes = BagEpisodes(path, **topics)
         try:
-            yield from BagEpisodes(path, **topics)
+            for number, episode in enumerate(episodes):
+                if number == 0 and episodes.note:
+                    say(episodes.note)
+                yield episode
         except BagError as exc:
             report.skipped["unreadable bag"] += 1
             say(f"skipped bag {exc}")
