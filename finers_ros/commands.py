@@ -16,7 +16,9 @@ def parse_command(text: str) -> dict:
     """
     ``{"instruction", "question_type", "options", "request_id"}`` of a command string.
 
-    Malformed JSON, or JSON without a string ``instruction``, is taken as plain text.
+    Malformed JSON is taken as plain text. A JSON object without a string ``instruction``
+    is an empty instruction under its ``id`` (the node answers it as an input error), so a
+    client waiting for that id hears back.
     """
     stripped = text.strip()
     if stripped.startswith("{") and len(stripped) < 1_000_000:
@@ -24,9 +26,10 @@ def parse_command(text: str) -> dict:
             data = json.loads(stripped)
         except ValueError:
             data = None
-        if isinstance(data, dict) and isinstance(data.get("instruction"), str):
+        if isinstance(data, dict):
             options = data.get("options")
-            return {"instruction": data["instruction"],
+            instruction = data.get("instruction")
+            return {"instruction": instruction if isinstance(instruction, str) else "",
                     "question_type": str(data.get("question_type") or "referring"),
                     "options": [str(o) for o in options] if isinstance(options, list) else None,
                     "request_id": str(data.get("id", ""))}

@@ -116,6 +116,18 @@ def test_command_parsing():
     assert parse_command("{not json")["instruction"] == "{not json"
 
 
+def test_json_command_without_a_string_instruction_keeps_its_id():
+    """Such a command is an empty instruction answered under its id (an input error), not
+    its JSON text run as an instruction under a new id the client never hears of."""
+    from finers_ros.commands import parse_command
+
+    for text in ('{"id": "odd2"}', '{"instruction": null, "id": "odd3"}',
+                 '{"instruction": ["find it"], "id": 4}'):
+        parsed = parse_command(text)
+        assert parsed["instruction"] == "" and parsed["request_id"] in ("odd2", "odd3", "4")
+    assert parse_command('{"instruction": "find it"}')["request_id"] == ""
+
+
 def test_core_never_imports_ros():
     """finers_ros/ros/ is the only place that imports rclpy or message packages."""
     offenders = []
