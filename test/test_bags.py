@@ -357,6 +357,31 @@ def test_an_unfinished_recording_gives_back_its_complete_episodes(tmp_path, caps
     assert lines[-1].startswith("exported 2 record(s)")
 
 
+def test_a_reused_request_id_pairs_by_the_instruction_the_detection_echoes(tmp_path):
+    """Two clients sending the same id: each Detection keeps its own instruction text."""
+    bag = BagMaker(tmp_path / "dup")
+    for index in range(3):
+        bag.frame(T0 + index * SEC, T0 + index * SEC, index)
+    bag.command(T0 + 1, json.dumps({"instruction": "find a", "id": "x"}))
+    bag.command(T0 + 2, json.dumps({"instruction": "find b", "id": "x"}))
+    bag.detection(T0 + SEC + 5, T0 + SEC, "find b", "x")
+    bag.detection(T0 + 2 * SEC + 5, T0 + 2 * SEC, "find a", "x")
+    bag.close()
+    episodes = {e.instruction: frame_value(e.image) for e in read_episodes([tmp_path / "dup"])}
+    assert episodes == {"find b": 1, "find a": 2}
+
+
+def test_a_file_that_is_not_mcap_is_not_called_an_unfinished_recording(tmp_path, capsys):
+    from finers_training.dataset_cli import main
+
+    (tmp_path / "rec").mkdir()
+    (tmp_path / "rec" / "notes.mcap").write_text("hello world" * 100)
+    assert main(["export", str(tmp_path / "rec"), "--out", str(tmp_path / "out")]) == 1
+    (line, summary) = capsys.readouterr().out.splitlines()
+    assert line.startswith("skipped bag ") and "notes.mcap: cannot read the bag: " in line
+    assert "unfinished" not in line and "1 (unreadable bag)" in summary
+
+
 def test_other_string_topics_are_not_instructions(tmp_path):
     bag = BagMaker(tmp_path / "chatter")
     bag.write("/chatter", "std_msgs/msg/String", T0, bag.types["std_msgs/msg/String"](

@@ -95,6 +95,15 @@ def default_typestore():
     return store
 
 
+def _starts_as_mcap(path: Path) -> bool:
+    """True when the file begins with the MCAP magic (a recording, finished or not)."""
+    try:
+        with path.open("rb") as stream:
+            return stream.read(5) == b"\x89MCAP"
+    except OSError:
+        return False
+
+
 def recover_unfinished_mcap(path: Path, into: Path) -> int:
     """Rewrite what a killed writer left in ``path`` as a finished MCAP bag at ``into``.
 
@@ -215,7 +224,7 @@ class BagEpisodes:
         try:
             return self._reader(self.path)
         except (AnyReaderError, OSError, ValueError, KeyError) as exc:
-            unfinished = (self.path.suffix == ".mcap"
+            unfinished = (self.path.suffix == ".mcap" and _starts_as_mcap(self.path)
                           and not (self.path.parent / "metadata.yaml").exists())
             if not unfinished:
                 raise BagError(f"{self.path}: cannot read the bag: {exc}") from exc
@@ -284,14 +293,17 @@ class BagEpisodes:
         by_frame: Dict[int, List[BagEpisode]] = {}
 
         def command_for(log_ns: int, msg) -> dict:
-            """The Detection's command: same request id, else oldest unanswered same text."""
+            """The Detection's command: the oldest unanswered one with its request id and the
+            instruction it echoes, else with that instruction (an id reused by two clients
+            is not enough), else with that id."""
             waiting = [i for i, (t, _) in enumerate(index.commands)
                        if i not in used and t <= log_ns]
             same_id = [i for i in waiting
                        if msg.request_id and index.commands[i][1]["request_id"] == msg.request_id]
             same_text = [i for i in waiting
                          if index.commands[i][1]["instruction"][:4096] == msg.instruction]
-            chosen = (same_id or same_text or [None])[0]
+            both = [i for i in same_id if i in same_text]
+            chosen = (both or same_text or same_id or [None])[0]
             if chosen is None:  # the command was not recorded: the Detection repeats its text
                 return {"instruction": msg.instruction, "question_type": "referring",
                         "options": None}
