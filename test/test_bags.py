@@ -281,6 +281,35 @@ def test_export_then_import_corrected_coco(tmp_path):
     assert fixed.area_percent == pytest.approx(100 * 121 / (W * H))
 
 
+def test_import_finds_frames_an_annotation_tool_renamed_and_counts_missing_ones(tmp_path,
+                                                                                capsys):
+    """Annotation tools often write ``file_name`` without its folder (``images/``)."""
+    from finers_ros.data.annotations import load_annotations, read_rgb
+    from finers_training.dataset_cli import main
+
+    disc = np.zeros((H, W), bool)
+    disc[10:20, 10:20] = True
+    bag = BagMaker(tmp_path / "bag")
+    for index in range(2):
+        bag.frame(T0 + index * SEC, T0 + index * SEC, 10 * index)
+        bag.command(T0 + index * SEC + 1, f"find thing {index}")
+        shaped_detection(bag, T0 + index * SEC + 2, T0 + index * SEC, f"find thing {index}",
+                         f"cmd-{index}", disc)
+    bag.close()
+    out = tmp_path / "export"
+    assert main(["export", str(tmp_path / "bag"), "--out", str(out)]) == 0
+    coco = json.loads((out / "coco.json").read_text())
+    first, second = coco["images"]
+    first["file_name"] = first["file_name"].split("/")[-1]
+    second["file_name"] = "gone.png"
+    (out / "tool.json").write_text(json.dumps(coco))
+    capsys.readouterr()
+    assert main(["import", str(out / "tool.json"), "--out", str(out / "fixed.json")]) == 0
+    (record,) = load_annotations(out / "fixed.json")
+    assert frame_value(read_rgb(record.image_path)) == 0
+    assert "1 (image file not found)" in capsys.readouterr().out
+
+
 def test_export_counts_what_it_skips(tmp_path, capsys):
     from finers_training.dataset_cli import main
 

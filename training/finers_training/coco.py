@@ -98,13 +98,25 @@ def _options(value) -> Optional[list]:
     return None
 
 
+def _image_file(image_base: Path, file_name: str) -> Optional[Path]:
+    """The frame ``file_name`` names: as written, else by its bare name in ``image_base`` or
+    its ``images/`` (annotation tools often drop the folder); None when there is none."""
+    name = Path(str(file_name))
+    for candidate in (image_base / name, image_base / "images" / name.name,
+                      image_base / name.name):
+        if candidate.is_file():
+            return candidate.resolve()
+    return None
+
+
 def from_coco(document: dict, image_base: Path, out_base: Path) -> Tuple[List[dict], Counter]:
     """FineRS-4k records of a (corrected) COCO document, and counts of what was skipped.
 
     ``file_name`` is resolved against ``image_base`` and written relative to ``out_base``
     (the output JSON's folder) when it lies below it. Skipped, with a count each: an
     annotation without a polygon (RLE, fewer than 3 corners), without a question, with an
-    unknown question type or image; an image left without annotation. Of several polygons
+    unknown question type or image, whose image file is not found (see ``_image_file``); an
+    image left without annotation. Of several polygons
     in one annotation the largest is kept (the others are counted).
     """
     images = {image["id"]: image for image in document.get("images", [])}
@@ -119,7 +131,9 @@ def from_coco(document: dict, image_base: Path, out_base: Path) -> Tuple[List[di
         except ValueError:
             q_type = None
         options = _options(attributes.get("options"))
+        path = _image_file(image_base, image.get("file_name", "")) if image else None
         problem = ("unknown image" if image is None else
+                   "image file not found" if path is None else
                    "no polygon segmentation" if polygon is None else
                    "no question attribute" if not question else
                    "unknown question type" if q_type is None else
@@ -131,7 +145,6 @@ def from_coco(document: dict, image_base: Path, out_base: Path) -> Tuple[List[di
         annotated.add(image["id"])
         if parts > 1:
             counts["polygon parts dropped, the largest kept"] += parts - 1
-        path = (image_base / image["file_name"]).resolve()
         try:
             shown = str(path.relative_to(out_base.resolve()))
         except ValueError:
