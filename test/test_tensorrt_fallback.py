@@ -160,7 +160,8 @@ def fake_tensorrt(monkeypatch):
             pass
 
         def deserialize_cuda_engine(self, data):
-            raise AssertionError("no engine is cached in this test")
+            built.append(("deserialize", bytes(data)))
+            return None  # what TensorRT returns for an engine it cannot load
 
     fake.Logger, fake.Builder, fake.Runtime = Logger, Builder, Runtime
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
@@ -177,5 +178,18 @@ def test_missing_engine_is_never_built_on_a_request(fake_tensorrt, graphs, tmp_p
         assert "no TensorRT engine" in runtime.fallback_reason
         assert "finers-build-engines" in runtime.fallback_reason
         assert "trt10.3.0-nvidia-l4-fp16.engine" in runtime.fallback_reason
+    with pytest.raises(EngineNotBuilt):
+        build_segmenter(trt_config(graphs, tmp_path, tensorrt_fallback="none"))
+
+
+def test_engine_tensorrt_cannot_load_falls_back(fake_tensorrt, graphs, tmp_path):
+    _, decoder_onnx, _ = graphs
+    key = EngineKey.for_onnx(decoder_onnx, "10.3.0", "NVIDIA L4", "fp16")
+    write_engine(engine_path(tmp_path / "engines", decoder_onnx, key), b"damaged", key)
+    segmenter = build_segmenter(trt_config(graphs, tmp_path))
+    assert fake_tensorrt == [("deserialize", b"damaged")]  # looked up, loaded, never built
+    assert isinstance(segmenter.decoder, OnnxRuntimeDecoder)
+    assert "could not deserialise" in segmenter.decoder.fallback_reason
+    assert "no TensorRT engine" in segmenter.encoder.fallback_reason
     with pytest.raises(EngineNotBuilt):
         build_segmenter(trt_config(graphs, tmp_path, tensorrt_fallback="none"))

@@ -18,7 +18,7 @@ from typing import Dict, Tuple
 import numpy as np
 import torch
 
-from .engine_cache import EngineKey, engine_path, read_engine, write_engine
+from .engine_cache import EngineKey, EngineNotBuilt, engine_path, read_engine, write_engine
 
 Shape = Tuple[int, ...]
 # Optimisation profiles (min, opt, max) per input; every other input is static.
@@ -97,8 +97,9 @@ class TensorRTEngine:
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
         self.engine = self.runtime.deserialize_cuda_engine(serialized)
-        if self.engine is None:
-            raise RuntimeError(f"TensorRT could not deserialise {self.path}")
+        if self.engine is None:  # damaged, or a TensorRT build the key cannot tell apart
+            raise EngineNotBuilt(f"TensorRT could not deserialise {self.path}; "
+                                 "rebuild it with finers-build-engines")
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         is_input = {n: self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
