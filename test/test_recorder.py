@@ -103,6 +103,40 @@ def test_bags_rotate_by_size_and_each_is_complete(tmp_path):
         assert sum(f.stat().st_size for f in bag.glob("*.mcap")) < 1.1 * MB
 
 
+def test_instructions_answered_on_the_same_frame_store_it_once(tmp_path):
+    """Concurrent clients often get the same frame: a 4K frame is 25 MB, written once per bag,
+    and every episode still reads back with it."""
+    from finers_training.bags import read_episodes
+
+    recorder = EpisodeRecorder(tmp_path, queue_limit=16, **TOPICS)
+    first, first_detection = episode(1, size=(640, 320))
+    second, second_detection = episode(1, size=(640, 320))
+    second.request.instruction = second_detection.instruction = "find the blue bolt"
+    second.request.request_id = second_detection.request_id = "cmd-other"
+    assert recorder.record(first, first_detection) and recorder.record(second, second_detection)
+    assert recorder.record(*episode(2, size=(640, 320)))
+    recorder.close()
+    (bag,) = recorder.bags
+    data = read_bag(bag)
+    assert [len(data["messages"][t]) for t in TOPICS.values()] == [2, 3, 3]
+    episodes = {e.request_id: e for e in read_episodes([bag])}
+    assert set(episodes) == {"cmd-1", "cmd-other", "cmd-2"}
+    assert not any(e.problem for e in episodes.values())
+    assert episodes["cmd-other"].instruction == "find the blue bolt"
+    assert np.array_equal(episodes["cmd-other"].image, first.image)
+
+    # once the bag rotated, the next bag gets the frame again: each bag reads on its own
+    recorder = EpisodeRecorder(tmp_path / "rotated", max_bag_bytes=1 * MB, **TOPICS)
+    answered = [episode(1, size=(640, 320)), episode(2, size=(640, 320)),
+                (second, second_detection)]
+    for outcome in answered:
+        assert recorder.record(*outcome)
+    recorder.close()
+    assert len(recorder.bags) == 3  # 614 kB frames: one per 1 MiB bag
+    (last,) = read_episodes([recorder.bags[-1]])
+    assert last.request_id == "cmd-other" and np.array_equal(last.image, first.image)
+
+
 def test_recording_stops_with_one_warning_when_the_disk_is_short(tmp_path):
     warnings = []
     recorder = EpisodeRecorder(tmp_path, min_free_bytes=1 << 60, warn=warnings.append, **TOPICS)

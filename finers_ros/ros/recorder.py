@@ -4,7 +4,8 @@ An episode is three messages, written with the topic names the node uses, so the
 (and ``ros2 bag play`` replays it) like one recorded with ``ros2 bag record``:
 
 - the camera topic: the frame the instruction was answered on, ``sensor_msgs/msg/Image``
-  rgb8 with the frame's own header (only that frame: a 4K stream is 250 MB/s);
+  rgb8 with the frame's own header (only that frame: a 4K stream is 250 MB/s; once per bag
+  when several instructions were answered on it);
 - the command topic: the instruction, ``std_msgs/msg/String`` (JSON with the request id);
 - the detections topic: the node's ``finers_ros/msg/Detection``.
 
@@ -16,9 +17,10 @@ Bounded: ``record()`` only enqueues (a bounded queue; a full queue drops the epi
 counts it), a writer thread serialises and writes, a bag that would pass ``max_bag_bytes``
 is closed and a new one started, and recording stops with one warning when the disk has less
 than ``min_free_bytes`` left after the next episode. A failing disk never reaches the node.
-A bag is also finished after ``idle_finish_s`` (30 s) without episodes: an MCAP file is
-readable only once finished, so a node killed later (power cut, SIGKILL) loses at most the
-episodes of its last burst of activity, not those of the whole session.
+A bag is also finished after ``idle_finish_s`` (30 s) without episodes: rosbags reads an
+MCAP file only once finished. Of a bag whose writer was killed (power cut, SIGKILL) or ran
+out of disk, ``finers-dataset export`` reads back the chunks written before the cut (about
+all episodes but the last).
 """
 from __future__ import annotations
 
@@ -121,6 +123,7 @@ class EpisodeRecorder:
         self._writer: Optional[Writer] = None
         self._connections: dict = {}
         self._bag_bytes = 0
+        self._bag_frames: set = set()  # (sec, nanosec, frame_id) of the frames in the bag
         self.bags: list[Path] = []
         self.episodes = 0
         self.dropped = 0
@@ -216,12 +219,15 @@ class EpisodeRecorder:
 
     def _write(self, episode: _Episode) -> None:
         detection = episode.detection
+        header = detection.header
+        frame_key = (header.stamp.sec, header.stamp.nanosec, header.frame_id)
         command = self._store.types[STRING_TYPE](data=episode.command)
         parts = [(self.topics["command"], episode.command_ns,
                   self._serialize(command, STRING_TYPE)),
-                 (self.topics["camera"], episode.frame_ns,
-                  self._image_cdr(episode.image, detection.header)),
                  (self.topics["detections"], episode.detection_ns, serialize_message(detection))]
+        if frame_key not in self._bag_frames:  # a frame already in this bag is not repeated
+            parts.append((self.topics["camera"], episode.frame_ns,
+                          self._image_cdr(episode.image, header)))
         size = sum(len(data) for *_, data in parts)
         free = shutil.disk_usage(self.directory).free
         if free - size < self.min_free_bytes:
@@ -233,6 +239,12 @@ class EpisodeRecorder:
             self._finish_bag()
         if self._writer is None:
             self._open_bag()
+        if frame_key not in self._bag_frames:
+            if len(parts) == 2:  # the frame was in the bag just finished: this one needs it
+                parts.append((self.topics["camera"], episode.frame_ns,
+                              self._image_cdr(episode.image, header)))
+                size += len(parts[-1][2])
+            self._bag_frames.add(frame_key)
         for topic, stamp_ns, data in sorted(parts, key=lambda part: part[1]):
             self._writer.write(self._connections[topic], stamp_ns, data)
         self._bag_bytes += size
@@ -271,6 +283,7 @@ class EpisodeRecorder:
         }
         self._writer = writer
         self._bag_bytes = 0
+        self._bag_frames = set()
         with self._lock:
             self.bags.append(path)
 
