@@ -184,6 +184,14 @@ def test_several_camera_topics_need_a_name(tmp_path):
     assert frame_value(episode.image) == 4
 
 
+@pytest.mark.parametrize("option", ["camera_topic", "command_topic", "detections_topic"])
+def test_a_named_topic_the_bag_lacks_is_one_clear_error(tmp_path, option):
+    """A mistyped topic name is not read as 'no detections' or 'no camera'."""
+    recorded_session(tmp_path / "session", StoragePlugin.MCAP)
+    with pytest.raises(BagError, match=f"no topic '/typo' .*{option}.*has: .*/finers/"):
+        list(read_episodes([tmp_path / "session"], **{option: "/typo"}))
+
+
 def test_bag_paths_expand_folders_of_bags_and_refuse_others(tmp_path):
     for name in ("b", "a"):
         bag = BagMaker(tmp_path / "rec" / name)

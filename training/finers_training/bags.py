@@ -179,7 +179,12 @@ def _pick(connections, msgtypes: Sequence[str], topic: Optional[str], option: st
     name ends with ``suffix`` when given), never one whose name ends with ``exclude``."""
     typed = [c for c in connections if c.msgtype in msgtypes]
     if topic:
-        return [c for c in typed if c.topic == topic]
+        named = [c for c in typed if c.topic == topic]
+        if not named:  # a mistyped name must not read as "no detections"
+            have = ", ".join(sorted({c.topic for c in connections})) or "no topics"
+            raise BagError(f"no topic {topic!r} of type {'/'.join(msgtypes)} ({option}); "
+                           f"the bag has: {have}")
+        return named
     chosen = [c for c in typed if c.topic.endswith(suffix)
               and not any(c.topic.endswith(e) for e in exclude)]
     topics = sorted({c.topic for c in chosen})
@@ -256,7 +261,14 @@ class BagEpisodes:
             scratch.cleanup()
 
     def _connections(self, reader: AnyReader) -> Dict[str, list]:
-        conns = reader.connections
+        try:
+            return self._pick_all(reader.connections)
+        except BagError as exc:
+            if str(exc).startswith(str(self.path)):
+                raise
+            raise BagError(f"{self.path}: {exc}") from None
+
+    def _pick_all(self, conns) -> Dict[str, list]:
         picked = {
             "camera": _pick(conns, (IMAGE_TYPE, COMPRESSED_TYPE), self.topics["camera"],
                             "camera_topic", exclude=NODE_IMAGE_OUTPUTS),
