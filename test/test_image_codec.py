@@ -191,3 +191,12 @@ def test_output_fields(rgb):
     mask[1, 2] = True
     fields = mono8_fields(mask)
     assert fields["data"][1 * 8 + 2] == 255 and sum(fields["data"]) == 255
+
+
+@pytest.mark.parametrize("pad", [0, 5])
+def test_rgb8_is_a_fresh_writable_copy(rgb, pad):
+    data, step = padded(rgb.tobytes(), 6, 24, pad)
+    message = np.frombuffer(data, np.uint8).copy()  # as rclpy hands over a message's data
+    out = image_to_rgb("rgb8", 8, 6, step, message)
+    assert np.array_equal(out, rgb) and out.flags.c_contiguous and out.flags.writeable
+    assert not np.shares_memory(out, message)

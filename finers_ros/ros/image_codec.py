@@ -133,9 +133,10 @@ def image_to_rgb(
         raise ImageFormatError(f"{encoding} needs an even width, got {width}")
     if encoding.startswith("bayer_") and (width % 2 or height % 2 or width < 2 or height < 2):
         raise ImageFormatError(f"{encoding} needs an even width and height, got {width}x{height}")
-    pixels = np.ascontiguousarray(
-        _pixels(encoding, width, height, step, data, channels, dtype, bool(is_bigendian))
-    )
+    raw = _pixels(encoding, width, height, step, data, channels, dtype, bool(is_bigendian))
+    if encoding == "rgb8":
+        return np.array(raw, order="C")  # the one copy, also from rows with a padded step
+    pixels = np.ascontiguousarray(raw)
     bayer = encoding.startswith("bayer_")
     if bayer:
         pixels = cv2.cvtColor(pixels, _TO_RGB[encoding])  # demosaic at full bit depth
@@ -143,8 +144,6 @@ def image_to_rgb(
         pixels = cv2.convertScaleAbs(pixels, alpha=_SIXTEEN_TO_EIGHT)
     if bayer or encoding == "rgb16":
         return pixels
-    if encoding == "rgb8":
-        return pixels.copy()
     return cv2.cvtColor(pixels, _TO_RGB[encoding])
 
 
@@ -207,5 +206,6 @@ def mono8_fields(mask: np.ndarray) -> dict:
         "width": width,
         "step": width,
         "is_bigendian": 0,
-        "data": (mask.astype(np.uint8) * 255).tobytes(),
+        # bool -> 0/255 in one pass (no uint8 temporary of the 4K frame), then the bytes
+        "data": np.multiply(np.asarray(mask, bool), np.uint8(255), dtype=np.uint8).tobytes(),
     }
