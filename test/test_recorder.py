@@ -187,11 +187,15 @@ def test_an_unusable_directory_is_one_clear_error(tmp_path):
 def test_an_outcome_without_a_frame_is_counted_not_recorded(tmp_path):
     outcome, detection = episode(4)
     outcome.image, outcome.frame = None, None  # e.g. an empty instruction, or no frame in time
-    recorder = EpisodeRecorder(tmp_path, **TOPICS)
+    lines = []
+    recorder = EpisodeRecorder(tmp_path, info=lines.append, **TOPICS)
     assert recorder.record(outcome, detection) is False
     assert recorder.record(*episode(5))
     recorder.close()
     assert recorder.stats()["without_frame"] == 1 and recorder.dropped == 0
+    # the session's account, once, when the node stops
+    assert lines == [f"episode recorder: 1 episode(s) in 1 bag(s) under {tmp_path}, "
+                     f"0 dropped, 1 without a frame (not recorded)"]
     messages = read_bag(recorder.bags[0])["messages"]
     assert [d.request_id for _, d in messages["/finers/detections"]] == ["cmd-5"]
 

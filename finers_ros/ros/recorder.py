@@ -98,7 +98,8 @@ class EpisodeRecorder:
     def __init__(self, directory: str | Path, *, camera_topic: str, command_topic: str,
                  detections_topic: str, max_bag_bytes: int = 1024 * MB,
                  min_free_bytes: int = 1024 * MB, queue_limit: int = 4,
-                 idle_finish_s: float = 30.0, warn: Optional[Callable[[str], None]] = None):
+                 idle_finish_s: float = 30.0, warn: Optional[Callable[[str], None]] = None,
+                 info: Optional[Callable[[str], None]] = None):
         self.directory = Path(directory).expanduser()
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -116,6 +117,7 @@ class EpisodeRecorder:
         self.idle_finish_s = idle_finish_s
         self.min_free_bytes = min_free_bytes
         self._warn = warn or logging.getLogger(__name__).warning
+        self._info = info or logging.getLogger(__name__).info
         self._store = episode_typestore()
         self._session = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
         self._queue: "queue.Queue[Optional[_Episode]]" = queue.Queue(maxsize=queue_limit)
@@ -196,6 +198,11 @@ class EpisodeRecorder:
         except queue.Full:
             self._warn("episode recorder: writer did not drain its queue; closing anyway")
         self._thread.join(timeout)
+        stats = self.stats()
+        self._info(f"episode recorder: {stats['episodes']} episode(s) in {stats['bags']} "
+                   f"bag(s) under {self.directory}, {stats['dropped']} dropped, "
+                   f"{stats['without_frame']} without a frame (not recorded)"
+                   + (f"; stopped: {stats['stopped']}" if stats["stopped"] else ""))
 
     # -- writer thread ---------------------------------------------------------------------
     def _run(self) -> None:
@@ -322,7 +329,8 @@ def start_recorder(node, camera_topic: str, command_topic: str,
             detections_topic=node.resolve_topic_name(detections_topic),
             max_bag_bytes=int(settings.record_max_bag_mb) * MB,
             min_free_bytes=int(settings.record_min_free_mb) * MB,
-            queue_limit=int(settings.record_queue_limit), warn=logger.warning)
+            queue_limit=int(settings.record_queue_limit), warn=logger.warning,
+            info=logger.info)
     except RecorderError as exc:
         logger.error(f"episodes are not recorded: {exc}")
         return None
