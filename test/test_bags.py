@@ -157,6 +157,19 @@ def test_instructions_pair_with_the_frames_their_detections_echo(tmp_path, stora
     assert frame_value(bolt.image) == 14 and bolt.detection is None
 
 
+def test_a_frame_logged_after_its_detection_still_pairs(tmp_path):
+    """`ros2 bag record` may log a 25 MB 4K frame later than the small Detection answered on
+    it (the node got the frame first): the stamp decides, not the log order."""
+    bag = BagMaker(tmp_path / "late")
+    bag.frame(T0, T0, 1)
+    bag.command(T0 + 10, "find the red screw")
+    bag.detection(T0 + 60_000_000, T0 + 50_000_000, "find the red screw", "cmd-1")
+    bag.frame(T0 + 90_000_000, T0 + 50_000_000, 2)  # its frame, logged 30 ms after it
+    bag.close()
+    (episode,) = read_episodes([tmp_path / "late"])
+    assert episode.problem == "" and frame_value(episode.image) == 2
+
+
 def test_commands_without_any_detection_topic(tmp_path):
     bag = BagMaker(tmp_path / "plain")
     for index in range(5):

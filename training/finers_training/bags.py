@@ -5,7 +5,8 @@ user recorded with ``ros2 bag record`` of the camera topic, ``finers/command`` a
 ``finers/detections``. Each instruction becomes one ``BagEpisode``:
 
 - with a Detection: the Detection's header echoes the stamp of the frame it was answered on,
-  and that frame (the last one logged with that stamp before the Detection) is the episode's;
+  and that frame (the last one logged with that stamp before the Detection, else the first
+  logged after it) is the episode's;
   its command is the one with the Detection's request id, else the oldest unanswered command
   with the same instruction text;
 - a command without a Detection gets the first frame logged at or after it.
@@ -335,17 +336,20 @@ class BagEpisodes:
                 episode.detection = _detection(msg)
             except ValueError as exc:
                 episode.problem = f"malformed Detection: {exc}"
-            matches = [n for n in by_stamp.get((stamp, msg.header.frame_id), [])
-                       if index.frames[n][0] <= log_ns]
+            stamped = by_stamp.get((stamp, msg.header.frame_id), [])
+            # the newest frame with that stamp logged before the Detection (the one the node
+            # had), else the first logged after it (a recorder may log a 4K frame late)
+            matches = [n for n in stamped if index.frames[n][0] <= log_ns][-1:] or stamped[:1]
             if episode.detection and episode.detection.error:
                 episode.problem = (f"the node answered with an error: [{msg.error_stage}] "
                                    f"{msg.error}")
             elif not matches and not episode.problem:
                 episode.problem = (f"its frame is not in the bag: none on the camera topic is "
-                                   f"stamped {stamp / 1e9:.9f} s ({msg.header.frame_id!r})")
+                                   f"stamped {stamp // 10**9}.{stamp % 10**9:09d} s "
+                                   f"({msg.header.frame_id!r})")
             if episode.problem:
                 loose.append(episode)
-            else:  # the newest frame with that stamp: the one the node had
+            else:
                 by_frame.setdefault(matches[-1], []).append(episode)
         for i, (log_ns, command) in enumerate(index.commands):
             if i in used:
