@@ -346,6 +346,19 @@ def test_export_counts_what_it_skips(tmp_path, capsys):
     assert sum(line.startswith("skipped session ") for line in summary) == 4
 
 
+def test_export_tells_not_found_from_found_without_a_mask(tmp_path, capsys):
+    from finers_training.dataset_cli import main
+
+    bag = BagMaker(tmp_path / "bag")
+    bag.frame(T0, T0, 1)
+    bag.command(T0 + 1, "find the unicorn")
+    bag.detection(T0 + 2, T0, "find the unicorn", "cmd-1", error="", mask_bytes=0)
+    bag.close()
+    assert main(["export", str(tmp_path / "bag"), "--out", str(tmp_path / "out")]) == 1
+    summary = capsys.readouterr().out.splitlines()[-1]
+    assert summary.endswith("skipped 1 (found, but the Detection carries no mask)")
+
+
 def test_export_of_nothing_usable_and_import_of_a_non_coco_file(tmp_path, capsys):
     from finers_training.dataset_cli import main
 

@@ -56,8 +56,10 @@ def _episode_problem(episode: BagEpisode) -> str:
         return episode.problem
     if detection is None:
         return "no Detection to pre-annotate from"
-    if not detection.found or detection.mask is None or not detection.mask.any():
-        return "the node found nothing: no mask"
+    if not detection.found:
+        return "the node found nothing"
+    if detection.mask is None or not detection.mask.any():
+        return "found, but the Detection carries no mask"
     if detection.mask.shape != episode.image.shape[:2]:
         return (f"Detection mask {detection.mask.shape[1]}x{detection.mask.shape[0]} differs "
                 f"from the frame {episode.image.shape[1]}x{episode.image.shape[0]}")
