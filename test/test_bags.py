@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from rosbags.rosbag2 import StoragePlugin, Writer
 
+from finers_ros.data.annotations import DatasetError
 from finers_training.bags import BagError, bag_paths, default_typestore, read_episodes
 
 SEC = 1_000_000_000
@@ -329,6 +330,39 @@ def test_import_finds_frames_an_annotation_tool_renamed_and_counts_missing_ones(
     (record,) = load_annotations(out / "fixed.json")
     assert frame_value(read_rgb(record.image_path)) == 0
     assert "1 (image file not found)" in capsys.readouterr().out
+
+
+def test_import_of_a_hand_edited_coco_counts_malformed_entries_instead_of_crashing(tmp_path):
+    from finers_ros.data.annotations import load_annotations
+    from finers_training.dataset_cli import import_coco
+
+    cv2.imwrite(str(tmp_path / "f.png"), np.zeros((H, W, 3), np.uint8))
+    square = [10, 10, 20, 10, 20, 20, 10, 20]
+
+    def annotation(**given):
+        return {"image_id": 1, "segmentation": [square],
+                "attributes": {"question": "find it"}, **given}
+
+    document = {"images": [{"id": 1, "file_name": "f.png", "width": W, "height": H}, "x",
+                           {"id": 2, "file_name": "f.png", "width": "wide", "height": H}],
+                "annotations": [
+                    annotation(), 5, annotation(attributes=[1]), annotation(image_id=2),
+                    annotation(segmentation=[["a", "b", "c", "d", "e", "f"]]),
+                    annotation(segmentation=[[float("nan")] * 6]),
+                    annotation(segmentation=[[5, 5, 5, 5, 5, 5]]),
+                    annotation(segmentation=[[-5, 10, 1e12, 10, 1e12, 1e12]])]}
+    (tmp_path / "coco.json").write_text(json.dumps(document))
+    counts = import_coco(tmp_path / "coco.json", tmp_path / "out.json", say=lambda line: None)
+    records = load_annotations(tmp_path / "out.json")
+    assert counts["records"] == len(records) == 2
+    assert records[1].polygon == [[0, 10], [W - 1, 10], [W - 1, H - 1]]  # clipped to the frame
+    assert counts["malformed entry"] == 3  # 5, "x", the image of width "wide"
+    assert counts["no question attribute"] == 1 and counts["unknown image"] == 1
+    assert counts["no polygon segmentation"] == 3  # strings, NaN, a polygon of no area
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"images": {"a": 1}, "annotations": []}))
+    with pytest.raises(DatasetError, match="'images' is not a list"):
+        import_coco(bad, tmp_path / "x.json", say=lambda line: None)
 
 
 def test_export_counts_what_it_skips(tmp_path, capsys):

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from finers_ros import geometry as geo
+from finers_ros.data.annotations import DatasetError
 from finers_ros.prompts import normalize_question_type
 
 CATEGORY = {"id": 1, "name": "target", "supercategory": "finers"}
@@ -75,15 +76,41 @@ def to_coco(records: List[dict], sizes: dict) -> dict:
             "images": images, "annotations": annotations, "categories": [CATEGORY]}
 
 
-def _largest_polygon(segmentation) -> Tuple[Optional[list], int]:
+def _polygon(values, size: geo.Size) -> Optional[np.ndarray]:
+    """``N x 2`` float corners of one COCO polygon, clipped to the frame (``size`` = W, H);
+    None when it is not a list of >= 3 finite (x, y) numbers or encloses no area."""
+    if not isinstance(values, list) or len(values) < 6 or len(values) % 2:
+        return None
+    try:
+        corners = np.asarray(values, np.float64).reshape(-1, 2)
+    except (TypeError, ValueError):
+        return None
+    if not np.isfinite(corners).all():
+        return None
+    corners = np.clip(corners, 0, [size[0] - 1, size[1] - 1])
+    return corners if cv2.contourArea(corners.astype(np.float32)) > 0 else None
+
+
+def _largest_polygon(segmentation, size: geo.Size) -> Tuple[Optional[list], int]:
     if not isinstance(segmentation, list):
         return None, 0  # RLE
-    polygons = [np.asarray(s, np.float64).reshape(-1, 2) for s in segmentation
-                if isinstance(s, list) and len(s) >= 6 and len(s) % 2 == 0]
+    polygons = [p for p in (_polygon(s, size) for s in segmentation) if p is not None]
     if not polygons:
         return None, 0
     best = max(polygons, key=lambda p: abs(cv2.contourArea(p.astype(np.float32))))
     return [[round(float(x), 2), round(float(y), 2)] for x, y in best], len(polygons)
+
+
+def _image_size(image) -> Optional[geo.Size]:
+    """(W, H) of a COCO image entry; None when it has no usable positive integer size."""
+    try:
+        width, height = image["width"], image["height"]
+    except (TypeError, KeyError):
+        return None
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+               and float(v).is_integer() for v in (width, height)):
+        return None  # some tools write 3840.0: a whole number is a size
+    return int(width), int(height)
 
 
 def _options(value) -> Optional[list]:
@@ -114,17 +141,33 @@ def from_coco(document: dict, image_base: Path, out_base: Path) -> Tuple[List[di
 
     ``file_name`` is resolved against ``image_base`` and written relative to ``out_base``
     (the output JSON's folder) when it lies below it. Skipped, with a count each: an
-    annotation without a polygon (RLE, fewer than 3 corners), without a question, with an
-    unknown question type or image, whose image file is not found (see ``_image_file``); an
-    image left without annotation. Of several polygons
-    in one annotation the largest is kept (the others are counted).
+    annotation without a polygon (RLE, fewer than 3 finite corners, no area), without a
+    question, with an unknown question type or image, whose image file is not found (see
+    ``_image_file``); an image left without annotation; an entry that is not a COCO image or
+    annotation. Corners are clipped to the frame. Of several polygons in one annotation the
+    largest is kept (the others are counted). Raises DatasetError when ``images`` is no list.
     """
-    images = {image["id"]: image for image in document.get("images", [])}
-    annotated, records, counts = set(), [], Counter()
+    counts: Counter = Counter()
+    entries = document.get("images", [])
+    if not isinstance(entries, list):
+        raise DatasetError("not a COCO document: 'images' is not a list")
+    images = {}
+    for image in entries:
+        if _image_size(image) is None or not isinstance(image.get("id"), (int, str)):
+            counts["malformed entry"] += 1  # a hand edit or another tool's extension
+        else:
+            images[image["id"]] = image
+    annotated, records = set(), []
     for annotation in document.get("annotations", []):
-        image = images.get(annotation.get("image_id"))
-        attributes = annotation.get("attributes") or {}
-        polygon, parts = _largest_polygon(annotation.get("segmentation"))
+        if not isinstance(annotation, dict):
+            counts["malformed entry"] += 1
+            continue
+        image_id = annotation.get("image_id")
+        image = images.get(image_id) if isinstance(image_id, (int, str)) else None
+        attributes = annotation.get("attributes")
+        attributes = attributes if isinstance(attributes, dict) else {}
+        polygon, parts = (_largest_polygon(annotation.get("segmentation"), _image_size(image))
+                          if image else (None, 0))
         question = str(attributes.get("question", "")).strip()
         try:
             q_type = finers_question_type(str(attributes.get("question_type") or "referring"))
@@ -151,7 +194,7 @@ def from_coco(document: dict, image_base: Path, out_base: Path) -> Tuple[List[di
             shown = str(path)
         record = {"image_path": shown, "Q": question, "A": str(attributes.get("answer", "")),
                   "Q-type": q_type, "points": polygon, "attribute": "",
-                  "area_percent": area_percent(polygon, (image["width"], image["height"]))}
+                  "area_percent": area_percent(polygon, _image_size(image))}
         if q_type == "option":
             record["options"] = options
         records.append(record)
