@@ -393,6 +393,25 @@ def test_export_tells_not_found_from_found_without_a_mask(tmp_path, capsys):
     assert summary.endswith("skipped 1 (found, but the Detection carries no mask)")
 
 
+def test_an_unwritable_output_is_one_line_not_a_traceback(tmp_path, capsys, monkeypatch):
+    from finers_training import dataset_cli
+
+    recorded_session(tmp_path / "session", StoragePlugin.MCAP)
+    (tmp_path / "file").write_text("")
+    assert dataset_cli.main(["export", str(tmp_path / "session"), "--out",
+                             str(tmp_path / "file")]) == 2
+    (tmp_path / "c.json").write_text(json.dumps({"images": [], "annotations": []}))
+    assert dataset_cli.main(["import", str(tmp_path / "c.json"), "--out",
+                             str(tmp_path / "file" / "out.json")]) == 2
+    # a disk that fills up mid-export: OpenCV reports a failed write only by returning False
+    monkeypatch.setattr(dataset_cli.cv2, "imwrite", lambda *args: False)
+    assert dataset_cli.main(["export", str(tmp_path / "session"), "--out",
+                             str(tmp_path / "out")]) == 2
+    errors = capsys.readouterr().err.splitlines()
+    assert len(errors) == 3 and all(e.startswith("finers-dataset: ") for e in errors)
+    assert "cannot write" in errors[2] and ".png" in errors[2]
+
+
 def test_export_of_nothing_usable_and_import_of_a_non_coco_file(tmp_path, capsys):
     from finers_training.dataset_cli import main
 

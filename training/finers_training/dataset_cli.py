@@ -124,7 +124,9 @@ def export(options: ExportOptions, say=print) -> ExportReport:
         if key not in names:
             safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{episode.bag.stem}_{episode.stamp_ns}")
             names[key] = f"images/{safe}_{len(names):05d}.png"
-            cv2.imwrite(str(out / names[key]), cv2.cvtColor(episode.image, cv2.COLOR_RGB2BGR))
+            if not cv2.imwrite(str(out / names[key]),
+                               cv2.cvtColor(episode.image, cv2.COLOR_RGB2BGR)):
+                raise OSError(f"cannot write {out / names[key]} (disk full?)")
             sizes[names[key]] = (episode.image.shape[1], episode.image.shape[0])
         records.append(_record(episode, names[key], polygon))
     report.records, report.frames = len(records), len(names)
@@ -180,7 +182,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             return 0 if report.records else 1
         counts = import_coco(args.coco, args.out, args.images)
         return 0 if counts["records"] else 1
-    except (BagError, DatasetError) as exc:
+    except (BagError, DatasetError, OSError) as exc:  # OSError: the output cannot be written
         print(f"finers-dataset: {exc}", file=sys.stderr)
         return 2
 
