@@ -219,6 +219,15 @@ def test_bag_paths_expand_folders_of_bags_and_refuse_others(tmp_path):
         bag_paths([tmp_path / "missing"])
 
 
+def test_a_folder_of_sessions_includes_a_sqlite3_bag_without_metadata(tmp_path):
+    """`ros2 bag record -s sqlite3` killed before writing metadata.yaml: its .db3 is read."""
+    recorded_session(tmp_path / "sessions" / "killed", StoragePlugin.SQLITE3)
+    (tmp_path / "sessions" / "killed" / "metadata.yaml").unlink()
+    (db3,) = (tmp_path / "sessions" / "killed").glob("*.db3")
+    assert bag_paths([tmp_path / "sessions"]) == [db3]
+    assert sum(not e.problem for e in read_episodes([tmp_path / "sessions"])) == 3
+
+
 def test_reading_bags_needs_no_ros():
     code = ("import sys, finers_training.bags\n"
             "assert not any(m.startswith(('rclpy', 'rosidl')) for m in sys.modules), 'ROS loaded'")

@@ -149,8 +149,8 @@ def recover_unfinished_mcap(path: Path, into: Path) -> int:
 def bag_paths(paths: Iterable[str | Path]) -> List[Path]:
     """Bags named by ``paths``: bag folders, .mcap/.db3 files, or folders of bags.
 
-    A folder whose MCAP file has no metadata.yaml (a recorder that was killed) is read
-    through its .mcap files directly.
+    A folder whose bag has no metadata.yaml (a recorder that was killed) is read through
+    its .mcap and .db3 files directly.
     """
     found: List[Path] = []
     for path in map(Path, paths):
@@ -164,7 +164,8 @@ def bag_paths(paths: Iterable[str | Path]) -> List[Path]:
         files = sorted(path.glob("*.mcap")) + sorted(path.glob("*.db3"))
         orphans = sorted(p for p in path.iterdir()
                          if p.is_dir() and not (p / "metadata.yaml").exists())
-        found += inner + files + [f for o in orphans for f in sorted(o.glob("*.mcap"))]
+        found += inner + files + [f for o in orphans for pattern in ("*.mcap", "*.db3")
+                                  for f in sorted(o.glob(pattern))]
         if not inner and not files and not orphans:
             raise BagError(f"{path}: neither a rosbag2 bag nor a folder of bags")
     return found
