@@ -8,7 +8,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
 
 from finers_ros.data.annotations import DatasetError
 from finers_training.bags import BagError, bag_paths, default_typestore, read_episodes
@@ -41,10 +41,12 @@ def message(store, typename, **given):
 class BagMaker:
     """A bag of camera frames, commands and Detections with rosbags' typestore (no ROS)."""
 
-    def __init__(self, path, storage=StoragePlugin.MCAP):
+    def __init__(self, path, storage=StoragePlugin.MCAP, zstd=False):
         self.store = default_typestore()
         self.types = self.store.types
         self.writer = Writer(path, version=9, storage_plugin=storage)
+        if zstd:  # compressed chunks, as rosbag2's MCAP plugin writes by default
+            self.writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
         self.writer.open()
         self.conns = {}
 
@@ -450,14 +452,17 @@ def test_export_passes_over_an_unfinished_recording(tmp_path, capsys):
     assert lines[-1].startswith("exported 2 record(s)") and "1 (unreadable bag)" in lines[-1]
 
 
-def test_an_unfinished_recording_gives_back_its_complete_episodes(tmp_path, capsys):
+@pytest.mark.parametrize("compressed", [False, True])
+def test_an_unfinished_recording_gives_back_its_complete_episodes(tmp_path, capsys,
+                                                                  compressed):
     """A killed writer leaves an MCAP file without summary or footer; the chunks it had
     written (rosbags closes one after each message past 1 MiB, as every 4K frame is) are
     read back instead of the whole recording being lost."""
     from finers_training.dataset_cli import main
 
-    bag = BagMaker(tmp_path / "done")
-    pad = bag.types["std_msgs/msg/String"](data="x" * (1 << 20))
+    bag = BagMaker(tmp_path / "done", zstd=compressed)
+    letters = np.random.default_rng(0).integers(97, 123, 1 << 20).astype(np.uint8)
+    pad = bag.types["std_msgs/msg/String"](data=letters.tobytes().decode())  # zstd: ~60 %
     for index in range(3):
         start = T0 + index * SEC
         bag.frame(start, start, index)
