@@ -22,6 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -47,6 +48,18 @@ def machine() -> dict:
             "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
 
 
+@contextmanager
+def section(report: dict, name: str):
+    """Record the section's wall time in ``machine.section_s`` (the 20-minute budget's parts)."""
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        spent = round(time.monotonic() - started, 1)
+        report["machine"].setdefault("section_s", {})[name] = spent
+        print(f"{name}: {spent} s", flush=True)
+
+
 def run_sections(args, report: dict) -> None:
     from domain_coordinator import domain_id
 
@@ -59,7 +72,8 @@ def run_sections(args, report: dict) -> None:
     if "frame" in args.sections:
         from bench_models import bench_frame_overhead
 
-        details["frame"] = bench_frame_overhead(args.frame_repeat)
+        with section(report, "frame"):
+            details["frame"] = bench_frame_overhead(args.frame_repeat)
         flat.update({k: details["frame"][k] for k in
                      ("frame_overhead_ms", "memcpy_4k_ms", "frame_overhead_over_memcpy")})
         print(f"frame: {details['frame']}", flush=True)
@@ -67,8 +81,9 @@ def run_sections(args, report: dict) -> None:
         if "intake" in args.sections:
             from bench_node import intake_cpu
 
-            runs = [intake_cpu(domain, image, tuned, args.intake_s)
-                    for _ in range(args.intake_repeat) for tuned in (False, True)]
+            with section(report, "intake"):
+                runs = [intake_cpu(domain, image, tuned, args.intake_s)
+                        for _ in range(args.intake_repeat) for tuned in (False, True)]
             details["intake"] = runs
             for tuned, key in ((True, "intake_cpu_ms_per_4k_frame"),
                                (False, "intake_cpu_ms_per_4k_frame_untuned")):
@@ -78,7 +93,8 @@ def run_sections(args, report: dict) -> None:
         if "round_trip" in args.sections:
             from bench_node import round_trips
 
-            details["round_trip"] = round_trips(domain, image, INSTRUCTION, args.requests)
+            with section(report, "round_trip"):
+                details["round_trip"] = round_trips(domain, image, INSTRUCTION, args.requests)
             flat["round_trip_ms"] = details["round_trip"]["round_trip_ms"]
             key = "round_trip_minus_pipeline_ms"
             flat[key] = details["round_trip"][key]
@@ -86,7 +102,8 @@ def run_sections(args, report: dict) -> None:
         if "transport" in args.sections:
             from bench_transport import bench_transport
 
-            details["transport"] = bench_transport(domain, args.transport_repeat)
+            with section(report, "transport"):
+                details["transport"] = bench_transport(domain, args.transport_repeat)
             for name, key in (("default_both", "transport_4k_ms_default"),
                               ("profile_both", "transport_4k_ms_profile")):
                 case = details["transport"][name]
@@ -99,7 +116,9 @@ def run_sections(args, report: dict) -> None:
         if "stream" in args.sections:
             from bench_node import stream
 
-            details["stream"] = stream(domain, image, INSTRUCTION, args.stream_s, args.warmup_s)
+            with section(report, "stream"):
+                details["stream"] = stream(domain, image, INSTRUCTION, args.stream_s,
+                                           args.warmup_s)
             s = details["stream"]
             flat.update(stream_rss_growth_mb=s["rss_growth_mb"],
                         stream_lost_instructions=s["lost_instructions"],
@@ -110,7 +129,8 @@ def run_sections(args, report: dict) -> None:
     if "sam" in args.sections:
         from bench_models import bench_sam
 
-        with tempfile.TemporaryDirectory(prefix="finers-sam-bench-") as work:
+        with section(report, "sam"), \
+                tempfile.TemporaryDirectory(prefix="finers-sam-bench-") as work:
             details["sam"] = sam = bench_sam(Path(work), args.threads, args.encoder_repeat,
                                              args.decoder_repeat, args.crops)
         flat.update(sam_decoder_ms_torch=sam["decoder_ms"]["torch"],
@@ -155,6 +175,29 @@ LABELS = {
 }
 
 
+def runs_text(key: str, details: dict) -> str:
+    """What the figure's median is over, from the run's own details."""
+    if key.startswith("intake") and "intake" in details:
+        runs = details["intake"]
+        return f"{len(runs) // 2} runs of {runs[0]['seconds']:.0f} s"
+    if key.startswith("round_trip") and "round_trip" in details:
+        return f"{details['round_trip']['requests']} requests"
+    if key in ("frame_overhead_ms", "memcpy_4k_ms", "frame_overhead_over_memcpy") \
+            and "frame" in details:
+        return f"{details['frame']['repeat']} calls"
+    if key.startswith("transport") and "transport" in details:
+        case = details["transport"]["default_both" if "default" in key else "profile_both"]
+        return f"frames of {len(case['runs'])} runs"
+    if key.startswith("sam_") and "sam" in details:
+        sam = details["sam"]
+        if key.startswith("sam_decoder"):
+            return f"{sam['decoder_runs']} runs"
+        return f"{sam['encoder_runs']} runs" if "iou" not in key else f"{sam['crops']} crops"
+    if key.startswith("stream") and "stream" in details:
+        return f"1 run of {details['stream']['seconds']:.0f} s"
+    return ""
+
+
 def env_text(env: dict) -> str:
     return ", ".join(f"{k}={Path(v).name}" for k, v in env.items()) or "default"
 
@@ -166,7 +209,7 @@ def markdown(report: dict) -> str:
              f"{m['load_average_end'][0]} at end: "
              "a machine shared with other jobs, so absolute times are noisy; ratios measured side "
              "by side in one run hold).", "",
-             "| figure | value | target |", "|---|---|---|"]
+             "| figure | value | median over | target |", "|---|---|---|---|"]
     figures = report["figures"]
     for key, label in LABELS.items():
         if key not in figures:
@@ -176,7 +219,11 @@ def markdown(report: dict) -> str:
         if target and value is not None:
             target = f"{target} {'met' if passes(value) else '**not met**'}"
         shown = "none arrived" if value is None else value
-        lines.append(f"| {label} (`{key}`) | {shown} | {target} |")
+        runs = runs_text(key, report["details"])
+        lines.append(f"| {label} (`{key}`) | {shown} | {runs} | {target} |")
+    if m.get("section_s"):
+        parts = ", ".join(f"{name} {spent / 60:.1f}" for name, spent in m["section_s"].items())
+        lines += ["", f"This run of bench_speed.py: {m.get('bench_minutes')} min ({parts})."]
     if "sam" in report["details"]:
         sam = report["details"]["sam"]
         enc, dec = sam["encoder_ms"], sam["decoder_ms"]
@@ -208,9 +255,9 @@ def main() -> int:
     parser.add_argument("--transport-repeat", type=int, default=2)
     parser.add_argument("--frame-repeat", type=int, default=40)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--crops", type=int, default=3)
+    parser.add_argument("--crops", type=int, default=2)
     parser.add_argument("--encoder-repeat", type=int, default=1)
-    parser.add_argument("--decoder-repeat", type=int, default=15)
+    parser.add_argument("--decoder-repeat", type=int, default=5)
     args = parser.parse_args()
     started = time.monotonic()
     report = {"machine": machine(), "figures": {}, "details": {}}
