@@ -86,4 +86,3 @@ def test_node_start_keeps_frame_buffers_mapped(how):
     tuned = steady_faults(how)
     assert tuned["exit"] == 2  # the missing params file: refused after tune_malloc ran
     assert tuned["steady"] < FRAME_PAGES // 4, tuned
-
