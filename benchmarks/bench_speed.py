@@ -209,7 +209,7 @@ def markdown(report: dict) -> str:
              f"{m['load_average_end'][0]} at end: "
              "a machine shared with other jobs, so absolute times are noisy; ratios measured side "
              "by side in one run hold).", "",
-             "| figure | value | median over | target |", "|---|---|---|---|"]
+             "| figure | value | measured over | target |", "|---|---|---|---|"]
     figures = report["figures"]
     for key, label in LABELS.items():
         if key not in figures:
