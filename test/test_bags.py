@@ -391,6 +391,26 @@ def test_export_counts_what_it_skips(tmp_path, capsys):
     assert sum(line.startswith("skipped session ") for line in summary) == 4
 
 
+def test_the_same_question_on_the_same_frame_is_one_record(tmp_path, capsys):
+    """Several clients asking the same thing of one frame: one training sample, counted."""
+    from finers_ros.data.annotations import load_annotations
+    from finers_training.dataset_cli import main
+
+    disc = np.zeros((H, W), bool)
+    disc[10:20, 10:20] = True
+    bag = BagMaker(tmp_path / "bag")
+    bag.frame(T0, T0, 1)
+    for number, text in enumerate(["find it", "find it", "find the other", "find it"]):
+        bag.command(T0 + 1 + number, json.dumps({"instruction": text, "id": f"c{number}"}))
+        shaped_detection(bag, T0 + 10 + number, T0, text, f"c{number}", disc)
+    bag.close()
+    assert main(["export", str(tmp_path / "bag"), "--out", str(tmp_path / "out")]) == 0
+    records = load_annotations(tmp_path / "out" / "annotations.json")
+    assert [r.question for r in records] == ["find it", "find the other"]
+    assert capsys.readouterr().out.splitlines()[-1].endswith(
+        "skipped 2 (the same question on the same frame was exported already)")
+
+
 def test_export_tells_not_found_from_found_without_a_mask(tmp_path, capsys):
     from finers_training.dataset_cli import main
 

@@ -6,6 +6,7 @@ mask -> polygon, box, answer text) and ``DIR/coco.json`` (the same annotations a
 polygons, for correction in an annotation tool). ``finers-dataset import COCO --out FILE``
 reads corrected COCO polygons back into FineRS-4k JSON. Whatever cannot be used is skipped,
 named on one line each, and counted in the summary; exit status 1 when nothing was usable.
+The same question asked again of the same frame (several clients) is exported once.
 """
 from __future__ import annotations
 
@@ -107,6 +108,7 @@ def export(options: ExportOptions, say=print) -> ExportReport:
     out = Path(options.out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     report, records, sizes, names = ExportReport(), [], {}, {}
+    asked: set = set()  # (frame, question): clients asking alike give one sample, not several
     topics = {"camera_topic": options.camera_topic, "command_topic": options.command_topic,
               "detections_topic": options.detections_topic}
     for episode in _episodes(options.bags, topics, report, say):
@@ -114,13 +116,17 @@ def export(options: ExportOptions, say=print) -> ExportReport:
         polygon, parts = (mask_polygon(episode.detection.mask) if not problem else (None, 0))
         if not problem and polygon is None:
             problem = "mask too small for a polygon"
+        key = (str(episode.bag), episode.stamp_ns, episode.frame_id)
+        question = (key, episode.instruction, episode.question_type, str(episode.options))
+        if not problem and question in asked:
+            problem = "the same question on the same frame was exported already"
         if problem:
             report.skipped[problem.split(":")[0]] += 1
             say(f"skipped {episode.bag.name} {episode.instruction[:60]!r}: {problem}")
             continue
+        asked.add(question)
         if parts > 1:
             report.skipped["mask parts dropped, the largest kept"] += parts - 1
-        key = (str(episode.bag), episode.stamp_ns, episode.frame_id)
         if key not in names:
             safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{episode.bag.stem}_{episode.stamp_ns}")
             names[key] = f"images/{safe}_{len(names):05d}.png"
