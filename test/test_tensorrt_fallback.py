@@ -193,3 +193,21 @@ def test_engine_tensorrt_cannot_load_falls_back(fake_tensorrt, graphs, tmp_path)
     assert "no TensorRT engine" in segmenter.encoder.fallback_reason
     with pytest.raises(EngineNotBuilt):
         build_segmenter(trt_config(graphs, tmp_path, tensorrt_fallback="none"))
+
+
+def test_fallback_asks_onnxruntime_for_cuda_first(graphs, tmp_path, monkeypatch):
+    """The fallback opens its sessions for CUDA (CPU when no CUDA provider), not the CPU only."""
+    from finers_ros.segmenters import ort_session, sam_encoder, sam_onnx
+
+    devices = []
+
+    def recording(path, device="cpu", *args, **kwargs):  # a spy: the real session still opens
+        devices.append(device)
+        return ort_session.open_session(path, device, *args, **kwargs)
+
+    monkeypatch.setattr(sam_encoder, "open_session", recording)
+    monkeypatch.setattr(sam_onnx, "open_session", recording)
+    segmenter = build_segmenter(trt_config(graphs, tmp_path))
+    assert devices == ["cuda", "cuda"]
+    assert segmenter.encoder.providers == segmenter.decoder.providers == (
+        ort_session.providers_for("cuda"))
