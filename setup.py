@@ -1,4 +1,4 @@
-"""pip install of the core library and its console scripts (the ROS interfaces are built by colcon)."""
+"""Pip-install the core library and its console scripts (colcon builds the ROS interfaces)."""
 from setuptools import find_packages, setup
 
 setup(

@@ -1,4 +1,5 @@
-"""Start finers_perception, optionally with RViz.
+"""
+Start finers_perception, optionally with RViz.
 
     ros2 launch finers_ros perception.launch.py [namespace:=...] [config:=...]
         [camera_topic:=...] [pipeline_config:=...] [use_sim_time:=true] [log_level:=debug]

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Build the ROS 2 interfaces (msg/, action/) with colcon inside the project's venv.
+"""
+Build the ROS 2 interfaces (msg/, action/) with colcon inside the project's venv.
 
 The PyPI message wheels export CMake files that name the wheel build machine's Python and
 numpy include directories; they are rewritten to this venv's first. The core is installed
@@ -38,14 +39,18 @@ def fix_wheel_cmake_paths() -> int:
 
 
 def stage_sources() -> Path:
-    """A source tree of links beside the repository's files.
+    """
+    Stage a source tree of links beside the repository's files.
 
     CMake refuses exported include directories inside the source directory, and the venv
     (with numpy's headers) lives in the repository root; the staged tree avoids that.
     """
     stage = ROOT / "build" / "interfaces_src" / "finers_ros"
     stage.mkdir(parents=True, exist_ok=True)
-    for name in ("CMakeLists.txt", "package.xml", "msg", "action", "launch", "config", "rviz", "tools", "finers_ros"):
+    for name in (
+        "CMakeLists.txt", "package.xml", "msg", "action", "launch", "config", "rviz", "tools",
+        "finers_ros",
+    ):
         link = stage / name
         if link.is_symlink() or link.exists():
             link.unlink()
@@ -72,7 +77,8 @@ def main() -> int:
         if link.is_symlink() or link.exists():
             link.unlink()
         link.symlink_to(library)
-    site = ROOT / "install" / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    python = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    site = ROOT / "install" / "lib" / python / "site-packages"
     pth = Path(sysconfig.get_paths()["purelib"]) / "finers_ros_interfaces.pth"
     pth.write_text(f"{site}\n")
     print(f"build_interfaces: interfaces installed under {site} (added to the venv by {pth.name})")

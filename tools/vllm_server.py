@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""A real vLLM server here: ``make vllm-server`` (install, tiny model, serve until Ctrl-C).
+"""
+A real vLLM server here: ``make vllm-server`` (install, tiny model, serve until Ctrl-C).
 
     tools/vllm_server.py install             # .venv-vllm from tools/vllm-requirements.txt (cached)
     tools/vllm_server.py build-model DIR     # tiny random Qwen2.5-VL vLLM's CPU attention accepts
@@ -77,7 +78,7 @@ def serve(args) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("install", help="create or update .venv-vllm (cached)")
     build = commands.add_parser("build-model", help="write the tiny Qwen2.5-VL checkpoint")

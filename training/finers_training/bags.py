@@ -1,4 +1,5 @@
-"""Episodes from rosbag2 recordings (MCAP or sqlite3), read with ``rosbags``: no ROS needed.
+"""
+Episodes from rosbag2 recordings (MCAP or sqlite3), read with ``rosbags``: no ROS needed.
 
 Two kinds of bag read the same way: the node's own episode bags (``record_dir``) and bags a
 user recorded with ``ros2 bag record`` of the camera topic, ``finers/command`` and
@@ -97,7 +98,7 @@ def default_typestore():
 
 
 def _starts_as_mcap(path: Path) -> bool:
-    """True when the file begins with the MCAP magic (a recording, finished or not)."""
+    """Tell whether the file begins with the MCAP magic (a recording, finished or not)."""
     try:
         with path.open("rb") as stream:
             return stream.read(5) == b"\x89MCAP"
@@ -106,7 +107,8 @@ def _starts_as_mcap(path: Path) -> bool:
 
 
 def recover_unfinished_mcap(path: Path, into: Path) -> int:
-    """Rewrite what a killed writer left in ``path`` as a finished MCAP bag at ``into``.
+    """
+    Rewrite what a killed writer left in ``path`` as a finished MCAP bag at ``into``.
 
     Such a file has no summary or footer, so rosbags cannot open it; its complete records
     (schemas, channels, and every chunk written before the cut) are read in order with the
@@ -147,7 +149,8 @@ def recover_unfinished_mcap(path: Path, into: Path) -> int:
 
 
 def bag_paths(paths: Iterable[str | Path]) -> List[Path]:
-    """Bags named by ``paths``: bag folders, .mcap/.db3 files, or folders of bags.
+    """
+    Bags named by ``paths``: bag folders, .mcap/.db3 files, or folders of bags.
 
     A folder whose bag has no metadata.yaml (a recorder that was killed) is read through
     its .mcap and .db3 files directly.
@@ -177,8 +180,12 @@ def _stamp_ns(header) -> int:
 
 def _pick(connections, msgtypes: Sequence[str], topic: Optional[str], option: str,
           suffix: str = "", exclude: Sequence[str] = ()) -> list:
-    """Connections of the wanted topic: the one named, else the one of that type (whose
-    name ends with ``suffix`` when given), never one whose name ends with ``exclude``."""
+    """
+    Pick the connections of the wanted topic.
+
+    The one named, else the one of that type (whose name ends with ``suffix`` when given),
+    never one whose name ends with ``exclude``.
+    """
     typed = [c for c in connections if c.msgtype in msgtypes]
     if topic:
         named = [c for c in typed if c.topic == topic]
@@ -197,7 +204,7 @@ def _pick(connections, msgtypes: Sequence[str], topic: Optional[str], option: st
 
 
 def _detection(msg) -> BagDetection:
-    """The Detection's fields; raises ValueError when its mask does not fit its ROI/frame."""
+    """Return the Detection's fields; raise ValueError when its mask does not fit its ROI/frame."""
     mask = None
     roi, width, height = msg.mask_roi, msg.image_width, msg.image_height
     if roi.width and roi.height:
@@ -307,9 +314,13 @@ class BagEpisodes:
         by_frame: Dict[int, List[BagEpisode]] = {}
 
         def command_for(log_ns: int, msg) -> dict:
-            """The Detection's command: the oldest unanswered one with its request id and the
-            instruction it echoes, else with that instruction (an id reused by two clients
-            is not enough), else with that id."""
+            """
+            Find the Detection's command.
+
+            The oldest unanswered one with its request id and the instruction it echoes, else
+            with that instruction (an id reused by two clients is not enough), else with that
+            id.
+            """
             waiting = [i for i, (t, _) in enumerate(index.commands)
                        if i not in used and t <= log_ns]
             same_id = [i for i in waiting

@@ -1,4 +1,5 @@
-"""``finers-train lpr|gse|search --config FILE``: the two GRPO stages and the best-region search.
+"""
+``finers-train lpr|gse|search --config FILE``: the two GRPO stages and the best-region search.
 
 Order (reference section 5): ``finers-train lpr`` (random 512 crops holding the GT) ->
 ``finers-train search`` (best_region with that LPR, written to ``--out``) -> ``finers-train
@@ -19,7 +20,8 @@ from .config import TrainConfigError, check_inputs, load_config
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="finers-train", description=__doc__.split("\n\n")[0])
+    summary = __doc__.strip().split("\n\n")[0]
+    parser = argparse.ArgumentParser(prog="finers-train", description=summary)
     parser.add_argument("command", choices=("lpr", "gse", "search"))
     parser.add_argument(
         "--config", type=Path, required=True, help="TrainConfig YAML (training/configs/)"

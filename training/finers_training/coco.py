@@ -1,4 +1,5 @@
-"""FineRS-4k records <-> COCO polygons, for correcting annotations in common tools.
+"""
+FineRS-4k records <-> COCO polygons, for correcting annotations in common tools.
 
 A FineRS-4k record (reference section 6) holds one question and one target polygon in
 native pixels. In COCO each record is one annotation (category ``target``) with a polygon
@@ -25,7 +26,8 @@ FINERS_QTYPE = {"referring": "referring", "open": "reasoning", "option": "option
 
 
 def mask_polygon(mask: np.ndarray) -> Tuple[Optional[List[List[int]]], int]:
-    """(outer contour of the largest part as ``[[x, y], ...]`` native pixels, number of parts).
+    """
+    (outer contour of the largest part as ``[[x, y], ...]`` native pixels, number of parts).
 
     ``mask`` is ``H x W`` bool. None when no part has 3 corners. Rasterised with
     ``geometry.polygon_to_mask`` the polygon gives back the part (contour pixels included).
@@ -42,7 +44,7 @@ def mask_polygon(mask: np.ndarray) -> Tuple[Optional[List[List[int]]], int]:
 
 
 def finers_question_type(question_type: str) -> str:
-    """The FineRS-4k ``Q-type`` (referring | reasoning | option) of a command's type."""
+    """Return the FineRS-4k ``Q-type`` (referring | reasoning | option) of a command's type."""
     return FINERS_QTYPE[normalize_question_type(question_type)]
 
 
@@ -52,7 +54,7 @@ def area_percent(polygon, size: geo.Size) -> float:
 
 
 def to_coco(records: List[dict], sizes: dict) -> dict:
-    """A COCO document of FineRS-4k records; ``sizes``: image_path -> (W, H)."""
+    """Build a COCO document of FineRS-4k records; ``sizes``: image_path -> (W, H)."""
     images, annotations, ids = [], [], {}
     for record in records:
         path = record["image_path"]
@@ -77,8 +79,12 @@ def to_coco(records: List[dict], sizes: dict) -> dict:
 
 
 def _polygon(values, size: geo.Size) -> Optional[np.ndarray]:
-    """``N x 2`` float corners of one COCO polygon, clipped to the frame (``size`` = W, H);
-    None when it is not a list of >= 3 finite (x, y) numbers or encloses no area."""
+    """
+    Return the ``N x 2`` float corners of one COCO polygon, clipped to the frame.
+
+    ``size`` is (W, H). None when it is not a list of >= 3 finite (x, y) numbers or encloses
+    no area.
+    """
     if not isinstance(values, list) or len(values) < 6 or len(values) % 2:
         return None
     try:
@@ -126,8 +132,12 @@ def _options(value) -> Optional[list]:
 
 
 def _image_file(image_base: Path, file_name: str) -> Optional[Path]:
-    """The frame ``file_name`` names: as written, else by its bare name in ``image_base`` or
-    its ``images/`` (annotation tools often drop the folder); None when there is none."""
+    """
+    Find the frame ``file_name`` names.
+
+    As written, else by its bare name in ``image_base`` or its ``images/`` (annotation tools
+    often drop the folder); None when there is none.
+    """
     name = Path(str(file_name))
     for candidate in (image_base / name, image_base / "images" / name.name,
                       image_base / name.name):
@@ -137,7 +147,8 @@ def _image_file(image_base: Path, file_name: str) -> Optional[Path]:
 
 
 def from_coco(document: dict, image_base: Path, out_base: Path) -> Tuple[List[dict], Counter]:
-    """FineRS-4k records of a (corrected) COCO document, and counts of what was skipped.
+    """
+    FineRS-4k records of a (corrected) COCO document, and counts of what was skipped.
 
     ``file_name`` is resolved against ``image_base`` and written relative to ``out_base``
     (the output JSON's folder) when it lies below it. Skipped, with a count each: an

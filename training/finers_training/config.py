@@ -1,4 +1,5 @@
-"""``TrainConfig``: one dataclass that is the Python API and the YAML schema of a run.
+"""
+``TrainConfig``: one dataclass that is the Python API and the YAML schema of a run.
 
 Defaults are the reference recipe (section 5): 8 rollouts at temperature 1.0, KL 5e-3 (k3),
 clip 0.2, entropy bonus 1e-3, lr 1e-6 constant from the first step (no warm-up, so no
@@ -172,8 +173,12 @@ class TrainConfig:
 
 
 def check_inputs(config: TrainConfig, command: str) -> None:
-    """The files a ``command`` (lpr | gse | search) reads exist, before any data is built or
-    model loaded (a wrong path found after an hour of training costs the hour)."""
+    """
+    Check that the files a ``command`` (lpr | gse | search) reads exist.
+
+    Done before any data is built or model loaded (a wrong path found after an hour of
+    training costs the hour).
+    """
 
     def checkpoint(key: str) -> None:
         value = getattr(config, key)
@@ -195,7 +200,7 @@ def check_inputs(config: TrainConfig, command: str) -> None:
 
 
 def config_from_dict(data: Mapping[str, Any] | None, base: Path | None = None) -> TrainConfig:
-    """A validated config from a mapping; relative paths resolve against ``base``."""
+    """Build a validated config from a mapping; relative paths resolve against ``base``."""
     data = dict(data or {})
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(data) - known)
@@ -213,7 +218,7 @@ def config_from_dict(data: Mapping[str, Any] | None, base: Path | None = None) -
 
 
 def load_config(path: str | Path, **overrides: Any) -> TrainConfig:
-    """The YAML file over the defaults, then ``overrides`` (keys of TrainConfig, not None)."""
+    """Load the YAML file over the defaults, then ``overrides`` (keys of TrainConfig, not None)."""
     path = Path(path)
     if not path.is_file():
         raise TrainConfigError(f"config file not found: {path}")

@@ -1,4 +1,5 @@
-"""The LPR and GSE training sets, built from FineRS-4k records (reference sections 1, 5, 6).
+"""
+The LPR and GSE training sets, built from FineRS-4k records (reference sections 1, 5, 6).
 
 A set is a folder: ``images/`` (the exact pixels the model sees: LPR crops at ``lpr_size``,
 GSE frames at ``gse_size``) and ``rows.jsonl`` (one row per sample, the reward columns of
@@ -42,10 +43,12 @@ class DataOptions:
 
 
 def gt_box(record: Record, native: Optional[geo.Size] = None) -> geo.Box:
-    """The record's target box (XYXY inclusive, native pixels) from its polygon.
+    """
+    Return the record's target box (XYXY inclusive, native pixels) from its polygon.
 
     With the image's ``native`` (W, H) size the box is clipped to the image, as the GT mask
-    is; a polygon wholly off the image is a DatasetError (no crop could show the target)."""
+    is; a polygon wholly off the image is a DatasetError (no crop could show the target).
+    """
     box = geo.polygon_box(record.polygon)
     if native is None:
         return box
@@ -58,7 +61,8 @@ def gt_box(record: Record, native: Optional[geo.Size] = None) -> geo.Box:
 def random_window(
     box: geo.Box, native: geo.Size, side: int, rng: np.random.Generator
 ) -> geo.CropWindow:
-    """A ``side`` x ``side`` native window at a random place that contains ``box``.
+    """
+    Pick a ``side`` x ``side`` native window at a random place that contains ``box``.
 
     Windows are shifted inside the image, never clamped (reference: shift, don't clamp).
     A box wider than ``side`` gets a window as large as the box; an image smaller than the
@@ -83,7 +87,11 @@ def random_window(
 
 
 def gt_points(box: geo.Box, rng: np.random.Generator, jitter: float) -> List[List[float]]:
-    """The two GT points: the box centre, and the centre moved by up to ``jitter`` x box size."""
+    """
+    Return the two GT points.
+
+    The box centre, and the centre moved by up to ``jitter`` x box size.
+    """
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     dx, dy = rng.uniform(-jitter, jitter, 2) * (box[2] - box[0], box[3] - box[1])
     return [[cx, cy], [cx + float(dx), cy + float(dy)]]
@@ -143,9 +151,11 @@ def build_set(
     options: DataOptions,
     images_dir: str | Path | None = None,
 ) -> Tuple[Path, dict]:
-    """Write the ``stage`` set (``lpr`` | ``gse``) to ``out_dir``; returns (rows path, counts).
+    """
+    Write the ``stage`` set (``lpr`` | ``gse``) to ``out_dir``; returns (rows path, counts).
 
-    Records whose image is unreadable or whose polygon is empty are skipped and counted."""
+    Records whose image is unreadable or whose polygon is empty are skipped and counted.
+    """
     records = load_annotations(annotations, images_dir)
     if options.max_samples is not None:
         records = records[: options.max_samples]
@@ -183,14 +193,18 @@ def read_rows(rows_path: str | Path) -> List[dict]:
 
 
 def stage_prompt(row: dict) -> str:
-    """The row's text prompt: the core's GSE or LPR prompt of its question type."""
+    """Return the row's text prompt: the core's GSE or LPR prompt of its question type."""
     build = lpr_prompt if row["stage"] == "lpr" else gse_prompt
     return build(row["question"], row["q_type"], row.get("options"))
 
 
 def load_dataset(rows_path: str | Path, system_prompt: str):
-    """The set as a ``datasets.Dataset`` for GRPOTrainer: ``prompt`` (chat, node layout),
-    ``image`` (decoded lazily from the set's PNG) and the reward columns."""
+    """
+    Load the set as a ``datasets.Dataset`` for GRPOTrainer.
+
+    Columns: ``prompt`` (chat, node layout), ``image`` (decoded lazily from the set's PNG) and
+    the reward columns.
+    """
     from datasets import Dataset, Image
 
     rows_path = Path(rows_path)

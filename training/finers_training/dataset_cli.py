@@ -1,4 +1,5 @@
-"""``finers-dataset``: robot bags -> pre-annotated FineRS-4k + COCO, and corrected COCO back.
+"""
+``finers-dataset``: robot bags -> pre-annotated FineRS-4k + COCO, and corrected COCO back.
 
 ``finers-dataset export BAG... --out DIR`` writes ``DIR/images/`` (each answered frame once,
 PNG), ``DIR/annotations.json`` (FineRS-4k records pre-annotated with the node's answers:
@@ -72,7 +73,7 @@ def _episode_problem(episode: BagEpisode) -> str:
 
 
 def _record(episode: BagEpisode, image_path: str, polygon: list) -> dict:
-    """The FineRS-4k record of a usable episode (plus ``box`` and ``source`` for provenance)."""
+    """Build the FineRS-4k record of a usable episode (plus ``box`` and ``source``)."""
     detection = episode.detection
     height, width = episode.image.shape[:2]
     record = {"image_path": image_path, "Q": episode.instruction, "A": detection.answer,
@@ -163,7 +164,8 @@ def import_coco(coco: str | Path, out_file: str | Path, images: Optional[str] = 
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="finers-dataset", description=__doc__.split("\n")[0])
+    summary = __doc__.strip().split("\n")[0]
+    parser = argparse.ArgumentParser(prog="finers-dataset", description=summary)
     commands = parser.add_subparsers(dest="command", required=True)
     ex = commands.add_parser("export", help="bags -> frames + FineRS-4k JSON + COCO")
     ex.add_argument("bags", nargs="+", help="rosbag2 folders, .mcap/.db3 files, folders of bags")

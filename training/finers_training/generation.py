@@ -1,4 +1,5 @@
-"""Batched greedy answers of a frozen Qwen2.5-VL checkpoint (search and online reward).
+"""
+Batched greedy answers of a frozen Qwen2.5-VL checkpoint (search and online reward).
 
 The requests are laid out exactly as the node lays them out (``chat_messages``, the same
 processor, images at the nominal frame size the caller resized them to); only the
@@ -82,5 +83,5 @@ class FrozenModel:
             output = self.model.generate(
                 **inputs, max_new_tokens=self.max_new_tokens, do_sample=False
             )
-        new_tokens = output[:, inputs["input_ids"].shape[1] :]
+        new_tokens = output[:, inputs["input_ids"].shape[1]:]
         return self.processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)

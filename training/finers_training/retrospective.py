@@ -1,4 +1,5 @@
-"""The retrospective target: which GSE region lets the trained LPR find the object best.
+"""
+The retrospective target: which GSE region lets the trained LPR find the object best.
 
 Offline (``search``, reference section 4): for each sample the LPR answers 5 candidate
 native windows (4 random placements holding the GT box, 1 centred on it); the window whose
@@ -36,7 +37,7 @@ RANDOM_WINDOWS = 4
 def candidate_windows(
     box: geo.Box, native: geo.Size, crop_size: int, rng: np.random.Generator
 ) -> List[geo.CropWindow]:
-    """The centred window first, then ``RANDOM_WINDOWS`` random ones, all holding ``box``."""
+    """List the centred window first, then ``RANDOM_WINDOWS`` random ones, all holding ``box``."""
     centred = geo.crop_for_region(box, native, crop_size)
     return [centred] + [random_window(box, native, crop_size, rng) for _ in range(RANDOM_WINDOWS)]
 
@@ -58,7 +59,7 @@ def lpr_native_box(
 
 
 def lpr_image(image: np.ndarray, window: geo.CropWindow, lpr_size: geo.Size) -> np.ndarray:
-    """The LPR input of a window: its native pixels resized to the LPR frame (as the node)."""
+    """Return a window's LPR input: its native pixels resized to the LPR frame (as the node)."""
     return geo.resize_image(np.ascontiguousarray(window.cut(image)), lpr_size)
 
 
@@ -80,10 +81,12 @@ def read_partial(partial: Path) -> dict:
 
 
 def search(config: TrainConfig, out_path: Path, progress: bool = True) -> dict:
-    """Add ``best_region`` (GSE frame) to every record; resumable through ``<out>.partial.jsonl``.
+    """
+    Add ``best_region`` (GSE frame) to every record; resumable through ``<out>.partial.jsonl``.
 
     Returns counts: samples, windows, unparsable, not_found, skipped (unreadable images,
-    polygons off the image)."""
+    polygons off the image).
+    """
     from tqdm import tqdm
 
     if not config.search_checkpoint:
@@ -119,7 +122,7 @@ def search(config: TrainConfig, out_path: Path, progress: bool = True) -> dict:
         if partial.stat().st_size and not partial.read_bytes().endswith(b"\n"):
             sink.write("\n")  # end a line cut by a kill, so the next entry stays whole
         for start in range(0, len(todo), max(1, config.search_batch_size)):
-            batch = todo[start : start + config.search_batch_size]
+            batch = todo[start:start + config.search_batch_size]
             images, prompts, owners, windows, natives, targets = [], [], [], {}, {}, {}
             for index in batch:
                 record = records[index]
@@ -177,7 +180,8 @@ def search(config: TrainConfig, out_path: Path, progress: bool = True) -> dict:
 
 
 class OnlineRetrospectiveReward:
-    """TRL reward ``gse_retro_online``: IoU of a frozen LPR's box on each rollout's region.
+    """
+    TRL reward ``gse_retro_online``: IoU of a frozen LPR's box on each rollout's region.
 
     Sample columns: ``source_image`` (the native frame file), ``gt_box_native``, ``q_type``,
     ``question``, ``options_json``. An unparsable or not-found GSE or LPR answer scores 0.
@@ -208,7 +212,7 @@ class OnlineRetrospectiveReward:
         return self._frames[path]
 
     def region_window(self, completion: str, native: geo.Size) -> Optional[geo.CropWindow]:
-        """The node's LPR crop for a GSE answer, or None when the answer has no usable region."""
+        """Return the node's LPR crop for a GSE answer, or None when it has no usable region."""
         try:
             answer = parse_gse(completion)
         except ParseError:

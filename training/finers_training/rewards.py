@@ -1,4 +1,5 @@
-"""Rule-based GRPO rewards of FineRS (reference section 4), one plain function per term.
+"""
+Rule-based GRPO rewards of FineRS (reference section 4), one plain function per term.
 
 Every term is ``term(completion: str, sample: Mapping) -> float | None``: ``completion`` is
 the model's text, ``sample`` one dataset row (the columns built by ``finers_training.data``);
@@ -86,7 +87,7 @@ def _numbers(value: Any, count: int) -> bool:
 
 
 def _box(value: Any) -> Optional[tuple]:
-    """A finite 4-number box of a sample column, or None (missing / unknown)."""
+    """Return a finite 4-number box of a sample column, or None (missing / unknown)."""
     if not isinstance(value, (list, tuple)) or not _numbers(list(value), 4):
         return None
     return tuple(float(v) for v in value)
@@ -124,9 +125,11 @@ def _reference_open(response: str, answer: str, threshold: float = 0.8) -> bool:
 def answer_text(
     completion: str, sample: Sample, *, lpr: bool = False, reference: bool = False
 ) -> float:
-    """R_text: referring "is found"/"is detected"; option: the GT letter; open: a close word.
+    """
+    R_text: referring "is found"/"is detected"; option: the GT letter; open: a close word.
 
-    With ``lpr`` the non-referring answers must also be at most three words long."""
+    With ``lpr`` the non-referring answers must also be at most three words long.
+    """
     response = _response(completion)
     if response is None:
         return 0.0
@@ -237,8 +240,11 @@ def lpr_box_l1(completion: str, sample: Sample) -> float:
 
 
 def lpr_points(completion: str, sample: Sample) -> float:
-    """R_point: both points inside the predicted box and the mean distance to the GT points,
-    under the better of the two pairings, below 100 px."""
+    """
+    Score R_point: both points inside the predicted box, mean distance below 100 px.
+
+    The mean distance to the GT points is taken under the better of the two pairings.
+    """
     answer = _lpr_answer(completion)
     gt_points = sample.get("gt_points")
     if (
@@ -296,7 +302,7 @@ def term_names(stage: str) -> List[str]:
 
 
 def completion_text(completion: Any) -> str:
-    """The text of a TRL completion: a string, or chat messages ``[{"role", "content"}]``."""
+    """Return the text of a TRL completion: a string or chat messages ``[{"role", "content"}]``."""
     if isinstance(completion, str):
         return completion
     if isinstance(completion, list) and completion:
@@ -314,9 +320,11 @@ def rows(columns: Mapping[str, Any], count: int) -> List[dict]:
 
 
 class RewardTerm:
-    """A term as a TRL reward function ``f(prompts, completions, **columns) -> list``.
+    """
+    A term as a TRL reward function ``f(prompts, completions, **columns) -> list``.
 
-    Picklable; ``__name__`` is the stable term name TRL logs under."""
+    Picklable; ``__name__`` is the stable term name TRL logs under.
+    """
 
     def __init__(self, name: str, term: Term, reference: bool = False):
         self.__name__ = name
@@ -336,7 +344,7 @@ class RewardTerm:
 def make_reward_terms(
     stage: str, reference: bool = False, exclude: Sequence[str] = ()
 ) -> List[RewardTerm]:
-    """The stage's terms as TRL reward functions, in the registry's order."""
+    """Return the stage's terms as TRL reward functions, in the registry's order."""
     if stage not in _TERMS:
         raise ValueError(f"unknown stage {stage!r}; expected one of {sorted(_TERMS)}")
     return [

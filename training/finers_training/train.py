@@ -1,4 +1,5 @@
-"""One GRPO stage (LPR or GSE) with TRL's GRPOTrainer, saved where the node can load it.
+"""
+One GRPO stage (LPR or GSE) with TRL's GRPOTrainer, saved where the node can load it.
 
 ``output_dir`` ends up holding the trained model and its processor (the directory a
 pipeline config's ``checkpoint`` points at), ``checkpoint-N/`` folders to resume from,
@@ -40,10 +41,12 @@ def use_bf16(config: TrainConfig) -> bool:
 
 
 def cpu_backend() -> Optional[str]:
-    """``gloo`` for a multi-process run without CUDA (DeepSpeed on CPUs), else None.
+    """
+    ``gloo`` for a multi-process run without CUDA (DeepSpeed on CPUs), else None.
 
     accelerate only counts processes when it knows the backend; on a CPU-only machine it
-    leaves it unset and each rank would believe it runs alone (gathers then fail)."""
+    leaves it unset and each rank would believe it runs alone (gathers then fail).
+    """
     import os
 
     import torch
@@ -72,8 +75,11 @@ def reward_functions(config: TrainConfig) -> Tuple[list, List[float]]:
 
 
 def grpo_args(config: TrainConfig, weights: List[float], **extra):
-    """TRL GRPOConfig of the recipe: constant lr from step one, no warm-up; ``extra``
-    (GRPOConfig keys) overrides."""
+    """
+    Build the TRL GRPOConfig of the recipe: constant lr from step one, no warm-up.
+
+    ``extra`` (GRPOConfig keys) overrides.
+    """
     from trl import GRPOConfig
 
     bf16 = use_bf16(config)
@@ -120,7 +126,7 @@ DATA_SOURCE = "source.json"  # what a built set was made from, checked on resume
 
 
 def _data_source(config: TrainConfig, options: DataOptions) -> dict:
-    """The inputs that decide a built set: stage, annotation bytes, image folder, options."""
+    """Describe the inputs that decide a built set: stage, annotation bytes, folder, options."""
     source = {
         "stage": config.stage,
         "annotations_sha256": _sha256(Path(config.annotations)),
@@ -194,7 +200,7 @@ def _log_callback(path: Path):
 
 
 def build_trainer(config: TrainConfig, rows_path: Path, **extra):
-    """A GRPOTrainer for the config (model loaded by TRL from ``base_model``)."""
+    """Build a GRPOTrainer for the config (model loaded by TRL from ``base_model``)."""
     from transformers import AutoProcessor
     from trl import GRPOTrainer
 
@@ -234,8 +240,12 @@ def build_trainer(config: TrainConfig, rows_path: Path, **extra):
 
 
 def last_checkpoint(output_dir: str | Path) -> Optional[str]:
-    """The newest complete ``checkpoint-N``: the Trainer writes ``trainer_state.json`` last,
-    so a folder without it was cut off while saving (a kill mid-save) and is passed over."""
+    """
+    Find the newest complete ``checkpoint-N``.
+
+    The Trainer writes ``trainer_state.json`` last, so a folder without it was cut off while
+    saving (a kill mid-save) and is passed over.
+    """
     from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
     output_dir = Path(output_dir)
@@ -243,7 +253,7 @@ def last_checkpoint(output_dir: str | Path) -> Optional[str]:
         return None
     steps = []
     for folder in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
-        suffix = folder.name[len(PREFIX_CHECKPOINT_DIR) + 1 :]
+        suffix = folder.name[len(PREFIX_CHECKPOINT_DIR) + 1:]
         if suffix.isdigit() and (folder / "trainer_state.json").is_file():
             steps.append((int(suffix), folder))
     return str(max(steps)[1]) if steps else None
