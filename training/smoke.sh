@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make train-smoke: the whole training loop on CPU with fresh synthetic data and a tiny random
-# Qwen2.5-VL, then the trained checkpoints loaded by finers-segment and finers-eval.
+# Qwen2.5-VL, then the trained checkpoints loaded by finers-segment, finers-eval and the
+# ROS node (training/smoke_node.py).
 #   LPR (2 steps) -> best-region search with that LPR -> GSE (2 steps, offline best_region
 #   reward) and GSE (2 steps, online reward with the frozen LPR) -> pipeline config -> CLI.
 # Also: LPR resumed for one more step, and LPR as 2 DeepSpeed ZeRO-2 and ZeRO-3 processes
@@ -89,4 +90,7 @@ grep -q '"gse_text"' "$OUT/segment/result.json"
 "$BIN/finers-eval" --annotations "$OUT/scenes/annotations.json" --config "$OUT/pipeline.yaml" \
   --out "$OUT/eval" --limit 2 --examples 0
 test -f "$OUT/eval/metrics.json"
+# The ROS node on the same pipeline config: loads the trained checkpoints, answers one
+# instruction on a streamed frame with one Detection, exits 0 on SIGINT.
+"$BIN/python" training/smoke_node.py "$OUT/pipeline.yaml" "$IMAGE" --out "$OUT/node"
 echo "train-smoke: passed ($OUT)"
