@@ -1,5 +1,8 @@
-"""In-process measurements: SAM encoder and decoder runtimes side by side, and the per-frame
-work besides the models against one plain copy of a 4K frame. Used by ``bench_speed.py``.
+"""
+Measure SAM runtimes and the per-frame work in process, for ``bench_speed.py``.
+
+SAM encoder and decoder runtimes side by side, and the per-frame work besides the models
+against one plain copy of a 4K frame.
 
 SAM figures use the ViT-B architecture with random weights (no checkpoint is downloaded):
 runtime speed does not depend on the weights' values. Runtimes alternate call by call on the
@@ -17,7 +20,8 @@ import numpy as np
 
 def interleaved(fns: Dict[str, Callable], repeat: int, warmup: int = 1,
                 clock: Callable[[], float] = time.perf_counter) -> Dict[str, List[float]]:
-    """ms per call of each function, calls alternating: a, b, c, a, b, c, ...
+    """
+    Time each function in ms per call, calls alternating: a, b, c, a, b, c, ...
 
     ``clock`` is wall time by default; ``time.process_time`` gives the CPU time of the whole
     process (OpenCV's worker threads included), which time slices lost to other jobs on a
@@ -65,7 +69,8 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def bench_sam(work: Path, threads: int, encoder_repeat: int = 1, decoder_repeat: int = 5,
               crops: int = 2, model_type: str = "vit_b") -> Dict:
-    """Encoder: torch vs ONNX Runtime fp32 vs int8; decoder: torch vs ONNX Runtime.
+    """
+    Compare encoders (torch, ONNX Runtime fp32, int8) and decoders (torch, ONNX Runtime).
 
     Each median is over ``crops * encoder_repeat`` encoder runs and ``crops * decoder_repeat``
     decoder runs per runtime (``*_runs`` in the result). One torch ViT-B encoder run costs about a
@@ -132,7 +137,8 @@ def bench_sam(work: Path, threads: int, encoder_repeat: int = 1, decoder_repeat:
 
 
 def bench_frame_overhead(repeat: int = 30) -> Dict:
-    """Per-frame work besides the models, against one plain copy of the same 4K frame.
+    """
+    Per-frame work besides the models, against one plain copy of the same 4K frame.
 
     The work: rgb8 message bytes -> RGB array, GSE resize to 1920x1080, LPR crop + resize to
     512x512, mask paste into the full frame, the mono8 mask message and the overlay message

@@ -1,5 +1,7 @@
-"""Node measurements over real topics (the node in its own process, bring-up backend):
-intake CPU per 4K frame, instruction round trip, and a long stream for memory and loss.
+"""
+Measure the node over real topics (its own process, bring-up backend).
+
+Intake CPU per 4K frame, instruction round trip, and a long stream for memory and loss.
 
 Used by ``bench_speed.py``; each function starts its own node so that nothing carries over.
 Frames are 3840x2160 rgb8 published by the benchmark as a camera driver would (best effort,
@@ -43,8 +45,12 @@ def running_node(domain: int, parameters: Optional[dict] = None, env: Optional[d
 
 @contextmanager
 def camera_process(domain: int, hz: float = 10.0, seconds: float = 3600.0):
-    """The demo scene streamed by its own process, as a camera driver would (not the client:
-    a client that also publishes 25 MB frames delays its own Detection callbacks)."""
+    """
+    Stream the demo scene from its own process, as a camera driver would.
+
+    Not from the client: a client that also publishes 25 MB frames delays its own Detection
+    callbacks.
+    """
     import subprocess
     import sys
     from pathlib import Path

@@ -1,4 +1,5 @@
-"""Episode recorder cost with 3840x2160 frames: what the node's worker pays, what the writer does.
+"""
+Episode recorder cost with 3840x2160 frames: what the node's worker pays, what the writer does.
 
 Prints the figures and writes them to ``OUT/recorder.json``:
 ``python benchmarks/bench_recorder.py --out benchmarks/results [--episodes 12]``
@@ -24,7 +25,7 @@ from finers_training.bags import read_episodes  # noqa: E402
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.strip().split("\n")[0])
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--episodes", type=int, default=12)
     args = parser.parse_args(argv)

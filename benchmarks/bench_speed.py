@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
-"""Speed benchmark of the node and the model runtimes: writes
-``<out>/latest.json`` (flat keys, medians over repeated runs; pairs measured side by side in
-one process run) and ``<out>/latest.md`` (the table the README quotes, with the machine).
+"""
+Benchmark the speed of the node and the model runtimes.
+
+Writes ``<out>/latest.json`` (flat keys, medians over repeated runs; pairs measured side by
+side in one process run) and ``<out>/latest.md`` (the table the README quotes, with the
+machine).
 
     python benchmarks/bench_speed.py --out benchmarks/results [--stream-s 300] [--skip sam,...]
 
@@ -178,7 +181,7 @@ LABELS = {
 
 
 def runs_text(key: str, details: dict) -> str:
-    """What the figure's median is over, from the run's own details."""
+    """Say what the figure's median is over, from the run's own details."""
     if key.startswith("intake") and "intake" in details:
         runs = details["intake"]
         return f"{len(runs) // 2} runs of {runs[0]['seconds']:.0f} s"
@@ -245,7 +248,7 @@ def markdown(report: dict) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.strip().split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--sections", type=lambda s: s.split(","), default=list(SECTIONS))
     parser.add_argument("--stream-s", type=float, default=300.0)

@@ -1,7 +1,10 @@
-"""4K frame transport between two fresh processes per case, each with exactly the
-environment the case names (nothing inherited from the benchmark: FASTDDS_* and RMW_* are
-removed first). The camera publishes 3840x2160 rgb8 at 5 Hz for 8 s once it sees the
-subscriber; the subscriber is a plain rclpy node. Used by ``bench_speed.py``.
+"""
+Measure 4K frame transport between two fresh processes per case.
+
+Each process has exactly the environment the case names (nothing inherited from the
+benchmark: FASTDDS_* and RMW_* are removed first). The camera publishes 3840x2160 rgb8
+at 5 Hz for 8 s once it sees the subscriber; the subscriber is a plain rclpy node. Used by
+``bench_speed.py``.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ STRIPPED = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTDDS_BUILTIN_TRANSPORTS", "RMW_
 
 
 def cases() -> Dict[str, dict]:
-    """name -> camera env, node (subscriber) env, QoS. Best effort unless it says reliable."""
+    """Map name -> camera env, node (subscriber) env, QoS. Best effort unless it says reliable."""
     profile = {"FASTDDS_DEFAULT_PROFILES_FILE": str(fastdds_profile())}
     large = {"FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA"}
     return {

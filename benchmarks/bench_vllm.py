@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""vLLM serving benchmark: N robots sharing one server, and prefix-cache reuse.
+"""
+vLLM serving benchmark: N robots sharing one server, and prefix-cache reuse.
 
 Starts the project's real vLLM server (``make vllm-server``'s venv and tiny random
 Qwen2.5-VL, float32 on this machine's CPU), then:
@@ -58,8 +59,12 @@ def percentile(values, q: float) -> float:
 
 
 def unique_bodies(backend: OpenAIServerModel, images: list, count: int, start: int) -> list:
-    """``count`` request bodies, each with a frame the server has not seen (a base scene with a
-    marked corner): no request of a level is served from the prefix cache."""
+    """
+    Build ``count`` request bodies, each with a frame the server has not seen.
+
+    Each is a base scene with a marked corner: no request of a level is served from the
+    prefix cache.
+    """
     bodies = []
     for index in range(start, start + count):
         image = images[index % len(images)].copy()
@@ -70,8 +75,11 @@ def unique_bodies(backend: OpenAIServerModel, images: list, count: int, start: i
 
 
 def concurrency(backend: OpenAIServerModel, bodies: list, clients: int) -> dict:
-    """``clients`` threads share ``bodies`` (each taken once), each sending one request at a
-    time, as robots that each wait for their answer."""
+    """
+    Send ``bodies`` from ``clients`` threads (each body taken once).
+
+    Each thread sends one request at a time, as robots that each wait for their answer.
+    """
     latencies, prefill, decode, failures = [], [], [], []
     lock = threading.Lock()
     queue = list(reversed(bodies))
@@ -172,7 +180,7 @@ def measure(args, server_settings: dict, images: list):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--requests", type=int, default=24, help="per level (16 clients: 32)")
     parser.add_argument("--max-tokens", type=int, default=32)

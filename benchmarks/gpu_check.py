@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
-"""CUDA checks of the core on a GPU machine: the Qwen2.5-VL loader and generation in bf16,
-SAM on CUDA against the CPU, both decoders side by side, and the TensorRT guard.
-Writes ``<out>/gpu_check.json``. Models are tiny or random (no weights are downloaded).
+"""
+Check the core with CUDA on a GPU machine.
+
+The Qwen2.5-VL loader and generation in bf16, SAM on CUDA against the CPU, both decoders
+side by side, and the TensorRT guard. Writes ``<out>/gpu_check.json``. Models are tiny or
+random (no weights are downloaded).
 
     python benchmarks/gpu_check.py --out DIR
 """
@@ -40,17 +43,29 @@ def check_qwen(work: Path) -> dict:
     from finers_ros.testing.tiny_qwen import build_tiny_qwen
 
     directory = build_tiny_qwen(work / "tiny_qwen")
-    stage = StageConfig(backend="qwen2_5_vl", checkpoint=str(directory), device="cuda", max_new_tokens=32)
+    stage = StageConfig(
+        backend="qwen2_5_vl", checkpoint=str(directory), device="cuda", max_new_tokens=32
+    )
     model = QwenVLModel(stage)
     image = np.random.default_rng(0).integers(0, 255, (1080, 1920, 3), dtype=np.uint8)
     generation = model.generate(image, gse_prompt("find the red screw"))
-    times = [model.generate(image, gse_prompt("find the red screw")).seconds * 1000 for _ in range(5)]
-    pipeline = FineRSPipeline(model, model, BringupSegmenter(), PipelineConfig(gse=stage, lpr=stage))
-    result = pipeline.run(np.random.default_rng(1).integers(0, 255, (2160, 3840, 3), dtype=np.uint8), "find the red screw")
-    return {"dtype": str(next(model.model.parameters()).dtype), "prompt_tokens": generation.prompt_tokens,
-            "generated_tokens": generation.generated_tokens, "generate_ms_median": round(statistics.median(times), 1),
-            "pipeline_error_stage": result.error_stage, "pipeline_error": (result.error or "")[:120],
-            "pipeline_timings_ms": {k: round(v, 1) for k, v in result.timings_ms.items()}}
+    times = [
+        model.generate(image, gse_prompt("find the red screw")).seconds * 1000 for _ in range(5)
+    ]
+    pipeline = FineRSPipeline(
+        model, model, BringupSegmenter(), PipelineConfig(gse=stage, lpr=stage)
+    )
+    frame_4k = np.random.default_rng(1).integers(0, 255, (2160, 3840, 3), dtype=np.uint8)
+    result = pipeline.run(frame_4k, "find the red screw")
+    return {
+        "dtype": str(next(model.model.parameters()).dtype),
+        "prompt_tokens": generation.prompt_tokens,
+        "generated_tokens": generation.generated_tokens,
+        "generate_ms_median": round(statistics.median(times), 1),
+        "pipeline_error_stage": result.error_stage,
+        "pipeline_error": (result.error or "")[:120],
+        "pipeline_timings_ms": {k: round(v, 1) for k, v in result.timings_ms.items()},
+    }
 
 
 def check_sam(model_type: str) -> dict:
@@ -80,12 +95,17 @@ def check_sam(model_type: str) -> dict:
 
         providers = seg_ort.decoder.session.get_providers()
         ort_ms = cuda_timed(lambda: seg_ort.decode(emb_gpu, (512, 512), box, points))
-    iou = lambda x, y: float((x.mask & y.mask).sum() / max(1, (x.mask | y.mask).sum()))
+
+    def iou(x, y):
+        return float((x.mask & y.mask).sum() / max(1, (x.mask | y.mask).sum()))
+
     return {
         "model_type": model_type,
         "mask_iou_cuda_vs_cpu": round(iou(a, b), 4), "mask_iou_ort_vs_cuda": round(iou(b, c), 4),
         "encoder_ms_cuda": cuda_timed(lambda: seg_gpu.embed(crop), repeat=10),
-        "decoder_ms_torch_cuda": cuda_timed(lambda: seg_gpu.decode(emb_gpu, (512, 512), box, points)),
+        "decoder_ms_torch_cuda": cuda_timed(
+            lambda: seg_gpu.decode(emb_gpu, (512, 512), box, points)
+        ),
         "decoder_ms_onnxruntime": ort_ms, "onnxruntime_providers": providers,
         "onnxruntime_available_providers": ort.get_available_providers(),
     }
@@ -109,8 +129,12 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     report = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, check in (("qwen", lambda: check_qwen(Path(tmp))), ("sam", lambda: check_sam(args.sam)),
-                            ("tensorrt", check_tensorrt)):
+        checks = (
+            ("qwen", lambda: check_qwen(Path(tmp))),
+            ("sam", lambda: check_sam(args.sam)),
+            ("tensorrt", check_tensorrt),
+        )
+        for name, check in checks:
             try:
                 report[name] = check()
             except Exception as exc:

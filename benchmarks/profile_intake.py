@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
-"""Where the node's CPU goes while it receives 4K frames: ``perf record`` on the node process
-(bring-up backend, 3840x2160 rgb8 at 10 Hz, no instruction) and ``perf report`` by shared
-object and symbol. Writes ``<out>/intake_profile_<tuned|untuned>.txt``.
+"""
+Profile where the node's CPU goes while it receives 4K frames.
+
+``perf record`` on the node process (bring-up backend, 3840x2160 rgb8 at 10 Hz, no
+instruction) and ``perf report`` by shared object and symbol. Writes
+``<out>/intake_profile_<tuned|untuned>.txt``.
 
     python benchmarks/profile_intake.py --out benchmarks/results [--seconds 10] [--untuned]
 """
@@ -42,7 +45,7 @@ def profile(domain: int, image, tuned: bool, seconds: float, out: Path,
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.strip().split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--untuned", action="store_true", help="FINERS_MALLOC_TUNING=0")

@@ -1,5 +1,8 @@
 #!/usr/bin/env python3
-"""One side of a 4K camera link, as its own process: ``camera`` publishes 3840x2160 rgb8
+"""
+Run one side of a 4K camera link, as its own process.
+
+``camera`` publishes 3840x2160 rgb8
 frames stamped with the send time; ``sink`` is a plain rclpy subscriber that reports the
 frames it got, their transport latency (receive time minus stamp, one host, one clock) and
 its own CPU time per frame. Used by ``bench_speed.py`` so that every transport case runs in
@@ -79,7 +82,7 @@ def sink(node, args) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.strip().split("\n\n")[0])
     parser.add_argument("role", choices=("camera", "sink"))
     parser.add_argument("--hz", type=float, default=5.0)
     parser.add_argument("--seconds", type=float, default=6.0)
