@@ -1,4 +1,5 @@
-"""train-smoke's last step: the trained tiny checkpoints served by the ROS node.
+"""
+train-smoke's last step: the trained tiny checkpoints served by the ROS node.
 
 Starts ``finers-perception`` as a separate process (as ``ros2 launch`` would: isolated ROS
 domain, loopback discovery, the shipped Fast DDS profile) on the smoke's pipeline config,
@@ -34,7 +35,8 @@ def fail(message: str, node=None) -> int:
 
 def main(argv=None) -> int:
     """Run the node on the trained checkpoints and check one instruction round trip."""
-    parser = argparse.ArgumentParser(prog="smoke_node", description=__doc__.split("\n\n")[0])
+    summary = __doc__.strip().split("\n\n")[0]
+    parser = argparse.ArgumentParser(prog="smoke_node", description=summary)
     parser.add_argument("config", type=Path, help="pipeline YAML naming the trained checkpoints")
     parser.add_argument("image", type=Path, help="a synthetic scene image (any size)")
     parser.add_argument("--out", type=Path, default=None, help="where node.log goes")
@@ -78,7 +80,8 @@ def main(argv=None) -> int:
 
 
 def _round_trip(client, node, image, expected: list) -> int:
-    """Status, one streamed frame, one instruction -> exactly one Detection; 0 when so.
+    """
+    Status, one streamed frame, one instruction -> exactly one Detection; 0 when so.
 
     ``expected``: backend names the status must show (``qwen2_5_vl:<checkpoint folder>``).
     """
