@@ -1,4 +1,5 @@
-"""Pipelines for the node tests, loaded by the node through its ``pipeline_factory`` parameter.
+"""
+Pipelines for the node tests, loaded by the node through its ``pipeline_factory`` parameter.
 
 ``flaky`` wraps the real bring-up pipeline: instructions containing "explode" raise,
 "hang" sleeps past any test timeout; everything else is served normally.
@@ -33,7 +34,8 @@ def flaky():
 
 
 class RemoteOutagePipeline(FlakyPipeline):
-    """A remote model server that is down while the file ``$FINERS_TEST_OUTAGE_FILE`` exists.
+    """
+    A remote model server that is down while the file ``$FINERS_TEST_OUTAGE_FILE`` exists.
 
     Warm-up and runs then raise the openai backend's own ``ServerError``, as a vLLM server
     that is unreachable does; once the file is removed, requests are served normally.

@@ -1,5 +1,9 @@
-"""The bag path end to end: episodes recorded by the running node (its own process, real
-topics) -> finers-dataset export -> corrected COCO -> import -> the LPR and GSE sets."""
+"""
+Test the bag path end to end.
+
+Episodes recorded by the running node (its own process, real
+topics) -> finers-dataset export -> corrected COCO -> import -> the LPR and GSE sets.
+"""
 from __future__ import annotations
 
 import json
@@ -11,7 +15,7 @@ import pytest
 
 @pytest.fixture
 def ros_domain():
-    """An isolated ROS domain on loopback (as test_ros_node.py), shared memory cleaned after."""
+    """Give an isolated ROS domain on loopback (as test_ros_node.py), clean shared memory after."""
     from domain_coordinator import domain_id
 
     from finers_ros.ros.launcher import clean_shared_memory, ros_environment
@@ -26,7 +30,7 @@ def ros_domain():
 
 
 def test_bag_path_from_the_running_node_to_both_training_sets(tmp_path, ros_domain, scene_4k):
-    """node (record_dir) -> bag -> finers-dataset export -> corrected COCO -> import -> sets."""
+    """Follow node (record_dir) -> bag -> export -> corrected COCO -> import -> training sets."""
     from finers_ros.data.annotations import load_annotations, read_rgb
     from finers_ros.data.annotations import gt_mask
     from finers_ros.geometry import box_iou, polygon_box

@@ -19,7 +19,7 @@ W, H = 64, 48
 
 
 def message(store, typename, **given):
-    """A rosbags message of ``typename``: ``given`` fields, zeros/empties for the rest."""
+    """Build a rosbags message of ``typename``: ``given`` fields, zeros/empties for the rest."""
     from rosbags.typesys.base import Nodetype
 
     values = dict(given)
@@ -65,7 +65,7 @@ class BagMaker:
         self.writer.write(self._conn(topic, msgtype), log_ns, data)
 
     def frame(self, log_ns, stamp_ns, value, topic="/camera/image_raw"):
-        """A bgr8 frame whose pixels are all ``value`` (blue channel ``value + 1``)."""
+        """Write a bgr8 frame whose pixels are all ``value`` (blue channel ``value + 1``)."""
         pixels = np.full((H, W, 3), value, np.uint8)
         pixels[..., 0] = value + 1
         msg = self.types["sensor_msgs/msg/Image"](
@@ -78,7 +78,7 @@ class BagMaker:
                    self.types["std_msgs/msg/String"](data=text))
 
     def detection(self, log_ns, stamp_ns, instruction, request_id, error="", mask_bytes=24):
-        """A Detection whose mask is 4 x 6 at (10, 20) (``mask_bytes`` of it are sent)."""
+        """Write a Detection whose mask is 4 x 6 at (10, 20) (``mask_bytes`` of it are sent)."""
         types = self.types
         msg = message(
             self.store, "finers_ros/msg/Detection", header=self._header(stamp_ns),
@@ -101,16 +101,20 @@ class BagMaker:
 
 
 def frame_value(image):
-    """The ``value`` a BagMaker frame was painted with (the decoded image is RGB)."""
+    """Return the ``value`` a BagMaker frame was painted with (the decoded image is RGB)."""
     assert np.all(image[..., 2] == image[0, 0, 2]) and np.all(image[..., 0] == image[0, 0, 0])
     assert image[0, 0, 2] == image[0, 0, 0] + 1  # bgr8 was converted to RGB
     return int(image[0, 0, 0])
 
 
 def recorded_session(path, storage):
-    """10 Hz frames (stamp = log time - 30 ms, pixels = index); instructions answered on
+    """
+    Record a session with frames, answers, an unanswered and a failed instruction.
+
+    10 Hz frames (stamp = log time - 30 ms, pixels = index); instructions answered on
     frames that are not the newest at answer time, one unanswered, one error, one whose frame
-    was not recorded."""
+    was not recorded.
+    """
     bag = BagMaker(path, storage)
     for index in range(20):
         bag.frame(T0 + index * SEC // 10, T0 + index * SEC // 10 - 30_000_000, index)
@@ -161,8 +165,12 @@ def test_instructions_pair_with_the_frames_their_detections_echo(tmp_path, stora
 
 
 def test_a_frame_logged_after_its_detection_still_pairs(tmp_path):
-    """`ros2 bag record` may log a 25 MB 4K frame later than the small Detection answered on
-    it (the node got the frame first): the stamp decides, not the log order."""
+    """
+    Pair a frame logged after its detection by stamp.
+
+    `ros2 bag record` may log a 25 MB 4K frame later than the small Detection answered on
+    it (the node got the frame first): the stamp decides, not the log order.
+    """
     bag = BagMaker(tmp_path / "late")
     bag.frame(T0, T0, 1)
     bag.command(T0 + 10, "find the red screw")
@@ -237,7 +245,7 @@ def test_reading_bags_needs_no_ros():
 
 
 def shaped_detection(bag, log_ns, stamp_ns, instruction, request_id, mask):
-    """A found Detection carrying ``mask`` (H x W bool) as the node sends it."""
+    """Build a found Detection carrying ``mask`` (H x W bool) as the node sends it."""
     ys, xs = np.nonzero(mask)
     x1, y1, x2, y2 = xs.min(), ys.min(), xs.max(), ys.max()
     types = bag.types
@@ -475,9 +483,13 @@ def test_export_passes_over_an_unfinished_recording(tmp_path, capsys):
 @pytest.mark.parametrize("compressed", [False, True])
 def test_an_unfinished_recording_gives_back_its_complete_episodes(tmp_path, capsys,
                                                                   compressed):
-    """A killed writer leaves an MCAP file without summary or footer; the chunks it had
+    """
+    Give back the complete episodes of an unfinished recording.
+
+    A killed writer leaves an MCAP file without summary or footer; the chunks it had
     written (rosbags closes one after each message past 1 MiB, as every 4K frame is) are
-    read back instead of the whole recording being lost."""
+    read back instead of the whole recording being lost.
+    """
     from finers_training.dataset_cli import main
 
     bag = BagMaker(tmp_path / "done", zstd=compressed)

@@ -1,4 +1,5 @@
-"""The node's malloc settings (finers_ros/ros/memory.py) take effect wherever the node starts.
+"""
+The node's malloc settings (finers_ros/ros/memory.py) take effect wherever the node starts.
 
 Each case runs in a fresh interpreter: it starts the node the way a user would (the
 ``finers-perception`` console script's entry point, or ``tools/perception_node``, which

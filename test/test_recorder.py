@@ -43,7 +43,7 @@ def episode(index: int, size=(64, 48), question_type="referring", options=None):
 
 
 def read_bag(path: Path) -> dict:
-    """topic -> [(log ns, message)] and the connections, with rosbags' own typestore."""
+    """Read topic -> [(log ns, message)] and the connections, with rosbags' own typestore."""
     with AnyReader([path]) as reader:
         messages = {}
         for conn, log_ns, raw in reader.messages():
@@ -104,8 +104,12 @@ def test_bags_rotate_by_size_and_each_is_complete(tmp_path):
 
 
 def test_instructions_answered_on_the_same_frame_store_it_once(tmp_path):
-    """Concurrent clients often get the same frame: a 4K frame is 25 MB, written once per bag,
-    and every episode still reads back with it."""
+    """
+    Store a frame answered by several instructions once.
+
+    Concurrent clients often get the same frame: a 4K frame is 25 MB, written once per bag,
+    and every episode still reads back with it.
+    """
     from finers_training.bags import read_episodes
 
     recorder = EpisodeRecorder(tmp_path, queue_limit=16, **TOPICS)
@@ -211,8 +215,12 @@ def test_a_msg_file_that_differs_from_the_built_detection_is_refused(tmp_path, m
 
 
 def test_a_recorder_killed_mid_bag_leaves_its_written_episodes_readable(tmp_path):
-    """SIGKILL of a recording process (no close, no atexit): the MCAP file has no footer;
-    every episode but the last comes back through finers-dataset's reader."""
+    """
+    Read back the written episodes of a recorder killed mid-bag.
+
+    SIGKILL of a recording process (no close, no atexit): the MCAP file has no footer;
+    every episode but the last comes back through finers-dataset's reader.
+    """
     import os
     import signal
     import subprocess
@@ -266,8 +274,12 @@ def test_an_idle_recorder_finishes_its_bag_so_a_kill_loses_nothing_written(tmp_p
 
 
 def test_the_reference_mcap_reader_decodes_every_message_from_the_embedded_schemas(tmp_path):
-    """The MCAP project's own reader (what rosbag2's MCAP plugin is built on) and its ROS 2
-    decoder read the bag with no type installed: the schemas in the file are enough."""
+    """
+    Decode every message with the reference MCAP reader from the embedded schemas.
+
+    The MCAP project's own reader (what rosbag2's MCAP plugin is built on) and its ROS 2
+    decoder read the bag with no type installed: the schemas in the file are enough.
+    """
     from mcap.reader import make_reader
     from mcap_ros2.decoder import DecoderFactory
 

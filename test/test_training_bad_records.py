@@ -1,4 +1,5 @@
-"""Annotation records a data set cannot use as they are: polygons off the image.
+"""
+Annotation records a data set cannot use as they are: polygons off the image.
 
 A GT box outside the crop the model sees is a target no answer can reach; it must not enter
 a training set silently. Partly outside: clipped to the image (as the GT mask is); wholly
@@ -47,8 +48,12 @@ def test_polygon_partly_off_the_image_is_clipped_to_it(tmp_path, stage, frame):
 
 
 def test_search_progress_cut_mid_line_is_resumed_not_fatal(tmp_path):
-    """A search killed while appending to <out>.partial.jsonl leaves a cut last line: the rerun
-    redoes that sample instead of failing on the file."""
+    """
+    Resume a search whose progress file was cut mid-line.
+
+    A search killed while appending to <out>.partial.jsonl leaves a cut last line: the rerun
+    redoes that sample instead of failing on the file.
+    """
     from finers_training.retrospective import read_partial
 
     partial = tmp_path / "out.json.partial.jsonl"

@@ -1,4 +1,5 @@
-"""finers-train configuration as a user writes it: wrong types, missing inputs, bad YAML.
+"""
+finers-train configuration as a user writes it: wrong types, missing inputs, bad YAML.
 
 Each mistake must stop the run before any data is built or model loaded, with one line that
 names the key (exit 2), never a traceback or a silent run on a wrong value.
@@ -37,7 +38,7 @@ def test_wrong_value_types_are_named(tmp_path, text, key):
 
 
 def _scenes(tmp_path):
-    """A one-record FineRS-4k JSON whose image exists (no pixels needed before the checks)."""
+    """Write a one-record FineRS-4k JSON whose image exists (no pixels needed before checks)."""
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "a.png").write_bytes(b"")
     record = {
@@ -87,11 +88,15 @@ def test_invalid_yaml_is_one_line(tmp_path, capsys):
 
 
 def test_prompts_of_different_lengths_train_in_one_batch(tiny_qwen_dir, tmp_path, monkeypatch):
-    """Two prompts of different lengths share a generation batch (the recipe's 8 x 2 per
+    """
+    Train prompts of different lengths in one generation batch.
+
+    Two prompts of different lengths share a generation batch (the recipe's 8 x 2 per
     device does): TRL left-pads the prompt ids, so the processor must pad on the left too,
     or the image token types shift against the ids: the shorter prompt's image gets text
     positions (wrong log-probs, silently), or, when the shift cuts into the image, the loss
-    forward fails with a rope-index shape mismatch (seen with the default recipe)."""
+    forward fails with a rope-index shape mismatch (seen with the default recipe).
+    """
     import json as _json
 
     import cv2
@@ -133,9 +138,13 @@ def test_prompts_of_different_lengths_train_in_one_batch(tiny_qwen_dir, tmp_path
 
 
 def test_rerun_on_other_data_is_refused_not_mixed(tmp_path):
-    """A rerun into an existing run directory resumes on the set built there; pointed at other
+    """
+    Refuse a rerun on other data rather than mix the sets.
+
+    A rerun into an existing run directory resumes on the set built there; pointed at other
     annotations (or other crop settings) it must say so, not train on the old set while the
-    hashes file names the new annotations."""
+    hashes file names the new annotations.
+    """
     from finers_ros.data.synthetic import SceneConfig, write_dataset
 
     from finers_training.config import config_from_dict
@@ -154,8 +163,12 @@ def test_rerun_on_other_data_is_refused_not_mixed(tmp_path):
 
 
 def test_resume_skips_a_checkpoint_cut_off_while_saving(tmp_path):
-    """A run killed while writing checkpoint-N leaves it without trainer_state.json (written
-    last); the rerun must resume from the newest complete checkpoint, not fail on that one."""
+    """
+    Skip a checkpoint cut off while saving when resuming.
+
+    A run killed while writing checkpoint-N leaves it without trainer_state.json (written
+    last); the rerun must resume from the newest complete checkpoint, not fail on that one.
+    """
     from finers_training.train import last_checkpoint
 
     assert last_checkpoint(tmp_path / "none") is None
@@ -169,8 +182,12 @@ def test_resume_skips_a_checkpoint_cut_off_while_saving(tmp_path):
 
 
 def test_resumed_log_drops_the_steps_it_will_redo(tmp_path):
-    """Steps logged after the checkpoint a run resumes from are run (and logged) again: the
-    old lines go, so log.jsonl has each step once."""
+    """
+    Drop the log lines of the steps a resumed run redoes.
+
+    Steps logged after the checkpoint a run resumes from are run (and logged) again: the
+    old lines go, so log.jsonl has each step once.
+    """
     from finers_training.train import trim_log
 
     log = tmp_path / "log.jsonl"
@@ -181,8 +198,12 @@ def test_resumed_log_drops_the_steps_it_will_redo(tmp_path):
 
 
 def test_interrupt_is_one_line_naming_the_checkpoint_to_resume(tmp_path, capsys, monkeypatch):
-    """Ctrl-C in a run ends with one line saying where a rerun resumes (exit 130), not a
-    library traceback."""
+    """
+    End an interrupted run with one line naming the checkpoint to resume.
+
+    Ctrl-C in a run ends with one line saying where a rerun resumes (exit 130), not a
+    library traceback.
+    """
     import finers_training.train as train_module
 
     ann = _scenes(tmp_path)

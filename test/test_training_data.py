@@ -62,7 +62,7 @@ def test_lpr_sample_targets_in_crop_pixels_with_jittered_points():
     assert (w, h) == (512, 512)
     assert row["gt_box"] == [700 - x0, 300 - y0, 739 - x0, 329 - y0]
     np.testing.assert_array_equal(
-        pixels, image[y0 : y0 + 512, x0 : x0 + 512]
+        pixels, image[y0:y0 + 512, x0:x0 + 512]
     )  # native pixels, not resampled
     centre, jittered = row["gt_points"]
     assert centre == [
@@ -317,8 +317,12 @@ def test_online_reward_with_a_real_frozen_model(tiny_qwen_dir, tmp_path):
 
 
 def test_training_requests_are_the_node_requests(scenes, tiny_qwen_dir, tmp_path):
-    """What TRL feeds the processor (dataset row -> chat with the image filled in) renders to the
-    same text as QwenVLModel.generate, and the images have the node's grids (504^2, 1932x1092)."""
+    """
+    Check that TRL's processor input renders as QwenVLModel.generate's does.
+
+    What TRL feeds the processor (dataset row -> chat with the image filled in) renders to the
+    same text as QwenVLModel.generate, and the images have the node's grids (504^2, 1932x1092).
+    """
     from transformers import AutoProcessor
     from trl.data_utils import prepare_multimodal_messages
 

@@ -1,4 +1,5 @@
-"""GRPO learns: a few dozen steps on a trivially learnable task raise the mean reward.
+"""
+GRPO learns: a few dozen steps on a trivially learnable task raise the mean reward.
 
 The task: answer with digits. The reward is the fraction of generated tokens that contain a
 digit (about 6% of the tiny vocabulary, so a random model scores near 0.06). Same trainer

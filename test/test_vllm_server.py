@@ -1,4 +1,5 @@
-"""GSE and LPR through a real vLLM server (``backend: openai``), started once per test run.
+"""
+GSE and LPR through a real vLLM server (``backend: openai``), started once per test run.
 
 The server runs from its own venv (``make vllm-venv``) with a tiny random Qwen2.5-VL; the
 same checkpoint is loaded by the local transformers backend for comparison. A machine where
@@ -50,7 +51,7 @@ def session_server(vllm_checkpoint):
 
 @pytest.fixture
 def vllm_server(session_server):
-    """The session's server, running (a test that stopped or reconfigured it restarts it)."""
+    """Return the session's server, running (restarted if a test stopped or reconfigured it)."""
     try:
         session_server.start(timeout_s=600)
     except ServerBuildError as exc:
@@ -130,10 +131,13 @@ def test_gse_prompt_tokens_equal_the_local_processor(vllm_server, local_model):
     ids=["gse_1920x1080", "lpr_512x512"],
 )
 def test_greedy_tokens_agree_with_the_local_backend(vllm_server, local_model, size, prompt):
-    """Same prompt ids (image tokens included) and the same greedy tokens, float32 on both
-    sides. The texts can differ only where the random model emits byte tokens that do not form
-    UTF-8 (a trained model does not): transformers and vLLM's incremental detokenizer render
-    such bytes with different numbers of U+FFFD."""
+    """
+    Same prompt ids (image tokens included) and the same greedy tokens, float32 on both sides.
+
+    The texts can differ only where the random model emits byte tokens that do not form UTF-8 (a
+    trained model does not): transformers and vLLM's incremental detokenizer render such bytes with
+    different numbers of U+FFFD.
+    """
     backend = OpenAIServerModel(stage(vllm_server, max_new_tokens=24))
     image = frame(*size)
     local_prompt, local_new = local_ids(local_model, image, prompt, 24)
@@ -154,8 +158,11 @@ def _first_difference(a, b) -> int:
 
 
 def test_pipeline_runs_both_stages_through_the_server(vllm_server, scene_4k):
-    """GSE on the server: a random model's answer is reported as unparsable, with its text.
-    LPR on the server (bring-up GSE finds the region first): the 512x512 crop goes out."""
+    """
+    GSE on the server: a random model's answer is reported as unparsable, with its text.
+
+    LPR on the server (bring-up GSE finds the region first): the 512x512 crop goes out.
+    """
     image, record = scene_4k
     remote = stage(vllm_server, max_new_tokens=12)
     pipeline = FineRSPipeline.from_config(PipelineConfig(gse=remote, lpr=StageConfig()))
@@ -192,8 +199,12 @@ def test_answer_only_opens_the_assistant_turn_as_the_local_backend(vllm_server, 
 
 
 def test_segment_and_eval_commands_run_through_the_server(vllm_server, tmp_path):
-    """finers-segment and finers-eval with a config that puts GSE on the server: the random
-    model's answer comes back through both commands as the stage failure it is."""
+    """
+    Run the segment and eval commands through the server.
+
+    finers-segment and finers-eval with a config that puts GSE on the server: the random
+    model's answer comes back through both commands as the stage failure it is.
+    """
     import subprocess
     import sys
 
@@ -265,7 +276,7 @@ def test_segment_and_eval_commands_run_through_the_server(vllm_server, tmp_path)
 
 @pytest.fixture(scope="module")
 def ros_domain():
-    """An isolated ROS domain, loopback discovery (as test_ros_node.py)."""
+    """Give an isolated ROS domain, loopback discovery (as test_ros_node.py)."""
     import os
 
     from domain_coordinator import domain_id
@@ -282,8 +293,12 @@ def ros_domain():
 
 
 def _node_outcome(ros_domain, config: Path, namespace: str, status_says: str, image=None):
-    """(detection of one instruction, the status's last_error once it holds ``status_says``)
-    from a node in its own process whose pipeline is ``config``."""
+    """
+    Run a node in its own process whose pipeline is ``config``.
+
+    Returns (detection of one instruction, the status's last_error once it holds
+    ``status_says``).
+    """
     from finers_ros.ros.client import PerceptionClient
     from finers_ros.ros.launcher import NodeProcess
 
@@ -432,7 +447,7 @@ def test_killed_server_then_down_then_restarted(vllm_server):
 
 
 def _running_requests(server: VLLMServer) -> float:
-    """vLLM's own gauge of requests being generated (Prometheus text at /metrics)."""
+    """Read vLLM's own gauge of requests being generated (Prometheus text at /metrics)."""
     import urllib.request
 
     with urllib.request.urlopen(f"{server.root_url}/metrics", timeout=5) as answer:
@@ -445,9 +460,13 @@ def _running_requests(server: VLLMServer) -> float:
 
 
 class _Misbehaving:
-    """A real HTTP server on loopback answering every POST with ``status`` and ``body`` (or
+    """
+    Serve scripted failures and answers over real HTTP.
+
+    A real HTTP server on loopback answering every POST with ``status`` and ``body`` (or
     the next of ``bodies``): the server failures vLLM itself cannot be made to produce (5xx,
-    a body that is not JSON) and scripted answers a random model does not give."""
+    a body that is not JSON) and scripted answers a random model does not give.
+    """
 
     def __init__(self, status: int, body: bytes = b"", bodies: tuple = (), statuses: tuple = ()):
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -492,15 +511,19 @@ class _Misbehaving:
 
 
 def _completion(text: str, stop_reason, tokens: int) -> bytes:
-    """A vLLM chat-completions answer (the fields the backend reads)."""
+    """Build a vLLM chat-completions answer (the fields the backend reads)."""
     choice = {"message": {"role": "assistant", "content": text}, "stop_reason": stop_reason}
     usage = {"prompt_tokens": 300, "completion_tokens": tokens}
     return json.dumps({"choices": [choice], "usage": usage}).encode()
 
 
 def test_answer_quoted_inside_think_is_continued():
-    """A model that quotes ``</answer>`` while thinking hits the stop string early: the same
-    assistant turn is continued until the final answer (after ``</think>``) is out."""
+    """
+    Continue the turn when the answer is quoted inside the thinking.
+
+    A model that quotes ``</answer>`` while thinking hits the stop string early: the same
+    assistant turn is continued until the final answer (after ``</think>``) is out.
+    """
     first = "<think> the format is <answer>{...}</answer>"
     rest = " so the red one </think><answer>{'bbox': [1, 2, 3, 4]}</answer>"
     server = _Misbehaving(
@@ -551,8 +574,12 @@ def test_malformed_answer_is_one_clear_error(body, why):
 
 
 def test_base_url_without_the_api_root_names_the_likely_cause():
-    """vLLM answers a path it does not serve with 404 ``{"detail": "Not Found"}``: a base_url
-    without ``/v1`` is the usual reason, and the line says so (not a dict's repr)."""
+    """
+    Name the likely cause of a base_url without the API root.
+
+    vLLM answers a path it does not serve with 404 ``{"detail": "Not Found"}``: a base_url
+    without ``/v1`` is the usual reason, and the line says so (not a dict's repr).
+    """
     server = _Misbehaving(404, json.dumps({"detail": "Not Found"}).encode())
     root = server.url[: -len("/v1")]
     try:
@@ -568,8 +595,12 @@ def test_base_url_without_the_api_root_names_the_likely_cause():
 
 
 def test_server_without_tokenize_says_how_to_run_without_the_token_check():
-    """A server (or a proxy in front of vLLM) that serves only /v1 has no /tokenize: the line
-    says that the prompt-token check needs it and how to turn the check off."""
+    """
+    Say how to run without the token check when the server has no /tokenize.
+
+    A server (or a proxy in front of vLLM) that serves only /v1 has no /tokenize: the line
+    says that the prompt-token check needs it and how to turn the check off.
+    """
     server = _Misbehaving(
         200,
         bodies=(_completion("<answer>{}</answer>", "</answer>", 3), b'{"detail": "Not Found"}'),
@@ -585,8 +616,12 @@ def test_server_without_tokenize_says_how_to_run_without_the_token_check():
 
 
 def test_token_check_loads_its_processor_code_with_the_stage_not_on_a_request(monkeypatch):
-    """Importing transformers for the image-token count took 8 s on the first request (counted
-    as GSE time, and by the node inside a request); it belongs to loading the stage."""
+    """
+    Load the token check's processor code with the stage, not on a request.
+
+    Importing transformers for the image-token count took 8 s on the first request (counted
+    as GSE time, and by the node inside a request); it belongs to loading the stage.
+    """
     import sys
 
     server = _Misbehaving(
@@ -605,8 +640,12 @@ def test_token_check_loads_its_processor_code_with_the_stage_not_on_a_request(mo
 
 
 def test_token_mismatch_names_the_server_flag_for_the_stage_limits():
-    """The hint is the flag to paste on the server's command line, with this stage's limits
-    (not the published ones when the stage sets others)."""
+    """
+    Name the server flag for the stage's limits on a token mismatch.
+
+    The hint is the flag to paste on the server's command line, with this stage's limits
+    (not the published ones when the stage sets others).
+    """
     server = _Misbehaving(
         200,
         bodies=(_completion("<answer>{}</answer>", "</answer>", 3), b'{"count": 10}'),
@@ -640,8 +679,12 @@ def test_api_key_comes_from_the_named_environment_variable(monkeypatch):
 
 
 def test_server_that_resizes_images_is_reported(vllm_server):
-    """Last: restarts the session server with a smaller max_pixels, as a misconfigured
-    server would run (a later test restarts it as it was)."""
+    """
+    Report a server that resizes images.
+
+    Last: restarts the session server with a smaller max_pixels, as a misconfigured
+    server would run (a later test restarts it as it was).
+    """
     vllm_server.extra_args = ["--mm-processor-kwargs", json.dumps({"max_pixels": 1003520})]
     try:
         vllm_server.restart(timeout_s=600)
