@@ -31,6 +31,7 @@ LINTED = [
     "finers_ros/bringup",
     "finers_ros/cli",
     "finers_ros/data",
+    "finers_ros/segmenters",
     "finers_ros/stages/__init__.py",
     "finers_ros/stages/base.py",
     "finers_ros/stages/bringup.py",

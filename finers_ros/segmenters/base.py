@@ -19,8 +19,12 @@ class Segmenter(Protocol):
     name: str
 
     def segment(self, crop: np.ndarray, box: Box, points: Sequence[Point]) -> Segmentation:
-        """``crop``: ``h x w x 3 uint8 RGB``; ``box`` XYXY inclusive and ``points`` (x, y),
-        both in crop pixels; every point is a positive click."""
+        """
+        Segment the object inside ``box`` of ``crop``.
+
+        ``crop``: ``h x w x 3 uint8 RGB``; ``box`` XYXY inclusive and ``points`` (x, y),
+        both in crop pixels; every point is a positive click.
+        """
         ...
 
     def close(self) -> None: ...

@@ -1,4 +1,5 @@
-"""Weight-free segmentation: colour-region growing seeded by the LPR box and points.
+"""
+Weight-free segmentation: colour-region growing seeded by the LPR box and points.
 
 The seed colour is the median CIELAB colour around the points; pixels near the box whose
 colour distance to the seed falls below an Otsu threshold (found inside the box) and that
@@ -18,7 +19,8 @@ from .base import Segmentation
 class BringupSegmenter:
     name = "bringup"
 
-    def __init__(self, margin: float = 0.25, min_threshold: float = 10.0, max_threshold: float = 45.0):
+    def __init__(self, margin: float = 0.25, min_threshold: float = 10.0,
+                 max_threshold: float = 45.0):
         self.margin = margin
         self.min_threshold = min_threshold
         self.max_threshold = max_threshold
@@ -38,7 +40,8 @@ class BringupSegmenter:
         seeds = [(x, y) for x, y in seeds if 0 <= x < lab.shape[1] and 0 <= y < lab.shape[0]]
         if not seeds:
             return Segmentation(mask, 0.0)
-        samples = np.concatenate([lab[max(0, y - 1):y + 2, max(0, x - 1):x + 2].reshape(-1, 3) for x, y in seeds])
+        samples = np.concatenate(
+            [lab[max(0, y - 1):y + 2, max(0, x - 1):x + 2].reshape(-1, 3) for x, y in seeds])
         distance = np.linalg.norm(lab - np.median(samples, axis=0), axis=2)
         scaled = np.clip(distance * 2.0, 0, 255).astype(np.uint8)
         otsu, _ = cv2.threshold(scaled, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
@@ -50,7 +53,8 @@ class BringupSegmenter:
         region = _fill_holes(region)
         mask[wy1:wy2 + 1, wx1:wx2 + 1] = region
         contrast = float(np.median(distance[~region])) if (~region).any() else 0.0
-        return Segmentation(mask, float(min(1.0, contrast / (2 * threshold))) if region.any() else 0.0)
+        score = float(min(1.0, contrast / (2 * threshold))) if region.any() else 0.0
+        return Segmentation(mask, score)
 
     def close(self) -> None:
         pass

@@ -1,4 +1,5 @@
-"""Segment Anything on the LPR crop: embed the crop once, decode box + points.
+"""
+Segment Anything on the LPR crop: embed the crop once, decode box + points.
 
 The image encoder always runs in PyTorch; the prompt encoder + mask decoder run in the
 configured runtime (``TorchDecoder``, ``OnnxRuntimeDecoder``, ``TensorRTDecoder``). FineRS
@@ -21,8 +22,12 @@ BOX_LABELS = (2.0, 3.0)  # SAM's labels for a box's top-left and bottom-right co
 class MaskDecoderRuntime(Protocol):
     def decode(self, embedding: torch.Tensor, coords: np.ndarray, labels: np.ndarray,
                crop_hw: Tuple[int, int]) -> Tuple[np.ndarray, np.ndarray]:
-        """``coords``: ``N x 2`` in SAM's resized input frame; ``labels``: ``N``.
-        Returns (``3 x h x w`` float mask logits at the crop size, ``3`` predicted IoUs)."""
+        """
+        Decode one prompt against a crop's image embedding.
+
+        ``coords``: ``N x 2`` in SAM's resized input frame; ``labels``: ``N``.
+        Returns (``3 x h x w`` float mask logits at the crop size, ``3`` predicted IoUs).
+        """
         ...
 
 
@@ -41,7 +46,8 @@ class TorchDecoder:
             points = (torch.as_tensor(coords[None, ~is_box], dtype=torch.float32, device=device),
                       torch.as_tensor(labels[None, ~is_box], dtype=torch.float32, device=device))
         if is_box.any():
-            boxes = torch.as_tensor(coords[is_box].reshape(1, 4), dtype=torch.float32, device=device)
+            boxes = torch.as_tensor(coords[is_box].reshape(1, 4), dtype=torch.float32,
+                                    device=device)
         # SAM's own prompt path: points (padded only when there is no box) and the box.
         sparse, dense = self.sam.prompt_encoder(points=points, boxes=boxes, masks=None)
         low_res, iou = self.sam.mask_decoder(
@@ -74,7 +80,7 @@ class SamSegmenter:
         self.name = f"sam:{getattr(decoder, 'name', 'custom')}"
 
     def embed(self, crop: np.ndarray) -> torch.Tensor:
-        """The crop's image embedding (``1 x C x 64 x 64``), computed once per request."""
+        """Return the crop's image embedding (``1 x C x 64 x 64``), computed once per request."""
         if self.encoder is not None:
             return self.encoder.embed(crop)
         with torch.inference_mode():

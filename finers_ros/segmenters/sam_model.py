@@ -1,4 +1,5 @@
-"""Building Segment Anything (v1) models and loading their weights safely.
+"""
+Building Segment Anything (v1) models and loading their weights safely.
 
 A name maps to a builder (the package's registry plus ``tiny``, a small architecture with
 the stock prompt encoder for tests and CPU bring-up). Weights load with safetensors or
@@ -17,15 +18,21 @@ class SamCheckpointError(RuntimeError):
 
 
 def build_tiny_sam(prompt_embed_dim: int = 32, image_size: int = 1024):
-    """~0.3 M parameters, stock prompt encoder and image geometry (1024 input, 64x64 embedding)."""
-    from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+    """
+    Build a ~0.3 M parameter SAM for tests and CPU bring-up.
+
+    Stock prompt encoder and image geometry (1024 input, 64x64 embedding).
+    """
+    from segment_anything.modeling import (
+        ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer)
 
     patch = 16
     embedding = image_size // patch
     sam = Sam(
         image_encoder=ImageEncoderViT(
-            img_size=image_size, patch_size=patch, embed_dim=48, depth=2, num_heads=2, mlp_ratio=2.0,
-            out_chans=prompt_embed_dim, qkv_bias=True, norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+            img_size=image_size, patch_size=patch, embed_dim=48, depth=2, num_heads=2,
+            mlp_ratio=2.0, out_chans=prompt_embed_dim, qkv_bias=True,
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
             use_rel_pos=True, window_size=8, global_attn_indexes=(1,),
         ),
         prompt_encoder=PromptEncoder(
@@ -34,7 +41,8 @@ def build_tiny_sam(prompt_embed_dim: int = 32, image_size: int = 1024):
         ),
         mask_decoder=MaskDecoder(
             num_multimask_outputs=3,
-            transformer=TwoWayTransformer(depth=2, embedding_dim=prompt_embed_dim, mlp_dim=64, num_heads=2),
+            transformer=TwoWayTransformer(depth=2, embedding_dim=prompt_embed_dim, mlp_dim=64,
+                                          num_heads=2),
             transformer_dim=prompt_embed_dim, iou_head_depth=3, iou_head_hidden_dim=32,
         ),
     )
@@ -65,7 +73,8 @@ def load_sam(model_type: str, checkpoint: str | Path | None, device: str = "cpu"
     """Build ``model_type`` and load ``checkpoint`` (random weights when it is None)."""
     builders = _builders()
     if model_type not in builders:
-        raise SamCheckpointError(f"unknown SAM model type {model_type!r}; known: {sorted(builders)}")
+        raise SamCheckpointError(
+            f"unknown SAM model type {model_type!r}; known: {sorted(builders)}")
     sam = builders[model_type](checkpoint=None)
     if checkpoint is not None:
         try:
@@ -73,7 +82,8 @@ def load_sam(model_type: str, checkpoint: str | Path | None, device: str = "cpu"
         except RuntimeError as exc:
             if isinstance(exc, SamCheckpointError):
                 raise
-            raise SamCheckpointError(f"{checkpoint} does not fit SAM {model_type}: {str(exc)[:300]}") from exc
+            raise SamCheckpointError(
+                f"{checkpoint} does not fit SAM {model_type}: {str(exc)[:300]}") from exc
     return sam.to(device).eval()
 
 
