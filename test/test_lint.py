@@ -35,6 +35,7 @@ LINTED = [
     "finers_ros/stages/__init__.py",
     "finers_ros/stages/base.py",
     "finers_ros/stages/bringup.py",
+    "finers_ros/stages/openai_server.py",
     "finers_ros/stages/qwen_vl.py",
     "finers_ros/stages/registry.py",
     "finers_ros/testing/__init__.py",

@@ -1,4 +1,5 @@
-"""GSE / LPR on a remote Qwen2.5-VL served over the OpenAI-compatible API (vLLM).
+"""
+GSE / LPR on a remote Qwen2.5-VL served over the OpenAI-compatible API (vLLM).
 
 Each request carries what ``QwenVLModel`` feeds the local model: the same chat (system turn,
 then the image before the prompt text), the image at the stage's nominal resolution sent
@@ -44,8 +45,11 @@ class ServerError(RuntimeError):
 
 
 def _smart_resize():
-    """Qwen2.5-VL's own resize rule (importing transformers takes seconds: done when a stage
-    loads, never inside a request)."""
+    """
+    Return Qwen2.5-VL's own resize rule.
+
+    Importing transformers takes seconds: done when a stage loads, never inside a request.
+    """
     from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
     return smart_resize
@@ -58,8 +62,11 @@ def expected_image_tokens(
     max_pixels: int = MAX_PIXELS,
     smart_resize=None,
 ) -> int:
-    """Visual tokens Qwen2.5-VL's processor gives a ``width x height`` image (the published
-    limits by default: 2691 for 1920x1080, 324 for 512x512)."""
+    """
+    Count the visual tokens Qwen2.5-VL's processor gives a ``width x height`` image.
+
+    The published limits by default: 2691 for 1920x1080, 324 for 512x512.
+    """
     smart_resize = smart_resize or _smart_resize()
     h, w = smart_resize(
         height, width, factor=PIXELS_PER_TOKEN_SIDE, min_pixels=min_pixels, max_pixels=max_pixels
@@ -85,7 +92,8 @@ def _one_line(text: str, limit: int = 300) -> str:
 
 
 class OpenAIServerModel:
-    """A stage whose model runs on an OpenAI-compatible server (``backend: openai``).
+    """
+    A stage whose model runs on an OpenAI-compatible server (``backend: openai``).
 
     Thread-safe: the node and ``finers-eval`` may call ``generate`` from several threads; at
     most ``server.max_in_flight`` requests are sent at once, the rest wait their turn (within
@@ -129,8 +137,11 @@ class OpenAIServerModel:
         return ANSWER_ONLY_PREFIX if self.config.answer_only else ""
 
     def messages(self, prompt: str, image_url: Optional[str], assistant_text: str = "") -> list:
-        """``QwenVLModel``'s chat: system turn, user turn (image, then text); with
-        ``assistant_text``, an open assistant turn the server continues."""
+        """
+        Build ``QwenVLModel``'s chat: system turn, user turn (image, then text).
+
+        With ``assistant_text``, an open assistant turn the server continues.
+        """
         messages = chat_messages(prompt, self.config.system_prompt)
         image = [{"type": "image_url", "image_url": {"url": image_url}}] if image_url else []
         user = messages[-1]
@@ -150,7 +161,7 @@ class OpenAIServerModel:
         assistant_text: str = "",
         max_tokens: Optional[int] = None,
     ) -> dict:
-        """The chat-completions body (greedy unless ``do_sample``, stop at ``</answer>``)."""
+        """Build the chat-completions body (greedy unless ``do_sample``, stop at ``</answer>``)."""
         body = {
             "model": self.server.model,
             "messages": self.messages(prompt, image_url, assistant_text),
@@ -166,8 +177,11 @@ class OpenAIServerModel:
 
     # -- transport ------------------------------------------------------------------------
     def _post(self, path: str, body: dict, root: Optional[str] = None) -> dict:
-        """POST ``root + path`` (root: ``base_url``) with retries on connection errors and 5xx;
-        the JSON answer or ServerError."""
+        """
+        POST ``root + path`` (root: ``base_url``) with retries on connection errors and 5xx.
+
+        Return the JSON answer or raise ServerError.
+        """
         httpx2 = self._httpx
         root = root or self.base_url
         url = f"{root}{path}"
@@ -219,9 +233,13 @@ class OpenAIServerModel:
 
     # -- the stage ------------------------------------------------------------------------
     def generate(self, image: np.ndarray, prompt: str) -> Generation:
-        """One stage request. A model that quotes the prompt's ``</answer>`` inside its
-        ``<think>`` block hits the stop string early; the server then continues the same
-        assistant turn (its prefix cache holds the prompt) until the final answer is out."""
+        """
+        Run one stage request.
+
+        A model that quotes the prompt's ``</answer>`` inside its ``<think>`` block hits the
+        stop string early; the server then continues the same assistant turn (its prefix cache
+        holds the prompt) until the final answer is out.
+        """
         start = time.perf_counter()
         image_url = png_data_url(image)
         timings = {"encode": (time.perf_counter() - start) * 1000.0}
@@ -325,7 +343,7 @@ class OpenAIServerModel:
 
 
 def _connection_failure(exc) -> str:
-    """Connection refused / lost mid-request, in words."""
+    """Describe a refused / lost-mid-request connection in words."""
     import httpx2
 
     if isinstance(exc, httpx2.ConnectError):
@@ -336,8 +354,11 @@ def _connection_failure(exc) -> str:
 
 
 def _error_detail(response) -> str:
-    """The server's own error message (OpenAI error JSON, or FastAPI's ``detail`` for a path
-    it does not serve), else the start of the body."""
+    """
+    Return the server's own error message, else the start of the body.
+
+    The message is the OpenAI error JSON, or FastAPI's ``detail`` for a path it does not serve.
+    """
     try:
         data = response.json()
         error = data.get("error", data) if isinstance(data, dict) else data
@@ -349,8 +370,12 @@ def _error_detail(response) -> str:
 
 
 def _missing_route_hint(response, url: str, path: str) -> str:
-    """A 404 without an OpenAI error object is a path the server does not serve (vLLM's
-    refusals, an unknown model included, carry ``{"error": {...}}``): say what to change."""
+    """
+    Say what to change when a 404 names a path the server does not serve.
+
+    A 404 without an OpenAI error object is such a path (vLLM's refusals, an unknown model
+    included, carry ``{"error": {...}}``).
+    """
     if response.status_code != 404:
         return ""
     try:
@@ -395,9 +420,12 @@ def _add(total: dict, more: dict) -> None:
 
 
 def _server_timings_ms(answer: dict, request_ms: float) -> dict:
-    """The server's own times for this request where it reports them (vLLM with
-    ``--enable-per-request-metrics``: queue, prefill, decode); ``network`` is the rest of the
-    round trip (transfer, image decoding and preprocessing on the server)."""
+    """
+    Return the server's own times for this request where it reports them.
+
+    vLLM with ``--enable-per-request-metrics``: queue, prefill, decode; ``network`` is the rest
+    of the round trip (transfer, image decoding and preprocessing on the server).
+    """
     metrics = answer.get("metrics")
     if not isinstance(metrics, dict):
         return {}
