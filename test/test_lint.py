@@ -57,6 +57,8 @@ LINTED = [
     "test/test_synthetic.py",
     "test/test_shapes.py",
     "test/test_overlay.py",
+    "test/test_image_codec.py",
+    "test/test_depth3d.py",
     "training",
     "benchmarks",
     "tools",
