@@ -1,4 +1,5 @@
-"""Service calls from a test's client node that hold on a busy machine.
+"""
+Service calls from a test's client node that hold on a busy machine.
 
 ``wait_for_service`` sees the server in the graph, but a reply the server sends before its
 reply writer matched this client is lost. Each client is therefore probed once with a
@@ -14,7 +15,7 @@ PROBE_WAIT_S = 2.0
 
 
 def wait_future(future, timeout: float = TIMEOUT):
-    """The future's result; AssertionError after ``timeout`` seconds."""
+    """Return the future's result; AssertionError after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not future.done():
         assert time.monotonic() < deadline, "future timed out"
@@ -23,7 +24,7 @@ def wait_future(future, timeout: float = TIMEOUT):
 
 
 def _probe(service_type):
-    """A request of ``service_type`` that changes nothing on the server."""
+    """Build a request of ``service_type`` that changes nothing on the server."""
     from lifecycle_msgs.msg import Transition
     from lifecycle_msgs.srv import ChangeState
     from rcl_interfaces.srv import GetParameters, SetParameters
@@ -70,7 +71,7 @@ class Services:
         return self.call(ChangeState, f"{node_name}/change_state", request).success
 
     def state(self, node_name: str) -> str:
-        """The node's lifecycle state label."""
+        """Return the node's lifecycle state label."""
         from lifecycle_msgs.srv import GetState
 
         reply = self.call(GetState, f"{node_name}/get_state", GetState.Request())

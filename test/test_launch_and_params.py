@@ -117,8 +117,11 @@ def test_command_parsing():
 
 
 def test_json_command_without_a_string_instruction_keeps_its_id():
-    """Such a command is an empty instruction answered under its id (an input error), not
-    its JSON text run as an instruction under a new id the client never hears of."""
+    """
+    Answer such a command as an empty instruction under its id (an input error).
+
+    Its JSON text is not run as an instruction under a new id the client never hears of.
+    """
     from finers_ros.commands import parse_command
 
     for text in ('{"id": "odd2"}', '{"instruction": null, "id": "odd3"}',

@@ -1,4 +1,5 @@
-"""The node as a lifecycle manager, `ros2 param` and a process supervisor see it.
+"""
+The node as a lifecycle manager, `ros2 param` and a process supervisor see it.
 
 Each node runs in its own process (its own namespace in one isolated domain); the test
 talks to it over its real services and topics.
@@ -52,7 +53,7 @@ def services(client):
 
 
 def test_managed_node_configure_fails_without_model_then_reconfigures(domain, services,
-                                                                    tmp_path):
+                                                                      tmp_path):
     """FAILURE reaches the manager; cleanup/set/configure picks up a new pipeline config."""
     from lifecycle_msgs.msg import Transition
 
@@ -104,7 +105,8 @@ def test_managed_node_configure_fails_without_model_then_reconfigures(domain, se
 
 
 def test_remote_server_down_at_configure_is_served_once_it_is_back(domain, services, tmp_path):
-    """A model server outage during warm-up does not disable the node until a reconfigure.
+    """
+    A model server outage during warm-up does not disable the node until a reconfigure.
 
     Configure succeeds (the pipeline is loaded, only its server is away); requests fail with
     the server's error while it is down and are served once it is back.
@@ -199,7 +201,8 @@ PARALLEL = 4
 
 
 def test_twenty_sigint_restarts_exit_cleanly(domain):
-    """Start and SIGINT the node 20 times (4 at once); a second SIGINT comes during shutdown.
+    """
+    Start and SIGINT the node 20 times (4 at once); a second SIGINT comes during shutdown.
 
     Every run must exit with status 0 and without a traceback (``ros2 launch`` without a TTY
     sends SIGINT twice).
@@ -244,7 +247,7 @@ def test_camera_matched_without_frames_is_named_with_the_fix(domain):
 
 
 def _mapped_segments(pid: int) -> set:
-    """The Fast DDS shared-memory segments process ``pid`` has mapped (its own and peers')."""
+    """Return the Fast DDS shared-memory segments process ``pid`` has mapped (own and peers')."""
     maps = Path(f"/proc/{pid}/maps").read_text()
     return {line.split("/dev/shm/", 1)[1].strip() for line in maps.splitlines()
             if "/dev/shm/fastdds_" in line and "port" not in line.split("/dev/shm/", 1)[1]}

@@ -1,4 +1,5 @@
-"""The perception node in its own process, talking to this test over real topics.
+"""
+The perception node in its own process, talking to this test over real topics.
 
 Isolated ROS domain, loopback-only discovery, the shipped shared-memory Fast DDS profile.
 """
@@ -93,6 +94,7 @@ def test_detection_on_streamed_4k_frame(client, frame_msg, scene_4k):
 
     assert detection_mask(detection).sum() > 0
     stamp = (detection.header.stamp.sec, detection.header.stamp.nanosec)
+
     def same(m):
         return (m.header.stamp.sec, m.header.stamp.nanosec) == stamp
 
@@ -250,7 +252,7 @@ class Lifecycle:
         return success, time.monotonic() - started
 
     def state(self):
-        """The lifecycle state label."""
+        """Return the lifecycle state label."""
         return self.services.state(self.name)
 
     def close(self):

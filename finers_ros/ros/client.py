@@ -1,4 +1,5 @@
-"""The other end of the node's topics: publish frames and instructions, collect outcomes.
+"""
+The other end of the node's topics: publish frames and instructions, collect outcomes.
 
 Used by the main job (``finers-demo``) and the integration tests; usable from any robot
 script that wants "ask and wait" over topics (the action is the other way).
@@ -111,7 +112,8 @@ class PerceptionClient:
         return True
 
     def wait_for_node(self, timeout: float = 30.0, camera: bool = True) -> bool:
-        """Until the node answers over the real endpoints, both ways.
+        """
+        Until the node answers over the real endpoints, both ways.
 
         Waits for matched endpoints (not graph discovery): the node's command subscription
         (and frame subscription when ``camera``) matched our publishers and its detection
@@ -140,7 +142,7 @@ class PerceptionClient:
 
     def frame_message(self, image: np.ndarray, stamp_ns: Optional[int] = None,
                       frame_id: str = "camera") -> Image:
-        """An rgb8 Image of ``H x W x 3 uint8 RGB`` ``image`` (stamped now by default)."""
+        """Build an rgb8 Image of ``H x W x 3 uint8 RGB`` ``image`` (stamped now by default)."""
         stamp_ns = time.time_ns() if stamp_ns is None else stamp_ns
         header = Header(frame_id=frame_id)
         header.stamp.sec, header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
@@ -179,14 +181,16 @@ class PerceptionClient:
         self.commands.publish(String(data=text))
 
     def next_detection(self, after: int, timeout: float) -> Optional[Detection]:
-        """The first detection received after ``after`` detections were already there."""
+        """Return the first detection received after ``after`` detections were already there."""
         if self.wait_until(lambda: len(self.detections) > after, timeout):
             return self.detections[after]
         return None
 
     def action_client(self, timeout: float = 30.0) -> ActionClient:
-        """An ActionClient of the node's ``finers/segment`` whose goal and result services
-        answer both ways.
+        """
+        Return an ActionClient of the node's ``finers/segment``.
+
+        Its goal and result services answer both ways.
 
         ``wait_for_server`` sees the services in the graph, but a reply sent before the
         node's reply writer matched this client is lost. So empty-instruction goals (which

@@ -1,4 +1,5 @@
-"""``finers-demo``: the whole robot loop on one machine, no camera, no weights.
+"""
+``finers-demo``: the whole robot loop on one machine, no camera, no weights.
 
 Starts the perception node (as ``ros2 launch`` would), streams a synthetic 4K scene on the
 camera topic as a camera driver would, sends "find the red screw" on the instruction topic,
@@ -23,7 +24,7 @@ INSTRUCTION = "find the red screw"
 
 
 def red_scene(seed: int = 0):
-    """A 3840x2160 scene whose target is the only red object (deterministic)."""
+    """Build a 3840x2160 scene whose target is the only red object (deterministic)."""
     from ..data.synthetic import SceneGenerator
 
     return SceneGenerator(seed=seed).scene(0, kind="colour", colour="red")
@@ -31,7 +32,8 @@ def red_scene(seed: int = 0):
 
 def main(argv=None) -> int:
     """Run the demo: node + client over ROS, one instruction on a streamed 4K scene."""
-    parser = argparse.ArgumentParser(prog="finers-demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="finers-demo", description=__doc__.strip().split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"))
     parser.add_argument("--instruction", default=INSTRUCTION)
     parser.add_argument("--timeout", type=float, default=120.0)
@@ -74,6 +76,7 @@ def main(argv=None) -> int:
                 return 1
             round_trip = (time.monotonic() - sent) * 1000
             stamp = (detection.header.stamp.sec, detection.header.stamp.nanosec)
+
             def echoed(store) -> bool:
                 return any((m.header.stamp.sec, m.header.stamp.nanosec) == stamp for m in store)
 

@@ -122,7 +122,8 @@ class DepthInput:
             )
 
     def pin(self, stamp) -> None:
-        """Keep aside the depth frames near the colour stamp (a serving run starts).
+        """
+        Keep aside the depth frames near the colour stamp (a serving run starts).
 
         The nearest one already here, and any within the slop that arrives later.
         """
@@ -184,7 +185,8 @@ class DepthInput:
         return locate_target(mask, depth, camera, self.options)
 
     def _paired(self, wanted: int):
-        """``(depth Image, "")`` nearest to the colour stamp ``wanted`` (ns), or ``(None, why)``.
+        """
+        ``(depth Image, "")`` nearest to the colour stamp ``wanted`` (ns), or ``(None, why)``.
 
         While depth is streaming and none within the slop is here yet, waits (at most
         ``LATE_DEPTH_WAIT_S``) for the frame's depth, which drivers publish after colour.

@@ -47,7 +47,7 @@ def status_message(state: str, pipeline, server, queue_limit: int, counters: Cou
 
 
 def diagnostic_array(status: Status, node_name: str) -> DiagnosticArray:
-    """The same health for diagnostic aggregators: ERROR without a model, WARN after errors."""
+    """Report the same health to diagnostic aggregators: ERROR with no model, WARN after errors."""
     if status.model_loaded:
         level = DiagnosticStatus.WARN if status.last_error else DiagnosticStatus.OK
     else:
@@ -67,7 +67,8 @@ def diagnostic_array(status: Status, node_name: str) -> DiagnosticArray:
 
 
 class FrameFlowWatch:
-    """Says, once per camera match, when a matched camera publisher delivers no frame.
+    """
+    Says, once per camera match, when a matched camera publisher delivers no frame.
 
     ``update`` is called periodically with the matched publisher count of the frame
     subscriptions and the frames received so far; it returns a warning text or None.
@@ -84,7 +85,7 @@ class FrameFlowWatch:
         self._warned_none = False
 
     def update(self, matched: int, frames: int, now: float) -> Optional[str]:
-        """A warning when one is due now, else None."""
+        """Return a warning when one is due now, else None."""
         if matched and self._matched_since is None:  # a camera (re)appeared
             self._matched_since, self._frames_at_match = now, frames
             self._warned_match = False

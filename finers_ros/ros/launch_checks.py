@@ -1,4 +1,5 @@
-"""Checks the launch file runs before it starts anything (no ROS imports).
+"""
+Checks the launch file runs before it starts anything (no ROS imports).
 
 A launch that fails half-way leaves a node running without the rest (or orphaned when the
 terminal is gone), so every reason not to start is found first and reported in one line.
@@ -13,7 +14,7 @@ RVIZ_INSTALL = "sudo apt install ros-$ROS_DISTRO-rviz2"
 
 
 def rviz_available(which: Callable[[str], Optional[str]] = shutil.which) -> bool:
-    """True when an ``rviz2`` executable or ament package is installed."""
+    """Tell whether an ``rviz2`` executable or ament package is installed."""
     if which("rviz2"):
         return True
     try:

@@ -55,7 +55,7 @@ class NodeProcess:
         return Path(self.log_path).read_text(errors="replace")
 
     def alive(self) -> bool:
-        """True while the process runs."""
+        """Tell whether the process still runs."""
         return self.process.poll() is None
 
     def stop(self, timeout: float = 15.0) -> int:
@@ -78,7 +78,8 @@ class NodeProcess:
 
 
 def clean_shared_memory() -> str:
-    """Remove Fast DDS shared-memory segments left by killed processes; the tool's report.
+    """
+    Remove Fast DDS shared-memory segments left by killed processes; the tool's report.
 
     The venv's ``fastdds`` script runs ``python3`` from PATH, so the venv's bin directory goes
     first on PATH (the system Python lacks the tool's ``psutil``). Raises RuntimeError when

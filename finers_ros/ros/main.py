@@ -1,4 +1,5 @@
-"""``finers-perception [--ros-args ...]``: start the node as ``ros2 launch`` would.
+"""
+``finers-perception [--ros-args ...]``: start the node as ``ros2 launch`` would.
 
 Without ``--params-file`` in the ROS arguments, the package's config/perception.yaml is
 used, as the launch file does. Invalid parameters, and a params file that is missing or
@@ -30,7 +31,8 @@ SHUTDOWN_LIMIT_S = 15.0
 
 
 def with_default_params(argv: List[str]) -> List[str]:
-    """``argv`` with the shipped params file added unless one is given.
+    """
+    ``argv`` with the shipped params file added unless one is given.
 
     rcl applies params files and ``-p`` overrides in the order given, the last one winning,
     so the file goes first, right after ``--ros-args``: ``-p name:=value`` still overrides it.

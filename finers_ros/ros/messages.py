@@ -22,7 +22,7 @@ def _box4(values) -> list:
 
 
 def outcome_header(outcome: Outcome, now) -> Header:
-    """The source frame's header (stamp + frame_id); ``now`` when no frame was used."""
+    """Return the source frame's header (stamp + frame_id); ``now`` when no frame was used."""
     frame_header = getattr(outcome.frame, "header", None)
     if frame_header is not None:
         return frame_header
@@ -30,7 +30,7 @@ def outcome_header(outcome: Outcome, now) -> Header:
 
 
 def detection_message(outcome: Outcome, header: Header) -> Detection:
-    """The Detection of one outcome (found, error, box, points, compact mask, timings)."""
+    """Build the Detection of one outcome (found, error, box, points, compact mask, timings)."""
     result = outcome.result
     request = outcome.request
     msg = Detection(header=header, request_id=request.request_id,
@@ -56,7 +56,8 @@ def detection_message(outcome: Outcome, header: Header) -> Detection:
 
 
 def split_timings(names, values) -> tuple:
-    """``(latency_ms, counts)`` of a message's ``timing_names``/``timings_ms`` arrays.
+    """
+    ``(latency_ms, counts)`` of a message's ``timing_names``/``timings_ms`` arrays.
 
     The arrays keep their layout, but entries named ``*_tokens`` hold counts
     (``finers_ros.result.is_count``), not milliseconds; counts come back as ints.
@@ -78,12 +79,12 @@ def mask_image(mask: Optional[np.ndarray], shape, header: Header) -> Image:
 
 
 def rgb_image(image: np.ndarray, header: Header) -> Image:
-    """An rgb8 Image of ``H x W x 3 uint8 RGB`` ``image`` with ``header``."""
+    """Build an rgb8 Image of ``H x W x 3 uint8 RGB`` ``image`` with ``header``."""
     return Image(header=header, **rgb_fields(image))
 
 
 def detection_mask(msg: Detection) -> np.ndarray:
-    """The full-frame bool mask a Detection carries (``image_height x image_width``)."""
+    """Decode the full-frame bool mask a Detection carries (``image_height x image_width``)."""
     full = np.zeros((msg.image_height, msg.image_width), bool)
     roi = msg.mask_roi
     if roi.width and roi.height:

@@ -1,4 +1,5 @@
-"""The finers_perception lifecycle node: camera frames + instructions in, detections out.
+"""
+The finers_perception lifecycle node: camera frames + instructions in, detections out.
 
 Lifecycle phases follow cost: parameters are declared and validated in the constructor;
 publishers, the command subscription, the action server and the pipeline (models) come up
@@ -218,7 +219,8 @@ class PerceptionNode(LifecycleNode):
             self.get_logger().error(self.pipeline_error)
 
     def _warm_up(self) -> None:
-        """Warm the pipeline up; a remote model server that is down only degrades the node.
+        """
+        Warm the pipeline up; a remote model server that is down only degrades the node.
 
         The pipeline itself loaded, so it stays: requests are tried and fail with the
         server's error while it is away and are served once it is back (no reconfigure).
@@ -441,7 +443,7 @@ class PerceptionNode(LifecycleNode):
             return
         with self._goals_lock:
             self._ended[bytes(goal_handle.goal_id.uuid)] = (outcome, detection,
-                                                           entry.cancel_requested)
+                                                            entry.cancel_requested)
         try:
             goal_handle.execute()  # schedules _end_goal on the executor
         except Exception as exc:  # the action server was destroyed meanwhile

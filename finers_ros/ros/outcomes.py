@@ -1,4 +1,5 @@
-"""Publishing one outcome: Detection, full-resolution mask and overlay, with the frame's header.
+"""
+Publishing one outcome: Detection, full-resolution mask and overlay, with the frame's header.
 
 Runs in the serving worker thread. ``close()`` (from the node's cleanup) and ``publish()``
 share a lock, so a publisher is never used while it is being destroyed.

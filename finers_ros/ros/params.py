@@ -1,4 +1,5 @@
-"""Node parameters: declared with descriptors and the defaults of config/perception.yaml.
+"""
+Node parameters: declared with descriptors and the defaults of config/perception.yaml.
 
 Three kinds, by when a change can take effect:
 
@@ -67,14 +68,14 @@ SPECS: Dict[str, Spec] = {
                                 (0.1, 3600.0)),
     "autostart": Spec("startup", "configure + activate without a lifecycle manager"),
     "record_dir": Spec("configure", "record each answered instruction (its frame, the "
-                                   "instruction, the Detection) as rosbag2 MCAP here; "
-                                   "empty = off"),
+                                    "instruction, the Detection) as rosbag2 MCAP here; "
+                                    "empty = off"),
     "record_max_bag_mb": Spec("configure", "a bag is finished and a new one started "
-                                          "before it passes this size (MiB)", (1, 1048576)),
+                                           "before it passes this size (MiB)", (1, 1048576)),
     "record_min_free_mb": Spec("configure", "recording stops with a warning when the "
-                                           "disk would keep less free (MiB)", (0, 1048576)),
+                                            "disk would keep less free (MiB)", (0, 1048576)),
     "record_queue_limit": Spec("configure", "episodes waiting for the bag writer; more are "
-                                           "dropped and counted, never waited for", (1, 1000)),
+                                            "dropped and counted, never waited for", (1, 1000)),
     "depth_enabled": Spec("configure", "3D positions from camera/aligned_depth/image_raw and "
                                        "camera/camera_info (README, 3D position)"),
     "depth_slop_s": Spec("configure", "a colour frame pairs with the depth frame nearest to "
@@ -144,7 +145,7 @@ class NodeSettings:
 
     @property
     def pipeline_config_path(self) -> Path:
-        """The pipeline YAML to load (the shipped bring-up config when empty)."""
+        """Return the pipeline YAML to load (the shipped bring-up config when empty)."""
         return Path(self.pipeline_config) if self.pipeline_config else default_pipeline_config()
 
 
@@ -152,7 +153,7 @@ SETTING_NAMES = frozenset(f.name for f in fields(NodeSettings))
 
 
 def parameter_defaults(path: Path | None = None) -> dict:
-    """The ``ros__parameters`` of the shipped parameters file."""
+    """Load the ``ros__parameters`` of the shipped parameters file."""
     data = yaml.safe_load((path or default_params_file()).read_text())
     values = data["/**"]["ros__parameters"]
     missing = {f.name for f in fields(NodeSettings)} - set(values)
@@ -167,7 +168,7 @@ def spec(name: str) -> Spec:
 
 
 def descriptor(name: str):
-    """The ParameterDescriptor of parameter ``name`` (description, range, read_only)."""
+    """Build the ParameterDescriptor of parameter ``name`` (description, range, read_only)."""
     from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
     declared = spec(name)
@@ -186,7 +187,8 @@ def descriptor(name: str):
 
 
 def declare(node) -> NodeSettings:
-    """Declare every parameter on ``node`` (defaults from the file); validated settings.
+    """
+    Declare every parameter on ``node`` (defaults from the file); validated settings.
 
     Raises ParameterError naming every bad value (wrong type, out of range, unknown choice).
     """
@@ -208,13 +210,13 @@ def declare(node) -> NodeSettings:
 
 
 def read(node) -> NodeSettings:
-    """The node's current parameter values as validated settings."""
+    """Read the node's current parameter values as validated settings."""
     values = {f.name: node.get_parameter(f.name).value for f in fields(NodeSettings)}
     return NodeSettings(**values).validate()
 
 
 def changed(settings: NodeSettings, values: dict, configured: bool) -> NodeSettings:
-    """``settings`` with ``values`` applied, or ParameterError saying why not now."""
+    """Return ``settings`` with ``values`` applied, or raise ParameterError saying why not now."""
     problems = []
     for name in values:
         when = spec(name).when

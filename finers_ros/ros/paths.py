@@ -7,7 +7,7 @@ PACKAGE = "finers_ros"
 
 
 def share_dir() -> Path:
-    """The ament share directory when installed by colcon with the core, else the checkout."""
+    """Return the ament share directory if colcon installed it with the core, else the checkout."""
     checkout = Path(__file__).resolve().parents[2]
     if (checkout / "config" / "perception.yaml").is_file():
         return checkout

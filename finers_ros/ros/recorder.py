@@ -1,4 +1,5 @@
-"""Episode recording: each answered instruction into a rosbag2 MCAP bag, off the hot path.
+"""
+Episode recording: each answered instruction into a rosbag2 MCAP bag, off the hot path.
 
 An episode is three messages, written with the topic names the node uses, so the bag reads
 (and ``ros2 bag play`` replays it) like one recorded with ``ros2 bag record``:
@@ -65,7 +66,8 @@ def detection_msgdef_path() -> Path:
 
 
 def episode_typestore():
-    """ROS 2 Kilted standard types plus ``finers_ros/msg/Detection`` from its .msg file.
+    """
+    ROS 2 Kilted standard types plus ``finers_ros/msg/Detection`` from its .msg file.
 
     Raises RecorderError when that file does not describe the Detection rclpy serialises
     (msg/ edited but not rebuilt): the bag would be unreadable.
@@ -138,7 +140,8 @@ class EpisodeRecorder:
 
     # -- caller side (the node's worker thread): never blocks -----------------------------
     def record(self, outcome: Outcome, detection) -> bool:
-        """Queue one episode; False (and counted in ``dropped``) when it cannot be kept.
+        """
+        Queue one episode; False (and counted in ``dropped``) when it cannot be kept.
 
         An outcome without a frame (empty instruction, no frame in time, ...) is no episode:
         nothing to learn from; it is counted in ``without_frame`` and not written.
@@ -314,7 +317,8 @@ class EpisodeRecorder:
 
 def start_recorder(node, camera_topic: str, command_topic: str,
                    detections_topic: str) -> Optional[EpisodeRecorder]:
-    """The node's recorder when its ``record_dir`` parameter is set, else None.
+    """
+    Start the node's recorder when its ``record_dir`` parameter is set, else return None.
 
     Topic names are resolved (namespace, remapping) as the node uses them. A directory that
     cannot be used is logged as an error and the node serves without recording.
