@@ -1,6 +1,7 @@
 """Shared fixtures: tiny random models saved to disk and small synthetic scenes."""
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
@@ -55,3 +56,45 @@ def scene_4k():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@contextlib.contextmanager
+def isolated_ros_domain():
+    """
+    Reserve a free ROS domain and point this process's environment at it.
+
+    Loopback-only discovery and the shipped Fast DDS profile (``ros_environment``), the same as
+    every node process gets; afterwards the environment is restored and the shared-memory
+    segments of killed processes are removed (``clean_shared_memory`` raises if it could not).
+    """
+    from domain_coordinator import domain_id
+
+    from finers_ros.ros.launcher import clean_shared_memory, ros_environment
+
+    with domain_id() as value:
+        saved = dict(os.environ)
+        os.environ.update(ros_environment(value))
+        try:
+            yield value
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+    clean_shared_memory()
+
+
+@pytest.fixture(scope="module")
+def domain():
+    """Give a test module one isolated ROS domain, as ``isolated_ros_domain`` reserves it."""
+    with isolated_ros_domain() as value:
+        yield value
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run with one torch thread: on 2 shared cores torch's pool oversubscribes (8x slower)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

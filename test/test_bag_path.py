@@ -7,29 +7,11 @@ topics) -> finers-dataset export -> corrected COCO -> import -> the LPR and GSE 
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
-import pytest
 
 
-@pytest.fixture
-def ros_domain():
-    """Give an isolated ROS domain on loopback (as test_ros_node.py), clean shared memory after."""
-    from domain_coordinator import domain_id
-
-    from finers_ros.ros.launcher import clean_shared_memory, ros_environment
-
-    with domain_id() as value:
-        saved = dict(os.environ)
-        os.environ.update(ros_environment(value))
-        yield value
-        os.environ.clear()
-        os.environ.update(saved)
-    clean_shared_memory()
-
-
-def test_bag_path_from_the_running_node_to_both_training_sets(tmp_path, ros_domain, scene_4k):
+def test_bag_path_from_the_running_node_to_both_training_sets(tmp_path, domain, scene_4k):
     """Follow node (record_dir) -> bag -> export -> corrected COCO -> import -> training sets."""
     from finers_ros.data.annotations import load_annotations, read_rgb
     from finers_ros.data.annotations import gt_mask
@@ -41,8 +23,8 @@ def test_bag_path_from_the_running_node_to_both_training_sets(tmp_path, ros_doma
     from finers_training.dataset_cli import main as dataset_main
 
     image, scene = scene_4k
-    node = NodeProcess(ros_domain, parameters={"record_dir": str(tmp_path / "episodes")})
-    client = PerceptionClient(domain_id=ros_domain)
+    node = NodeProcess(domain, parameters={"record_dir": str(tmp_path / "episodes")})
+    client = PerceptionClient(domain_id=domain)
     answers = []
     try:
         assert client.wait_for_node(60.0), node.log()[-3000:]

@@ -16,24 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from finers_ros.ros.launcher import NodeProcess, clean_shared_memory, ros_environment
+from finers_ros.ros.launcher import NodeProcess, clean_shared_memory
 from ros_services import Services
 
 HERE = Path(__file__).resolve().parent
 TIMEOUT = 60.0
-
-
-@pytest.fixture(scope="module")
-def domain():
-    from domain_coordinator import domain_id
-
-    with domain_id() as value:
-        saved = dict(os.environ)
-        os.environ.update(ros_environment(value))
-        yield value
-        os.environ.clear()
-        os.environ.update(saved)
-    assert "shm.clean:" in clean_shared_memory()
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ Isolated ROS domain, loopback-only discovery, the shipped shared-memory Fast DDS
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from pathlib import Path
@@ -135,21 +134,6 @@ def test_without_3d_markers_are_cleared_and_detection_says_why():
 
 
 # -- the depth input, in this process -------------------------------------------------------
-@pytest.fixture(scope="module")
-def domain():
-    from domain_coordinator import domain_id
-
-    from finers_ros.ros.launcher import clean_shared_memory, ros_environment
-
-    with domain_id() as value:
-        saved = dict(os.environ)
-        os.environ.update(ros_environment(value))
-        yield value
-        os.environ.clear()
-        os.environ.update(saved)
-    clean_shared_memory()
-
-
 @pytest.fixture
 def depth_input(domain):
     import rclpy

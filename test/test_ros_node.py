@@ -6,7 +6,6 @@ Isolated ROS domain, loopback-only discovery, the shipped shared-memory Fast DDS
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -14,24 +13,11 @@ import numpy as np
 import pytest
 
 from finers_ros.geometry import box_iou, polygon_box
-from finers_ros.ros.launcher import NodeProcess, clean_shared_memory, ros_environment
+from finers_ros.ros.launcher import NodeProcess
 from ros_services import Services
 
 HERE = Path(__file__).resolve().parent
 TIMEOUT = 60.0
-
-
-@pytest.fixture(scope="module")
-def domain():
-    from domain_coordinator import domain_id
-
-    with domain_id() as value:
-        saved = dict(os.environ)
-        os.environ.update(ros_environment(value))
-        yield value
-        os.environ.clear()
-        os.environ.update(saved)
-    clean_shared_memory()
 
 
 @pytest.fixture(scope="module")

@@ -12,15 +12,7 @@ import numpy as np
 import pytest
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One thread: on shared 2-core machines torch's pool oversubscribes (8x slower steps)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_grpo_raises_the_mean_reward_beyond_its_noise(tiny_qwen_dir, tmp_path):

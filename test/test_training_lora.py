@@ -10,15 +10,7 @@ from finers_ros.data.synthetic import SceneConfig, write_dataset
 from finers_ros.stages.qwen_vl import QwenVLModel
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One thread: on shared 2-core machines torch's pool oversubscribes (8x slower steps)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_lora_run_saves_a_merged_node_loadable_checkpoint(tiny_qwen_dir, tmp_path):

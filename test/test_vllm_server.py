@@ -274,25 +274,7 @@ def test_segment_and_eval_commands_run_through_the_server(vllm_server, tmp_path)
     assert metrics["samples"] == 2 and "gse" in metrics["latency_ms"]
 
 
-@pytest.fixture(scope="module")
-def ros_domain():
-    """Give an isolated ROS domain, loopback discovery (as test_ros_node.py)."""
-    import os
-
-    from domain_coordinator import domain_id
-
-    from finers_ros.ros.launcher import clean_shared_memory, ros_environment
-
-    with domain_id() as value:
-        saved = dict(os.environ)
-        os.environ.update(ros_environment(value))
-        yield value
-        os.environ.clear()
-        os.environ.update(saved)
-    clean_shared_memory()
-
-
-def _node_outcome(ros_domain, config: Path, namespace: str, status_says: str, image=None):
+def _node_outcome(domain, config: Path, namespace: str, status_says: str, image=None):
     """
     Run a node in its own process whose pipeline is ``config``.
 
@@ -303,12 +285,12 @@ def _node_outcome(ros_domain, config: Path, namespace: str, status_says: str, im
     from finers_ros.ros.launcher import NodeProcess
 
     with NodeProcess(
-        ros_domain,
+        domain,
         parameters={"pipeline_config": str(config)},
         ros_args=("-r", f"__ns:=/{namespace}"),
     ) as node:
         client = PerceptionClient(
-            domain_id=ros_domain, namespace=namespace, name=f"{namespace}_client"
+            domain_id=domain, namespace=namespace, name=f"{namespace}_client"
         )
         try:
             assert client.wait_for_node(120), node.log()[-2000:]
@@ -329,14 +311,14 @@ def _node_outcome(ros_domain, config: Path, namespace: str, status_says: str, im
 
 
 def test_node_serves_through_the_server_and_says_when_it_is_unreachable(
-    vllm_server, ros_domain, tmp_path, scene_4k
+    vllm_server, domain, tmp_path, scene_4k
 ):
     import yaml
 
     config = tmp_path / "pipeline_vllm.yaml"
     gse = {"backend": "openai", "max_new_tokens": 8, "server": stage_server_config(vllm_server)}
     config.write_text(yaml.safe_dump({"gse": gse}))
-    detection, last_error = _node_outcome(ros_domain, config, "vllm_up", "[gse] ", scene_4k[0])
+    detection, last_error = _node_outcome(domain, config, "vllm_up", "[gse] ", scene_4k[0])
     assert detection.error_stage == "gse" and detection.error  # the random model's answer
     assert last_error == f"[gse] {detection.error}"
 
@@ -345,7 +327,7 @@ def test_node_serves_through_the_server_and_says_when_it_is_unreachable(
     gse = {"backend": "openai", "server": {"base_url": url, "model": "m", "retries": 0}}
     down.write_text(yaml.safe_dump({"gse": gse}))
     detection, last_error = _node_outcome(
-        ros_domain,
+        domain,
         down,
         "vllm_down",
         f"model server unreachable at {url}",  # on finers/status
