@@ -257,6 +257,20 @@ def test_shared_memory_cleanup_removes_a_killed_node_s_segments(domain):
     assert left <= _segments_in_use(), report
 
 
+def test_sigint_exit_deletes_the_node_s_own_segments(domain):
+    """The node leaves without the interpreter's teardown: it must delete its segments itself."""
+    node = NodeProcess(domain, ros_args=("-r", "__ns:=/tidy"))
+    assert _wait_for_log(node, "serving:"), node.log()
+    created = _mapped_segments(node.process.pid)
+    assert created, "the node mapped no shared-memory segment (is the SHM profile in use?)"
+    node.process.send_signal(signal.SIGINT)
+    assert node.process.wait(30) == 0, node.log()[-2000:]
+    node.stop()
+    # what is left of them is mapped by live processes (peers' segments the node wrote into)
+    left = created & set(os.listdir("/dev/shm"))
+    assert left <= _segments_in_use(), f"left behind: {sorted(left - _segments_in_use())}"
+
+
 def _segments_in_use() -> set:
     in_use = set()
     for maps in Path("/proc").glob("[0-9]*/maps"):

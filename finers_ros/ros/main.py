@@ -13,6 +13,7 @@ destroy the node, shut the context down. Further signals during shutdown are ign
 from __future__ import annotations
 
 import faulthandler
+import gc
 import os
 import signal
 import sys
@@ -28,6 +29,7 @@ EXECUTOR_THREADS = 4
 JOIN_S = 2.0
 FINALIZED_GRACE_S = 1.0
 SHUTDOWN_LIMIT_S = 15.0
+RELEASE_S = 5.0
 
 
 def with_default_params(argv: List[str]) -> List[str]:
@@ -67,8 +69,28 @@ def params_file_problem(argv: List[str]) -> Optional[str]:
     return None
 
 
+def release_context(context) -> None:
+    """
+    Delete the DDS participant (and its shared-memory segments) within a bound.
+
+    The interpreter's teardown, which would otherwise do it, is skipped (see ``main``): the
+    last handles that keep the context alive are collected, then the context is destroyed,
+    in a thread so that a middleware destructor that hangs cannot hold the exit; segments it
+    leaves behind are what ``fastdds shm clean`` removes.
+    """
+    faulthandler.cancel_dump_traceback_later()
+
+    def release() -> None:
+        gc.collect()
+        context.destroy()
+
+    releaser = threading.Thread(target=release, name="finers-release", daemon=True)
+    releaser.start()
+    releaser.join(RELEASE_S)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    """Run the node until a signal or the shutdown transition; the exit status."""
+    """Run the node until a signal or the shutdown transition, then exit with its status."""
     tune_malloc()  # first: keep 25 MB frame buffers mapped (see memory.py)
     stop = threading.Event()  # set by the shutdown transition or a failed executor
     signalled: List[int] = []
@@ -134,18 +156,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     spinner.join(JOIN_S)
     node.destroy_node()
     rclpy.try_shutdown()
+    # the context's own teardown deletes the DDS participant and its shared-memory
+    # segments; done here, not left to the interpreter's teardown (skipped below)
+    node = executor = spinner = None  # drop the last Python handles on the context
+    release_context(rclpy.utilities.get_default_context())
     code = 1 if failure else 0
     if failure:
         print(f"finers-perception: executor failed: {failure[0]!r}", file=sys.stderr)
-    lingering = [t for t in threading.enumerate()
-                 if t is not threading.current_thread() and t.is_alive()]
-    if lingering:
-        # an abandoned model run may be inside native code: interpreter teardown under it
-        # can crash, so leave without it
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    return code
+    # Leave without the interpreter's teardown. Everything above shut down in order; what
+    # teardown adds is the middleware's native destructors, which were seen to hang past the
+    # watchdog (main thread in native code, no Python frame left, about 1 in 60 SIGINT
+    # restarts on a loaded machine), and an abandoned model run that may still be inside
+    # native code could crash under it.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
