@@ -338,19 +338,24 @@ def rgbd(domain, rgbd_node, scene_4k):
         client.close()
 
 
+def _ask_while_streaming(client, camera, question):
+    """Send ``question`` while the RGB-D camera streams; the Detection that answers it."""
+    camera.start()
+    try:
+        before = len(client.detections)
+        client.send(question)
+        return client.next_detection(before, TIMEOUT)
+    finally:
+        camera.stop()
+
+
 def stamp_of(msg):
     return (msg.header.stamp.sec, msg.header.stamp.nanosec)
 
 
 def test_node_publishes_3d_point_and_markers_with_the_colour_frames_stamp(rgbd):
     client, camera, record, centre, points, markers = rgbd
-    camera.start()
-    try:
-        before = len(client.detections)
-        client.send(record["Q"])
-        detection = client.next_detection(before, TIMEOUT)
-    finally:
-        camera.stop()
+    detection = _ask_while_streaming(client, camera, record["Q"])
     assert detection is not None and detection.found, detection and detection.error
     assert detection.has_3d and detection.reason_3d == "", detection.reason_3d
     point = (detection.point_3d.x, detection.point_3d.y, detection.point_3d.z)
@@ -372,13 +377,9 @@ def test_node_publishes_3d_point_and_markers_with_the_colour_frames_stamp(rgbd):
 def test_node_says_why_without_a_depth_frame_in_the_slop(rgbd):
     client, camera, record, centre, points, markers = rgbd
     camera.with_depth = False  # colour keeps streaming, depth stopped: old frames only
-    camera.start()
     try:
-        before = len(client.detections)
-        client.send(record["Q"])
-        detection = client.next_detection(before, TIMEOUT)
+        detection = _ask_while_streaming(client, camera, record["Q"])
     finally:
-        camera.stop()
         camera.with_depth = True
     assert detection is not None and detection.found
     assert not detection.has_3d and "no depth frame on /camera/aligned_depth/image_raw" in (

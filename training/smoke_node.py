@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     from domain_coordinator import domain_id
 
     from finers_ros.config import load_config
-    from finers_ros.ros.launcher import NodeProcess, clean_shared_memory, ros_environment
+    from finers_ros.ros.launcher import NodeProcess, clean_shared_memory_or_say, ros_environment
 
     bgr = cv2.imread(str(args.image), cv2.IMREAD_COLOR)
     if bgr is None:
@@ -67,10 +67,7 @@ def main(argv=None) -> int:
         finally:
             client.close()
             exit_code = node.stop()
-            try:
-                clean_shared_memory()
-            except RuntimeError as exc:
-                print(f"smoke-node: {exc}")
+            clean_shared_memory_or_say("smoke-node")
     if code:
         return code
     if exit_code != 0:

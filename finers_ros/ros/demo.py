@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     from domain_coordinator import domain_id
 
     from ..data.annotations import gt_mask
-    from .launcher import NodeProcess, clean_shared_memory, ros_environment
+    from .launcher import NodeProcess, clean_shared_memory_or_say, ros_environment
     from .messages import detection_mask
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -88,10 +88,7 @@ def main(argv=None) -> int:
                 camera.stop()
             client.close()
             code = node.stop()
-            try:
-                clean_shared_memory()
-            except RuntimeError as exc:
-                print(f"finers-demo: {exc}")
+            clean_shared_memory_or_say("finers-demo")
     timings = dict(zip(detection.timing_names, detection.timings_ms))
     gt = gt_mask(record["points"], (image.shape[1], image.shape[0]))
     mask = detection_mask(detection)

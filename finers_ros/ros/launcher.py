@@ -96,3 +96,16 @@ def clean_shared_memory() -> str:
         raise RuntimeError(f"fastdds shm clean failed ({done.returncode}): "
                            f"{(done.stderr or done.stdout).strip()[-300:]}")
     return " ".join(done.stdout.split())
+
+
+def clean_shared_memory_or_say(tool: str) -> None:
+    """
+    Run ``clean_shared_memory`` at the end of a tool's run, printing a failure.
+
+    The tool's own result (demo, smoke) stands either way; a cleanup that failed is said, not
+    raised.
+    """
+    try:
+        clean_shared_memory()
+    except RuntimeError as exc:
+        print(f"{tool}: {exc}")
