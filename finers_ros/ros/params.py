@@ -22,6 +22,8 @@ import yaml
 
 from ..config import ConfigError, load_config
 from ..serving import FRAME_POLICIES
+from ..tracking.config import TRACKER_BACKENDS
+from ..tracking.service import REACQUIRE_MODES
 from .paths import default_params_file, default_pipeline_config
 
 
@@ -81,6 +83,19 @@ SPECS: Dict[str, Spec] = {
     "depth_slop_s": Spec("configure", "a colour frame pairs with the depth frame nearest to "
                                       "its stamp within this (s)", (0.001, 10.0)),
     "depth_max_range_m": Spec("configure", "depths beyond this are invalid (m)", (0.1, 1000.0)),
+    "tracker_backend": Spec("configure", "tracker for instructions sent with \"track\": true: "
+                                         "template (CPU, frame rate) | sam2 (GPU)"),
+    "track_max_tracks": Spec("configure", "tracks running at once; more are refused",
+                             (1, 64)),
+    "track_max_age_s": Spec("configure", "a track ends this long after it started (s); "
+                                         "0 = never", (0.0, 86400.0)),
+    "track_reacquire": Spec("configure", "after a loss: search (the tracker keeps searching) "
+                                         "| cascade (the instruction is asked again on the "
+                                         "newest frame, same track id) | off (the track ends)"),
+    "track_ring_frames": Spec("configure", "frames kept for a new track to catch up from its "
+                                           "answered frame to the newest", (1, 1000)),
+    "track_ring_mb": Spec("configure", "the catch-up frames' memory bound (MiB)",
+                          (1, 65536)),
 }
 
 
@@ -112,6 +127,12 @@ class NodeSettings:
     depth_enabled: bool
     depth_slop_s: float
     depth_max_range_m: float
+    tracker_backend: str
+    track_max_tracks: int
+    track_max_age_s: float
+    track_reacquire: str
+    track_ring_frames: int
+    track_ring_mb: float
 
     def validate(self) -> "NodeSettings":
         """Return self, or raise ParameterError naming every bad value."""
@@ -126,6 +147,12 @@ class NodeSettings:
             if rule.limits and not rule.limits[0] <= value <= rule.limits[1]:
                 problems.append(f"{name}={value} (must be in {rule.limits[0]:g}.."
                                 f"{rule.limits[1]:g})")
+        if self.tracker_backend not in TRACKER_BACKENDS:
+            problems.append(f"tracker_backend={self.tracker_backend!r} "
+                            f"({' | '.join(TRACKER_BACKENDS)})")
+        if self.track_reacquire not in REACQUIRE_MODES:
+            problems.append(f"track_reacquire={self.track_reacquire!r} "
+                            f"({' | '.join(REACQUIRE_MODES)})")
         if self.pipeline_factory and ":" not in self.pipeline_factory:
             problems.append(f"pipeline_factory={self.pipeline_factory!r} "
                             f"(expected 'module:function')")
