@@ -13,24 +13,44 @@ Frames and units:
   metres. Every 3D value below is in it.
 
 Pixel centres are at integer coordinates; scaling between resolutions maps pixel edges onto
-pixel edges (``u' = (u + 0.5) * s - 0.5``), as OpenCV and ``image_proc`` do.
+pixel edges (``u' = (u + 0.5) * s - 0.5``), as OpenCV and ``image_proc`` do. The depth image's
+size must be the colour size times one scale (within a pixel): another aspect means the depth
+is not registered to the colour camera, and there is no point.
+
+*Raw or rectified.* A raw colour image is back-projected with CameraInfo ``K`` and ``D``; a
+rectified one (``image_rect``, or depth registered into the colour camera's ``P`` by
+``depth_image_proc``) with ``P`` and no distortion, as image_geometry's PinholeCameraModel
+does (``rectifyPoint`` then ``projectPixelTo3dRay``).
 
 Small targets sit on depth edges, so the point comes from the mask eroded by a pixel or two,
 minus invalid depths (0, NaN, beyond the range), minus outliers (median and MAD of z), back-
 projected with the intrinsics; the point is the per-axis median of what is left and the extent
-is a percentile window of it. Whenever that is not possible, ``Target3D.reason`` says why in
-one line, and there is no point rather than a wrong one.
+a percentile window of it; the oriented box is the same window along the principal axes of
+those points on the target's surface, the covariance their spread. Whenever that is not
+possible, ``Target3D.reason`` says why in one line, and there is no point rather than a wrong
+one.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
 Vec3 = Tuple[float, float, float]
+Quaternion = Tuple[float, float, float, float]  # x, y, z, w (geometry_msgs/Quaternion order)
+
+# which image the colour pixels come from: raw (K, D) or rectified (P); auto decides by name
+CAMERA_IMAGES = ("raw", "rectified")
+CAMERA_IMAGE_SETTINGS = ("auto",) + CAMERA_IMAGES
+RECTIFIED_NAME_WORDS = ("rect", "rectified")  # image_rect, image_rect_color, ...
+SIZE_TOLERANCE_PX = 1.0  # a scaled image may differ from the exact scale by rounding only
+# oriented box: points farther than this off the target's surface may be flying pixels
+SURFACE_MIN_SPREAD_M = 0.001
+SURFACE_PASSES = 2
+MIN_ROBUST_POINTS = 8  # fewer points are all taken as they are
 
 # distortion models sensor_msgs/CameraInfo names that the back-projection undoes
 PINHOLE_MODELS = ("plumb_bob", "rational_polynomial")
@@ -87,6 +107,13 @@ class Target3D:
 
     ``valid_pixels`` counts the depth pixels the point was computed from (after erosion, range
     check and outlier rejection). Without a result, ``point`` is None and ``reason`` says why.
+
+    For grasping: ``obb_centre``, ``obb_orientation`` (quaternion x, y, z, w of the box axes in
+    the optical frame) and ``obb_size`` (m, along the box's own x, y, z) are the oriented box of
+    those points that lie on the target's surface (``oriented_box``: flying pixels left out):
+    x along their largest spread, z along their smallest (a flat target's normal), pointing
+    towards the camera. ``covariance`` is their 3x3 covariance (m^2, row-major), ``points``
+    the points themselves (``N x 3`` float32, m).
     """
 
     point: Optional[Vec3] = None
@@ -94,6 +121,11 @@ class Target3D:
     extent_max: Optional[Vec3] = None
     valid_pixels: int = 0
     reason: str = ""
+    obb_centre: Optional[Vec3] = None
+    obb_orientation: Optional[Quaternion] = None
+    obb_size: Optional[Vec3] = None
+    covariance: Optional[Tuple[float, ...]] = None
+    points: Optional[np.ndarray] = field(default=None, compare=False, repr=False)
 
     @property
     def has_3d(self) -> bool:
@@ -104,13 +136,57 @@ class Target3D:
         return cls(valid_pixels=valid_pixels, reason=reason)
 
 
+def camera_image(setting: str, colour_topic: str) -> Tuple[str, str]:
+    """
+    Tell which image the colour topic carries, ``raw`` or ``rectified``, and why (one line).
+
+    ``setting``: ``raw`` or ``rectified`` (taken as is) or ``auto``: rectified when the last
+    part of the (remapped) topic name has the word ``rect`` or ``rectified`` between
+    underscores (``image_rect``, ``image_rect_color``), raw otherwise (``image_raw``,
+    ``image_color``).
+    """
+    if setting in CAMERA_IMAGES:
+        return setting, f"depth_camera_model is {setting}"
+    if setting != "auto":
+        raise ValueError(
+            f"depth_camera_model={setting!r} ({' | '.join(CAMERA_IMAGE_SETTINGS)})"
+        )
+    name = colour_topic.rstrip("/").rsplit("/", 1)[-1]
+    if any(word in name.split("_") for word in RECTIFIED_NAME_WORDS):
+        return "rectified", f"auto: topic name {name!r} says rectified"
+    return "raw", f"auto: topic name {name!r} does not say rect"
+
+
+def scale_between(
+    source: Tuple[int, int], target: Tuple[int, int], what: str
+) -> Tuple[float, float]:
+    """
+    ``(sx, sy)`` from ``source`` to ``target`` (``(width, height)`` each), or raise ``No3D``.
+
+    The target must be the source times one scale, within ``SIZE_TOLERANCE_PX`` of rounding
+    in each direction; ``what`` names the pair in the reason (e.g. "depth image ... colour").
+    """
+    (width, height), (to_width, to_height) = source, target
+    sx, sy = to_width / width, to_height / height
+    if (
+        abs(width * sy - to_width) > SIZE_TOLERANCE_PX
+        or abs(height * sx - to_height) > SIZE_TOLERANCE_PX
+    ):
+        raise No3D(
+            f"{what}: {to_width}x{to_height} is not {width}x{height} scaled (aspect "
+            f"{to_width / to_height:.4f} vs {width / height:.4f})"
+        )
+    return sx, sy
+
+
 @dataclass(frozen=True)
 class CameraModel:
     """
-    Intrinsics of the colour camera at one resolution (``width x height`` pixels).
+    How pixels of one image (``width x height``) become rays in the colour optical frame.
 
-    ``k`` is the 3x3 camera matrix; ``d`` the distortion coefficients of ``distortion_model``
-    (empty or all zero: none).
+    A pinhole ``fx, fy, cx, cy`` (pixels), and for a raw image the distortion coefficients
+    ``d`` of ``distortion_model`` (empty: none). ``from_camera_info`` builds it from ``K`` and
+    ``D`` for a raw image, from ``P`` for a rectified one.
     """
 
     fx: float
@@ -134,16 +210,19 @@ class CameraModel:
         binning_y: int = 0,
         roi_width: int = 0,
         roi_height: int = 0,
+        p: Sequence[float] = (),
+        image: str = "raw",
     ) -> "CameraModel":
-        """Return the model a ``sensor_msgs/CameraInfo``'s fields describe, or raise ``No3D``."""
-        k = np.asarray(k, np.float64).ravel()
-        if k.size != 9 or not np.all(np.isfinite(k)):
-            raise No3D(f"CameraInfo K has {k.size} values or non-finite ones")
-        if not np.any(k):
-            raise No3D("CameraInfo K is all zero (camera not calibrated)")
-        fx, fy, cx, cy = k[0], k[4], k[2], k[5]
-        if fx <= 0 or fy <= 0:
-            raise No3D(f"CameraInfo K has focal lengths fx={fx:g}, fy={fy:g} (must be > 0)")
+        """
+        Return the model a ``sensor_msgs/CameraInfo``'s fields describe, or raise ``No3D``.
+
+        ``image``: ``raw`` (pixels of the camera's own image: ``K`` and ``D``) or
+        ``rectified`` (pixels of a rectified image, or of depth registered into this camera's
+        ``P``: ``P``'s fx, fy, cx, cy, no distortion). A ``P`` with a translation (Tx, Ty: a
+        stereo pair's second camera) places points in another camera's frame and is refused.
+        """
+        if image not in CAMERA_IMAGES:
+            raise ValueError(f"image={image!r} ({' | '.join(CAMERA_IMAGES)})")
         if width <= 0 or height <= 0:
             raise No3D(f"CameraInfo size {width}x{height} is not set")
         # an roi of zeros or of the full resolution means the full image (CameraInfo.msg)
@@ -153,6 +232,45 @@ class CameraModel:
         coefficients = tuple(float(v) for v in d)
         if not all(np.isfinite(coefficients)):
             raise No3D("CameraInfo D has non-finite coefficients")
+        if image == "rectified":
+            projection = np.asarray(p, np.float64).ravel()
+            if any(coefficients) or np.any(projection):  # else rectified is the raw image
+                return cls._from_projection(projection, int(width), int(height))
+        return cls._from_intrinsics(k, coefficients, distortion_model, int(width), int(height))
+
+    @classmethod
+    def _from_projection(cls, p: np.ndarray, width: int, height: int) -> "CameraModel":
+        """Return the rectified image's pinhole: ``P`` (3x4, row-major), which has no Tx, Ty."""
+        if p.size != 12 or not np.all(np.isfinite(p)):
+            raise No3D(f"CameraInfo P has {p.size} values or non-finite ones")
+        if not np.any(p):
+            raise No3D(
+                "CameraInfo P is all zero: a rectified image (depth_camera_model rectified) is "
+                "back-projected with P"
+            )
+        fx, fy, cx, cy, tx, ty = p[0], p[5], p[2], p[6], p[3], p[7]
+        if fx <= 0 or fy <= 0:
+            raise No3D(f"CameraInfo P has focal lengths fx={fx:g}, fy={fy:g} (must be > 0)")
+        if tx or ty:
+            raise No3D(
+                f"CameraInfo P has Tx={tx:g}, Ty={ty:g} (a stereo pair's second camera): its "
+                "points would be in the first camera's frame, not the image's"
+            )
+        return cls(float(fx), float(fy), float(cx), float(cy), width, height)
+
+    @classmethod
+    def _from_intrinsics(
+        cls, k, coefficients: Tuple[float, ...], distortion_model: str, width: int, height: int
+    ) -> "CameraModel":
+        """Return the raw image's camera: ``K`` and, when any coefficient is non-zero, ``D``."""
+        k = np.asarray(k, np.float64).ravel()
+        if k.size != 9 or not np.all(np.isfinite(k)):
+            raise No3D(f"CameraInfo K has {k.size} values or non-finite ones")
+        if not np.any(k):
+            raise No3D("CameraInfo K is all zero (camera not calibrated)")
+        fx, fy, cx, cy = k[0], k[4], k[2], k[5]
+        if fx <= 0 or fy <= 0:
+            raise No3D(f"CameraInfo K has focal lengths fx={fx:g}, fy={fy:g} (must be > 0)")
         distorted = any(coefficients)
         if distorted and distortion_model not in SUPPORTED_DISTORTION_MODELS:
             raise No3D(
@@ -177,20 +295,19 @@ class CameraModel:
             float(fy),
             float(cx),
             float(cy),
-            int(width),
-            int(height),
+            width,
+            height,
             distortion_model if distorted else "",
             coefficients if distorted else (),
         )
 
     def scaled_to(self, width: int, height: int) -> "CameraModel":
         """Return the same camera at ``width x height`` (a registered depth image's size)."""
-        sx, sy = width / self.width, height / self.height
-        if abs(sx / sy - 1.0) > 0.01:
-            raise No3D(
-                f"depth image {width}x{height} does not have the colour camera's aspect "
-                f"({self.width}x{self.height}): is it registered to the colour camera?"
-            )
+        sx, sy = scale_between(
+            (self.width, self.height),
+            (width, height),
+            "depth image is not registered to the colour camera",
+        )
         return CameraModel(
             self.fx * sx,
             self.fy * sy,
@@ -282,11 +399,11 @@ def _locate(mask, depth_m, camera, options) -> Target3D:
         raise No3D("empty target mask")
     if depth_m.ndim != 2 or depth_m.size == 0:
         raise No3D(f"depth image has shape {depth_m.shape}, expected h x w")
-    if abs((mask.shape[1] / mask.shape[0]) / (camera.width / camera.height) - 1.0) > 0.01:
-        raise No3D(
-            f"colour frame {mask.shape[1]}x{mask.shape[0]} does not match CameraInfo "
-            f"{camera.width}x{camera.height}"
-        )
+    scale_between(
+        (camera.width, camera.height),
+        (mask.shape[1], mask.shape[0]),
+        "colour frame does not match CameraInfo",
+    )
     depth_camera = camera.scaled_to(depth_m.shape[1], depth_m.shape[0])
     sub_mask, x0, y0 = mask_in_depth_frame(mask.astype(bool), depth_m.shape)
     if not sub_mask.any():
@@ -321,9 +438,88 @@ def _locate(mask, depth_m, camera, options) -> Target3D:
     low, high = np.percentile(
         points, [options.extent_percentile, 100 - options.extent_percentile], 0
     )
+    box = oriented_box(points, options.extent_percentile, options.mad_k)
     return Target3D(
-        point=tuple(float(v) for v in point),
-        extent_min=tuple(float(v) for v in low),
-        extent_max=tuple(float(v) for v in high),
+        point=_vec(point),
+        extent_min=_vec(low),
+        extent_max=_vec(high),
         valid_pixels=int(z.size),
+        obb_centre=_vec(box.centre),
+        obb_orientation=tuple(float(v) for v in quaternion_of(box.axes)),
+        obb_size=_vec(box.size),
+        covariance=tuple(float(v) for v in box.covariance.ravel()),
+        points=points[box.kept].astype(np.float32),
     )
+
+
+def _vec(values) -> Vec3:
+    return tuple(float(v) for v in values)
+
+
+@dataclass(frozen=True)
+class OrientedBox:
+    """
+    A box around 3D points along their principal axes (all in the points' frame, metres).
+
+    ``axes``: 3x3 rotation whose columns are the box's x, y, z; ``size``: its sides along
+    them; ``covariance``: the kept points' 3x3 covariance (m^2); ``kept``: ``N`` bool, the
+    points on the target's surface (the others are flying pixels).
+    """
+
+    centre: np.ndarray
+    axes: np.ndarray
+    size: np.ndarray
+    covariance: np.ndarray
+    kept: np.ndarray
+
+
+def oriented_box(
+    points: np.ndarray, percentile: float = 2.0, mad_k: float = 2.5
+) -> OrientedBox:
+    """
+    Return the oriented box of ``N x 3`` points (optical frame), robust to flying pixels.
+
+    Axes are the covariance's eigenvectors (PCA): x along the largest spread, z along the
+    smallest, pointing towards the camera (negative optical z), y completing a right-handed
+    frame; x's largest component is positive, so the same points always give the same box.
+    Flying pixels (blends of target and background along the target's edge) sit off the
+    target's surface and would tilt the axes: the axes are first fitted to the central half of
+    the points (nearest to their median), then points farther from that surface along z than
+    ``mad_k`` robust standard deviations (at least ``SURFACE_MIN_SPREAD_M``) are left out
+    (``kept``), twice. Along each axis the box spans the ``[percentile, 100 - percentile]``
+    window of the kept points; ``covariance`` is theirs.
+    """
+    points = np.asarray(points, np.float64).reshape(-1, 3)
+    kept = np.ones(len(points), bool)
+    if len(points) >= MIN_ROBUST_POINTS:
+        distance = np.linalg.norm(points - np.median(points, 0), axis=1)
+        kept = distance <= np.median(distance)
+        for _ in range(SURFACE_PASSES):
+            subset = points[kept]
+            normal = np.linalg.eigh(np.cov(subset, rowvar=False))[1][:, 0]
+            off = (points - subset.mean(0)) @ normal
+            centre = np.median(off[kept])
+            spread = mad_k * 1.4826 * np.median(np.abs(off[kept] - centre))
+            kept = np.abs(off - centre) <= max(spread, SURFACE_MIN_SPREAD_M)
+    subset = points[kept]
+    mean = subset.mean(0)
+    covariance = np.cov(subset, rowvar=False) if len(subset) > 1 else np.zeros((3, 3))
+    axes = np.linalg.eigh(covariance)[1][:, ::-1].copy()  # descending eigenvalues
+    if axes[np.argmax(np.abs(axes[:, 0])), 0] < 0:
+        axes[:, 0] *= -1
+    if axes[2, 2] > 0:
+        axes[:, 2] *= -1
+    axes[:, 1] = np.cross(axes[:, 2], axes[:, 0])
+    local = (subset - mean) @ axes
+    low, high = np.percentile(local, [percentile, 100 - percentile], 0)
+    return OrientedBox(mean + axes @ ((low + high) / 2), axes, high - low, covariance, kept)
+
+
+def quaternion_of(rotation: np.ndarray) -> np.ndarray:
+    """Return the unit quaternion ``(x, y, z, w)`` of a 3x3 rotation matrix (via Rodrigues)."""
+    vector, _ = cv2.Rodrigues(np.asarray(rotation, np.float64))
+    angle = float(np.linalg.norm(vector))
+    if angle < 1e-12:
+        return np.array([0.0, 0.0, 0.0, 1.0])
+    axis = vector.ravel() / angle
+    return np.append(axis * np.sin(angle / 2), np.cos(angle / 2))

@@ -17,7 +17,16 @@ from finers_ros.data.synthetic_depth import (
     disc_scene,
     raised_mask_scene,
 )
-from finers_ros.depth3d import CameraModel, DepthOptions, No3D, locate_target, mask_in_depth_frame
+from finers_ros.depth3d import (
+    CameraModel,
+    DepthOptions,
+    No3D,
+    camera_image,
+    locate_target,
+    mask_in_depth_frame,
+    oriented_box,
+    quaternion_of,
+)
 from finers_ros.stamp_buffer import StampBuffer
 
 CAMERA = CameraModel(600.0, 600.0, 319.5, 239.5, 640, 480)  # colour camera, 640x480
@@ -286,3 +295,215 @@ def test_camera_info_roi_of_the_full_image_is_no_roi():
     assert full == CAMERA
     with pytest.raises(No3D, match="region of interest"):
         CameraModel.from_camera_info(k, [], "plumb_bob", 640, 480, roi_width=320, roi_height=240)
+
+
+# -- raw and rectified images (image_geometry's PinholeCameraModel semantics) ----------------
+# An asymmetric distorted camera (fx != fy, principal point off centre) and the projection P of
+# its rectified image, as camera_calibration writes them: 1920x1080, k1 = -0.3.
+K_DISTORTED = [1000.0, 0, 950.0, 0, 990.0, 530.0, 0, 0, 1]
+D_DISTORTED = (-0.3, 0.08, 0.001, -0.002, 0.0)
+P_RECTIFIED = [880.0, 0, 940.0, 0, 0, 875.0, 525.0, 0, 0, 0, 1, 0]
+
+
+def distorted_camera(image, p=P_RECTIFIED, d=D_DISTORTED):
+    return CameraModel.from_camera_info(
+        K_DISTORTED, d, "plumb_bob", 1920, 1080, p=p, image=image
+    )
+
+
+def test_rectified_pixel_is_back_projected_with_p():
+    # the reproduction: a rectified pixel at 1 m; by hand, x = (u - cx') / fx' with P's values
+    rectified = distorted_camera("rectified")
+    ray = rectified.rays(np.array([1700.0]), np.array([900.0]))[0]
+    assert ray == pytest.approx([(1700 - 940) / 880, (900 - 525) / 875], abs=1e-12)
+    # the same pixel taken as raw (K and D) is far off: why the image kind matters
+    raw_ray = distorted_camera("raw").rays(np.array([1700.0]), np.array([900.0]))[0]
+    assert 1000 * np.linalg.norm(raw_ray - ray) > 50
+
+
+def test_raw_and_rectified_pixels_of_one_point_give_that_point():
+    # independent references: OpenCV projects known points into the raw image (K, D) and P
+    # into the rectified one; image_geometry's rectifyPoint is undistortPoints(K, D, R, P)
+    k = np.array(K_DISTORTED).reshape(3, 3)
+    p = np.array(P_RECTIFIED).reshape(3, 4)
+    points = np.array([[0.21, -0.13, 1.0], [-0.35, 0.2, 1.4], [0.02, 0.03, 0.6], [0.4, 0.25, 2.0]])
+    raw_px, _ = cv2.projectPoints(points, np.zeros(3), np.zeros(3), k, np.array(D_DISTORTED))
+    raw_px = raw_px.reshape(-1, 2)
+    homogeneous = np.column_stack([points, np.ones(len(points))]) @ p.T
+    rect_px = homogeneous[:, :2] / homogeneous[:, 2:]
+    rectify_point = cv2.undistortPoints(
+        raw_px.reshape(-1, 1, 2), k, np.array(D_DISTORTED), R=np.eye(3), P=p
+    ).reshape(-1, 2)
+    assert np.allclose(rectify_point, rect_px, atol=1e-3)  # the two images agree
+    for image, pixels in (("raw", raw_px), ("rectified", rect_px)):
+        rays = distorted_camera(image).rays(pixels[:, 0], pixels[:, 1])
+        assert np.allclose(rays * points[:, 2:], points[:, :2], atol=1e-5), image
+
+
+def test_depth_registered_into_p_is_located_with_the_rectified_model():
+    # depth_image_proc registers depth into the colour camera's P: the scene is rendered on
+    # P's pinhole; the mask is in the (rectified) colour image of the same grid
+    pinhole = CameraModel(880.0, 875.0, 940.0, 525.0, 1920, 1080)
+    centre = (0.55, 0.3, 1.0)  # far from the principal point, where distortion is large
+    scene = disc_scene(pinhole, centre, 0.02, TILT, height=0.03)
+    depth = corrupt(scene, np.random.default_rng(5))
+    mask = segmenter_mask(scene)
+    rectified = locate_target(mask, depth, distorted_camera("rectified"))
+    assert rectified.has_3d and error_mm(rectified, centre) < 5.0, rectified
+    raw = locate_target(mask, depth, distorted_camera("raw"))
+    assert error_mm(raw, centre) > 15.0  # K and D on rectified pixels: centimetres off
+
+
+def test_rectified_without_distortion_or_p_is_the_raw_camera():
+    # D all zero: the rectified image is the raw image, so K serves when P is unset
+    k = k_of(CAMERA)
+    for p in ([], [0.0] * 12):
+        model = CameraModel.from_camera_info(k, [0.0] * 5, "plumb_bob", 640, 480, p=p,
+                                             image="rectified")
+        assert model == CAMERA
+    # with P == [K | 0] both kinds are the same camera
+    p = k[:3] + [0.0] + k[3:6] + [0.0] + k[6:] + [0.0]
+    for image in ("raw", "rectified"):
+        assert CameraModel.from_camera_info(k, [], "", 640, 480, p=p, image=image) == CAMERA
+
+
+@pytest.mark.parametrize(
+    "p, reason",
+    [
+        ([0.0] * 12, "P is all zero"),
+        ([880.0, 0, 940, 0, 0, 875, 525, 0, 0, 0, 1], "P has 11 values"),
+        ([880.0, 0, 940, 0, 0, -875, 525, 0, 0, 0, 1, 0], "focal lengths"),
+        ([880.0, 0, 940, -52.8, 0, 875, 525, 0, 0, 0, 1, 0], "Tx=-52.8, Ty=0"),
+        ([880.0, 0, 940, 0, 0, 875, 525, 3.0, 0, 0, 1, 0], "Ty=3"),
+        ([880.0, 0, 940, 0, 0, float("inf"), 525, 0, 0, 0, 1, 0], "non-finite"),
+    ],
+)
+def test_unusable_p_of_a_rectified_image_gives_its_reason(p, reason):
+    with pytest.raises(No3D, match=reason):
+        distorted_camera("rectified", p=p)
+    assert distorted_camera("raw", p=p).fx == 1000.0  # a raw image does not use P
+
+
+@pytest.mark.parametrize(
+    "setting, topic, kind",
+    [
+        ("auto", "/camera/color/image_rect", "rectified"),
+        ("auto", "/cam/image_rect_color", "rectified"),
+        ("auto", "/cam/left/image_rectified/", "rectified"),
+        ("auto", "/camera/camera/color/image_raw", "raw"),
+        ("auto", "/cam/image_color", "raw"),
+        ("auto", "/rect/camera/image_raw", "raw"),  # only the last part of the name counts
+        ("auto", "/cam/rectangle_view", "raw"),  # a whole word, not a prefix
+        ("raw", "/cam/image_rect", "raw"),
+        ("rectified", "/cam/image_raw", "rectified"),
+    ],
+)
+def test_which_image_the_colour_topic_carries(setting, topic, kind):
+    chosen, why = camera_image(setting, topic)
+    assert chosen == kind and why and "\n" not in why
+    if setting == "auto":
+        assert repr(topic.rstrip("/").rsplit("/", 1)[-1]) in why
+
+
+def test_unknown_camera_image_setting_is_refused():
+    with pytest.raises(ValueError, match="auto | raw | rectified"):
+        camera_image("rect", "/cam/image_rect")
+
+
+# -- sizes: registered depth is the colour size times one scale ------------------------------
+@pytest.mark.parametrize(
+    "depth_size, ok",
+    [
+        ((640, 360), True),  # half of 1280x720
+        ((1280, 720), True),
+        ((1920, 1080), True),
+        ((427, 240), True),  # a third, rounded
+        ((848, 480), False),  # a D400 depth stream, not aligned: 0.6 % off in aspect
+        ((640, 480), False),
+        ((1280, 721), False),
+    ],
+)
+def test_depth_must_be_the_colour_size_scaled(depth_size, ok):
+    colour = camera_for(1280, 720)
+    mask = np.zeros((720, 1280), bool)
+    mask[300:340, 600:660] = True
+    depth = np.full(depth_size[::-1], 1.0, np.float32)
+    result = locate_target(mask, depth, colour)
+    assert result.has_3d == ok, result.reason
+    if not ok:
+        assert "not registered to the colour camera" in result.reason
+        assert f"{depth_size[0]}x{depth_size[1]} is not 1280x720 scaled" in result.reason
+
+
+def test_colour_frame_must_be_the_camera_info_size_scaled():
+    depth = np.full((720, 1280), 1.0, np.float32)
+    mask = np.zeros((720, 1282), bool)
+    mask[300:340, 600:660] = True
+    result = locate_target(mask, depth, camera_for(1280, 720))
+    assert not result.has_3d and "colour frame does not match CameraInfo" in result.reason
+
+
+# -- grasp-ready output: oriented box, covariance, points ------------------------------------
+def rotation(z_deg, x_deg):
+    a, b = math.radians(z_deg), math.radians(x_deg)
+    rz = np.array([[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0], [0, 0, 1]])
+    rx = np.array([[1, 0, 0], [0, math.cos(b), -math.sin(b)], [0, math.sin(b), math.cos(b)]])
+    return rz @ rx
+
+
+def rotate_by_quaternion(q, v):
+    """Rotate ``v`` by unit quaternion ``q`` (x, y, z, w): v' = v + 2w(u x v) + 2u x (u x v)."""
+    u, w = np.asarray(q[:3]), q[3]
+    return v + 2 * w * np.cross(u, v) + 2 * np.cross(u, np.cross(u, v))
+
+
+def test_oriented_box_of_a_rotated_box_of_points(rng):
+    truth = rotation(35, -25)  # columns: the box's axes in the optical frame
+    sides = np.array([0.08, 0.03, 0.01])
+    local = rng.uniform(-0.5, 0.5, (20000, 3)) * sides
+    centre = np.array([0.1, -0.05, 0.9])
+    box = oriented_box(local @ truth.T + centre, percentile=0.0)
+    assert np.allclose(box.size, sides, atol=1e-3)
+    assert np.allclose(box.centre, centre, atol=1e-3)
+    for axis in range(3):  # same axes up to sign
+        assert abs(box.axes[:, axis] @ truth[:, axis]) > 0.999
+    assert box.axes[2, 2] < 0  # z towards the camera
+    assert np.allclose(box.axes.T @ box.axes, np.eye(3)) and np.linalg.det(box.axes) > 0
+    # a uniform side s has variance s^2 / 12 along its axis
+    variances = np.diag(truth.T @ box.covariance @ truth)
+    assert np.allclose(variances, sides**2 / 12, rtol=0.05)
+
+
+def test_quaternion_rotates_as_the_matrix_does():
+    for z_deg, x_deg in ((0, 0), (35, -25), (180, 0), (90, 179), (-120, 60)):
+        matrix = rotation(z_deg, x_deg)
+        q = quaternion_of(matrix)
+        assert abs(np.linalg.norm(q) - 1) < 1e-12
+        for v in np.eye(3):
+            assert np.allclose(rotate_by_quaternion(q, v), matrix @ v, atol=1e-9)
+
+
+@pytest.mark.parametrize("seed", [0, 3, 4])
+def test_target_gets_an_oriented_box_along_its_surface(seed):
+    # the tilted disc with flying pixels on its edge: the box lies in the disc's plane, its z
+    # along the plane's normal (a plain PCA of all inliers was 12-45 degrees off on these seeds)
+    scene, depth = hard_scene(seed)
+    result = locate_target(segmenter_mask(scene), depth, CAMERA)
+    assert result.has_3d
+    q = result.obb_orientation
+    normal = rotate_by_quaternion(q, np.array([0.0, 0.0, 1.0]))
+    assert normal @ np.array(TILT) > math.cos(math.radians(5))  # within 5 degrees, same sense
+    size = np.array(result.obb_size)
+    # the 33 mm disc, less the eroded outline and its flying pixels
+    assert 0.018 < size[1] <= size[0] < 0.034
+    assert size[2] < 0.006  # a few mm of noise, not the 3 cm step behind it
+    assert np.linalg.norm(np.subtract(result.obb_centre, CENTRE)) < 0.005
+    points = result.points
+    assert points.dtype == np.float32 and points.shape[1] == 3
+    assert result.valid_pixels / 2 < len(points) < result.valid_pixels  # flying pixels left out
+    covariance = np.array(result.covariance).reshape(3, 3)
+    assert np.allclose(covariance, np.cov(points.astype(np.float64), rowvar=False), atol=1e-9)
+    assert np.allclose(covariance, covariance.T)
+    assert np.all(np.linalg.eigvalsh(covariance) >= 0)
+    on_disc = np.abs((points - np.array(CENTRE)) @ np.array(TILT))
+    assert np.percentile(on_disc, 95) < 0.003  # the kept points lie on the disc's surface
