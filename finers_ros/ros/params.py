@@ -14,6 +14,7 @@ namespace and changed by remapping, as in any ROS node.
 """
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Dict, NamedTuple, Optional, Tuple
@@ -21,6 +22,7 @@ from typing import Dict, NamedTuple, Optional, Tuple
 import yaml
 
 from ..config import ConfigError, load_config
+from ..depth3d import CAMERA_IMAGE_SETTINGS
 from ..serving import FRAME_POLICIES
 from ..tracking.config import TRACKER_BACKENDS
 from ..tracking.service import REACQUIRE_MODES
@@ -83,6 +85,13 @@ SPECS: Dict[str, Spec] = {
     "depth_slop_s": Spec("configure", "a colour frame pairs with the depth frame nearest to "
                                       "its stamp within this (s)", (0.001, 10.0)),
     "depth_max_range_m": Spec("configure", "depths beyond this are invalid (m)", (0.1, 1000.0)),
+    "depth_camera_model": Spec("configure", "which image the colour topic carries: raw "
+                                            "(back-projected with CameraInfo K, D) | "
+                                            "rectified (with P) | auto (rectified when the "
+                                            "topic's last name part has the word rect)"),
+    "publish_target_points": Spec("configure", "with depth: also publish the target's 3D "
+                                               "points as sensor_msgs/PointCloud2 on "
+                                               "finers/target_points"),
     "tracker_backend": Spec("configure", "tracker for instructions sent with \"track\": true: "
                                          "template (CPU, frame rate) | sam2 (GPU)"),
     "track_max_tracks": Spec("configure", "tracks running at once; more are refused",
@@ -127,6 +136,8 @@ class NodeSettings:
     depth_enabled: bool
     depth_slop_s: float
     depth_max_range_m: float
+    depth_camera_model: str
+    publish_target_points: bool
     tracker_backend: str
     track_max_tracks: int
     track_max_age_s: float
@@ -147,6 +158,9 @@ class NodeSettings:
             if rule.limits and not rule.limits[0] <= value <= rule.limits[1]:
                 problems.append(f"{name}={value} (must be in {rule.limits[0]:g}.."
                                 f"{rule.limits[1]:g})")
+        if self.depth_camera_model not in CAMERA_IMAGE_SETTINGS:
+            problems.append(f"depth_camera_model={self.depth_camera_model!r} "
+                            f"({' | '.join(CAMERA_IMAGE_SETTINGS)})")
         if self.tracker_backend not in TRACKER_BACKENDS:
             problems.append(f"tracker_backend={self.tracker_backend!r} "
                             f"({' | '.join(TRACKER_BACKENDS)})")
@@ -233,7 +247,36 @@ def declare(node) -> NodeSettings:
         problems.append(str(exc).removeprefix("invalid parameters: "))
     if problems:
         raise ParameterError("invalid parameters: " + "; ".join(problems))
+    warn_unknown(node)
     return settings
+
+
+def closest_name(name: str, known) -> str:
+    """Return the known parameter name nearest to a misspelt ``name`` ("" when none is close)."""
+    matches = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    return matches[0] if matches else ""
+
+
+def unknown_parameter_warning(name: str, known) -> str:
+    """Return one line on a parameter the node does not have, naming the closest it has."""
+    nearest = closest_name(name, known)
+    hint = f"; did you mean {nearest!r}?" if nearest else ""
+    return (f"parameter {name!r} (from a params file or -p) is not a parameter of this node "
+            f"and is ignored{hint}")
+
+
+def warn_unknown(node) -> None:
+    """
+    Warn once per parameter override the node never declared (a typo in a params file).
+
+    rclpy keeps the overrides of ``--params-file`` and ``-p`` for this node in
+    ``_parameter_overrides`` and drops undeclared ones without a word.
+    """
+    overrides = getattr(node, "_parameter_overrides", {}) or {}
+    known = node.list_parameters([], 0).names  # every declared name, at any depth
+    for name in sorted(overrides):
+        if not node.has_parameter(name):
+            node.get_logger().warning(unknown_parameter_warning(name, known))
 
 
 def read(node) -> NodeSettings:
