@@ -2,9 +2,11 @@
 The text of an instruction on the command topic, both ways (ROS-free).
 
 A command is plain instruction text, or a JSON object ``{"instruction", "question_type",
-"options", "id"}``. The node parses what arrives on ``finers/command``; the episode recorder
-writes commands back in the same form, and the offline bag reader parses recorded ones with
-the same function, so a recorded command means what it meant to the node.
+"options", "id", "track"}`` (``track``: follow the found target on every frame after the
+answer), or ``{"stop_track": "<track id>" | "all"}`` to end tracks. The node parses what
+arrives on ``finers/command``; the episode recorder writes commands back in the same form,
+and the offline bag reader parses recorded ones with the same function, so a recorded
+command means what it meant to the node.
 """
 from __future__ import annotations
 
@@ -14,7 +16,10 @@ from typing import List, Optional
 
 def parse_command(text: str) -> dict:
     """
-    ``{"instruction", "question_type", "options", "request_id"}`` of a command string.
+    ``{"instruction", "question_type", "options", "request_id", "track"}`` of a command.
+
+    A ``{"stop_track": ...}`` object gives ``{"stop_track": id or "all", "request_id"}``
+    instead (an id that is not a string is taken as given, so it matches no track).
 
     Malformed JSON is taken as plain text. A JSON object without a string ``instruction``
     is an empty instruction under its ``id`` (the node answers it as an input error), so a
@@ -26,25 +31,30 @@ def parse_command(text: str) -> dict:
             data = json.loads(stripped)
         except ValueError:
             data = None
+        if isinstance(data, dict) and "stop_track" in data:
+            return {"stop_track": str(data["stop_track"]), "request_id": str(data.get("id", ""))}
         if isinstance(data, dict):
             options = data.get("options")
             instruction = data.get("instruction")
             return {"instruction": instruction if isinstance(instruction, str) else "",
                     "question_type": str(data.get("question_type") or "referring"),
                     "options": [str(o) for o in options] if isinstance(options, list) else None,
-                    "request_id": str(data.get("id", ""))}
-    return {"instruction": text, "question_type": "referring", "options": None, "request_id": ""}
+                    "request_id": str(data.get("id", "")),
+                    "track": data.get("track") is True}
+    return {"instruction": text, "question_type": "referring", "options": None, "request_id": "",
+            "track": False}
 
 
 def command_text(instruction: str, question_type: str = "referring",
-                 options: Optional[List[str]] = None, request_id: str = "") -> str:
+                 options: Optional[List[str]] = None, request_id: str = "",
+                 track: bool = False) -> str:
     """
     Return the command string that ``parse_command`` reads back as these fields.
 
     Plain text for a referring instruction without an id (what a person types), JSON otherwise.
     """
-    plain = (question_type == "referring" and not options and not request_id
-             and parse_command(instruction)["instruction"] == instruction)
+    plain = (question_type == "referring" and not options and not request_id and not track
+             and parse_command(instruction).get("instruction") == instruction)
     if plain:
         return instruction
     data = {"instruction": instruction, "question_type": question_type}
@@ -52,4 +62,6 @@ def command_text(instruction: str, question_type: str = "referring",
         data["options"] = list(options)
     if request_id:
         data["id"] = request_id
+    if track:
+        data["track"] = True
     return json.dumps(data)

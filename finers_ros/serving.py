@@ -59,6 +59,7 @@ class Request:
     question_type: str = "referring"
     options: Optional[List[str]] = None
     request_id: str = ""
+    track: bool = False  # follow the found target after the answer (the node's tracking)
     on_done: Callable[["Outcome"], None] = lambda outcome: None
     on_stage: Callable[[str], None] = lambda stage: None
     cancel: threading.Event = field(default_factory=threading.Event)

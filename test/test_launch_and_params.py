@@ -112,8 +112,25 @@ def test_command_parsing():
     parsed = parse_command('{"instruction": "which colour", "question_type": "option", '
                            '"options": ["A. red"], "id": 7}')
     assert parsed == {"instruction": "which colour", "question_type": "option",
-                      "options": ["A. red"], "request_id": "7"}
+                      "options": ["A. red"], "request_id": "7", "track": False}
     assert parse_command("{not json")["instruction"] == "{not json"
+
+
+def test_track_and_stop_track_commands():
+    """A track request needs a literal true; stop_track names one track or all."""
+    from finers_ros.commands import command_text, parse_command
+
+    assert parse_command('{"instruction": "find it", "track": true}')["track"] is True
+    for loose in ('"yes"', '1', 'null'):
+        assert parse_command('{"instruction": "find it", "track": %s}' % loose)["track"] is False
+    assert parse_command("find it")["track"] is False
+    assert parse_command('{"stop_track": "track-3", "id": "s"}') == {"stop_track": "track-3",
+                                                                      "request_id": "s"}
+    assert parse_command('{"stop_track": "all"}')["stop_track"] == "all"
+    text = command_text("find it", track=True)
+    assert parse_command(text) == {"instruction": "find it", "question_type": "referring",
+                                   "options": None, "request_id": "", "track": True}
+    assert command_text("find it") == "find it"
 
 
 def test_json_command_without_a_string_instruction_keeps_its_id():

@@ -83,7 +83,7 @@ def test_episodes_are_written_to_an_mcap_bag_with_their_types(tmp_path):
         request = outcome.request
         assert parsed == {"instruction": request.instruction, "options": request.options,
                           "question_type": request.question_type,
-                          "request_id": request.request_id}
+                          "request_id": request.request_id, "track": request.track}
         assert det.found and det.request_id == request.request_id
         assert det.mask_roi.width == outcome.result.mask.any(0).sum()
     # receive order: command before frame before detection, as `ros2 bag record` logs them

@@ -24,7 +24,7 @@ from std_msgs.msg import Header, String
 from unique_identifier_msgs.msg import UUID
 
 from finers_ros.action import Segment
-from finers_ros.msg import Detection, Status
+from finers_ros.msg import Detection, Status, Track
 
 from .image_codec import rgb_fields
 
@@ -47,6 +47,7 @@ class PerceptionClient:
         self.detections: List[Detection] = []
         self.masks: List[Image] = []
         self.overlays: List[Image] = []
+        self.tracks: List[Track] = []  # finers/tracks, in arrival order
         self.status: Optional[Status] = None
         self._cond = threading.Condition()
         images = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
@@ -56,6 +57,8 @@ class PerceptionClient:
                                       images)
         self.node.create_subscription(Image, f"{prefix}/finers/overlay",
                                       self._keep(self.overlays), images)
+        self.node.create_subscription(Track, f"{prefix}/finers/tracks",
+                                      self._keep(self.tracks), reliable)
         self.node.create_subscription(
             Status, f"{prefix}/finers/status", self._on_status,
             QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,

@@ -26,8 +26,8 @@ class Counters:
 
 
 def status_message(state: str, pipeline, server, queue_limit: int, counters: Counters,
-                   stamp) -> Status:
-    """One Status message from the node's state, its pipeline/server and its counters."""
+                   stamp, tracking=None) -> Status:
+    """One Status message from the node's state, its pipeline/server, counters and tracks."""
     msg = Status(state=state, model_loaded=pipeline is not None,
                  backend=str(getattr(pipeline, "backend_name", "") or ""),
                  queue_depth=server.queue_depth if server else 0, queue_limit=queue_limit,
@@ -43,6 +43,15 @@ def status_message(state: str, pipeline, server, queue_limit: int, counters: Cou
     msg.timing_names = list(counters.last_timings)
     msg.timings_ms = [float(v) for v in counters.last_timings.values()]
     msg.stamp = stamp
+    if tracking is not None:
+        totals = tracking.counters
+        msg.tracks_active = tracking.active
+        msg.tracks_started = totals.tracks_started
+        msg.track_losses = totals.losses
+        msg.track_frames_processed = totals.frames_processed
+        msg.track_frames_dropped = totals.frames_dropped
+        msg.track_fps = float(totals.fps)
+        msg.track_update_ms = float(totals.last_update_ms)
     return msg
 
 
@@ -56,7 +65,9 @@ def diagnostic_array(status: Status, node_name: str) -> DiagnosticArray:
         ("state", status.state), ("backend", status.backend),
         ("queue_depth", status.queue_depth), ("frames_received", status.frames_received),
         ("frames_rejected", status.frames_rejected), ("requests_done", status.requests_done),
-        ("requests_failed", status.requests_failed))]
+        ("requests_failed", status.requests_failed), ("tracks_active", status.tracks_active),
+        ("track_fps", f"{status.track_fps:.1f}"), ("track_losses", status.track_losses),
+        ("track_frames_dropped", status.track_frames_dropped))]
     latency, counts = split_timings(status.timing_names, status.timings_ms)
     values += [KeyValue(key=f"latency_ms/{k}", value=f"{v:.1f}") for k, v in latency.items()]
     values += [KeyValue(key=f"tokens/{k}", value=str(v)) for k, v in counts.items()]

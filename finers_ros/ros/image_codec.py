@@ -209,3 +209,19 @@ def mono8_fields(mask: np.ndarray) -> dict:
         # bool -> 0/255 in one pass (no uint8 temporary of the 4K frame), then the bytes
         "data": np.multiply(np.asarray(mask, bool), np.uint8(255), dtype=np.uint8).tobytes(),
     }
+
+
+def image_view(encoding: str, width: int, height: int, step: int, data,
+               is_bigendian: bool = False):
+    """
+    Return a ``FrameView`` of a sensor_msgs/Image for the tracker (rgb8/bgr8: no copy).
+
+    The tracker reads a few windows per frame, so a 25 MB 4K frame is viewed where it lies
+    (the message's buffer); other encodings are decoded whole (``image_to_rgb``).
+    """
+    from ..tracking.frames import FrameView
+
+    if encoding in ("rgb8", "bgr8", "8UC3"):
+        pixels = _pixels(encoding, width, height, step, data, 3, np.uint8, False)
+        return FrameView(pixels, "rgb" if encoding == "rgb8" else "bgr")
+    return FrameView(image_to_rgb(encoding, width, height, step, data, is_bigendian))

@@ -44,11 +44,13 @@ from ..stages.openai_server import ServerError
 from . import params
 from .depth_input import DepthStage
 from .diagnostics import Counters, FrameFlowWatch, diagnostic_array, status_message
-from .image_codec import compressed_to_rgb, image_to_rgb
+from ..tracking.frames import FrameView
+from .image_codec import compressed_to_rgb, image_to_rgb, image_view
 from .messages import detection_message, outcome_header
 from .outcomes import DETECTIONS_TOPIC, OutcomePublisher
 from .paths import fastdds_profile
 from .recorder import start_recorder
+from .tracks import NodeTracking
 
 NODE_NAME = "finers_perception"
 CAMERA_TOPIC = "camera/image_raw"
@@ -103,6 +105,7 @@ class PerceptionNode(LifecycleNode):
         self._outcomes: Optional[OutcomePublisher] = None
         self._recorder = None  # episodes into bags when record_dir is set
         self._depth: Optional[DepthStage] = None  # 3D positions, with depth_enabled
+        self._tracking: Optional[NodeTracking] = None  # "track": true instructions
         self._status_lock = threading.Lock()
         self._status_pub = None
         self._diagnostics_pub = None
@@ -163,6 +166,7 @@ class PerceptionNode(LifecycleNode):
                              history=HistoryPolicy.KEEP_LAST)
         self._outcomes = OutcomePublisher(self)
         self._depth = DepthStage(self, s) if s.depth_enabled else None
+        self._tracking = NodeTracking(self, s, self._depth, reacquire=self._reacquire_track)
         with self._status_lock:
             self._status_pub = self.create_publisher(Status, STATUS_TOPIC, latched)
             self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -254,6 +258,7 @@ class PerceptionNode(LifecycleNode):
                                            time.monotonic())
         if self._depth is not None:
             self._depth.subscribe()
+        self._tracking.service.start_worker()
         self.server.start()
         self.state_name = "active"
         self.get_logger().info(f"serving: frames on {camera} ({s.frame_reliability}), "
@@ -263,10 +268,12 @@ class PerceptionNode(LifecycleNode):
 
     @_logged
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Stop frames; cancel the request in flight and answer the queued ones."""
+        """Stop frames; cancel the request in flight, answer the queued ones, end tracks."""
         self._stop_frames()
         if self.server is not None:
             self.server.stop("node deactivated")
+        if self._tracking is not None:
+            self._tracking.service.stop_worker("node deactivated")
         self.state_name = "inactive"
         self._publish_status()
         return TransitionCallbackReturn.SUCCESS
@@ -294,6 +301,8 @@ class PerceptionNode(LifecycleNode):
             self._command_sub = None
         if self.server is not None:
             self.server.stop(reason)
+        if self._tracking is not None:  # every track ends with a message saying why
+            self._tracking.service.stop_worker(reason)
         recorder, self._recorder = self._recorder, None
         if recorder is not None:  # finish the bag now: the process may end without atexit
             recorder.close()
@@ -327,6 +336,9 @@ class PerceptionNode(LifecycleNode):
         if self._outcomes is not None:
             self._outcomes.close()
             self._outcomes = None
+        if self._tracking is not None:
+            self._tracking.close("node cleaned up")
+            self._tracking = None
         if self._depth is not None:
             self._depth.close()
             self._depth = None
@@ -343,12 +355,15 @@ class PerceptionNode(LifecycleNode):
     # -- intake ---------------------------------------------------------------------
     def _on_image(self, msg: Image) -> None:
         self._frame(lambda: image_to_rgb(msg.encoding, msg.width, msg.height, msg.step,
-                                         msg.data, bool(msg.is_bigendian)), msg.header)
+                                         msg.data, bool(msg.is_bigendian)), msg.header,
+                    lambda: image_view(msg.encoding, msg.width, msg.height, msg.step,
+                                       msg.data, bool(msg.is_bigendian)), len(msg.data))
 
     def _on_compressed(self, msg: CompressedImage) -> None:
-        self._frame(lambda: compressed_to_rgb(msg.format, msg.data), msg.header)
+        self._frame(lambda: compressed_to_rgb(msg.format, msg.data), msg.header,
+                    lambda: FrameView(compressed_to_rgb(msg.format, msg.data)), len(msg.data))
 
-    def _frame(self, decode, header) -> None:
+    def _frame(self, decode, header, view=None, nbytes: int = 0) -> None:
         """Every camera frame arrives here (decoded later, only if a request uses it)."""
         depth = self._depth
         if depth is not None:  # the worker's decode also pins the frame's depth
@@ -367,10 +382,16 @@ class PerceptionNode(LifecycleNode):
             self.counters.last_frame_stamp = header.stamp
         server = self.server
         if server is not None:
-            server.put_frame(counted, header)
+            frame = server.put_frame(counted, header)
+            tracking = self._tracking
+            if tracking is not None and view is not None:
+                tracking.put_frame(view, header, frame.seq, nbytes)
 
     def _on_command(self, msg: String) -> None:
         command = parse_command(msg.data)
+        if "stop_track" in command:
+            self._stop_track(command["stop_track"])
+            return
         request_id = command.pop("request_id") or f"cmd-{next(self._ids)}"
         self._submit(Request(request_id=request_id, on_done=self._publish_outcome, **command))
 
@@ -382,6 +403,9 @@ class PerceptionNode(LifecycleNode):
             refusal = ("node", "node is not configured")
         elif self.pipeline is None:  # fail fast: no need to wait for a frame
             refusal = ("model", self.pipeline_error)
+        tracking = self._tracking
+        if request.track and tracking is not None:
+            tracking.service.expect()  # keep frames for its catch-up (settled on its outcome)
         if refusal:
             request.on_done(Outcome(request, error_result(request, *refusal)))
             return
@@ -404,7 +428,7 @@ class PerceptionNode(LifecycleNode):
         key = bytes(goal_handle.goal_id.uuid)
         s = self.settings
         request = Request(goal.instruction, goal.question_type or "referring",
-                          list(goal.options) or None, request_id=key.hex(),
+                          list(goal.options) or None, request_id=key.hex(), track=goal.track,
                           on_done=lambda outcome: self._goal_done(goal_handle, outcome),
                           on_stage=lambda stage: self._goal_feedback(goal_handle, stage))
         # a safety net: the server answers every request, this bounds a goal regardless
@@ -512,15 +536,46 @@ class PerceptionNode(LifecycleNode):
         recorder = self._recorder
         if recorder is not None:
             recorder.record(outcome, detection)
+        tracking = self._tracking
+        if request.track and tracking is not None:
+            tracking.start_from(outcome)
         self._publish_status()
         return detection
+
+    # -- tracking -----------------------------------------------------------------------
+    def _stop_track(self, which: str) -> None:
+        tracking = self._tracking
+        if tracking is None:
+            self.get_logger().warning(f"stop_track {which!r}: node is not configured")
+            return
+        count = tracking.service.stop(None if which == "all" else which)
+        if not count:
+            self.get_logger().warning(f"stop_track {which!r}: no such track running "
+                                      f"(running: {', '.join(tracking.service.track_ids())})")
+
+    def _reacquire_track(self, track_id: str, request_id: str, instruction: str) -> None:
+        """Ask the cascade again for a lost track (track_reacquire: cascade)."""
+        tracking = self._tracking
+        if tracking is None:
+            return
+        self.get_logger().info(f"{track_id} lost: asking the cascade again")
+        self._submit(Request(instruction, request_id=f"{request_id}/reacquire",
+                             on_done=lambda outcome: self._reacquired(track_id, outcome)))
+
+    def _reacquired(self, track_id: str, outcome: Outcome) -> None:
+        self._publish_outcome(outcome)
+        tracking = self._tracking
+        if tracking is not None:
+            tracking.resume_from(track_id, outcome)
 
     def _publish_status(self) -> None:
         with self._stats_lock:
             counters = Counters(**vars(self.counters))
+        tracking = self._tracking
         msg = status_message(self.state_name, self.pipeline, self.server,
                              self.settings.queue_limit, counters,
-                             self.get_clock().now().to_msg())
+                             self.get_clock().now().to_msg(),
+                             tracking.service if tracking is not None else None)
         with self._status_lock:
             if self._status_pub is None:
                 return

@@ -166,7 +166,7 @@ class EpisodeRecorder:
         request = outcome.request
         episode = _Episode(
             command=command_text(request.instruction, request.question_type, request.options,
-                                 request.request_id),
+                                 request.request_id, request.track),
             command_ns=wall(request.received),
             image=outcome.image, frame_ns=wall(outcome.frame.received),
             detection=detection, detection_ns=now_ns)

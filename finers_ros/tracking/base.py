@@ -52,7 +52,7 @@ class TrackUpdate:
         return self.state is TrackState.TRACKING
 
     def full_mask(self, size) -> np.ndarray:
-        """The mask as ``H x W`` bool over a ``(W, H)`` frame (all False when not tracking)."""
+        """Return the mask as ``H x W`` bool over a ``(W, H)`` frame (all False if none)."""
         width, height = size
         full = np.zeros((height, width), bool)
         if self.mask is not None:

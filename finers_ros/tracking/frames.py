@@ -40,7 +40,7 @@ class FrameView:
         return x0, y0, x1, y1
 
     def window(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
-        """RGB pixels of the half-open window (a fresh ``h x w x 3`` array; clipped)."""
+        """Return the RGB pixels of the half-open box (a fresh ``h x w x 3`` array, clipped)."""
         width, height = self.size
         x0, x1 = max(0, x0), min(width, x1)
         y0, y1 = max(0, y0), min(height, y1)

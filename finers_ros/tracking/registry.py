@@ -6,7 +6,7 @@ from .config import TrackerConfig
 
 
 def build_tracker(config: TrackerConfig | None = None) -> Tracker:
-    """A fresh tracker for one target (``template`` unless the config names ``sam2``)."""
+    """Build a fresh tracker for one target (``template`` unless the config says ``sam2``)."""
     config = (config or TrackerConfig()).validate()
     if config.backend == "sam2":
         from .sam2_tracker import Sam2Tracker

@@ -40,8 +40,11 @@ class FrameRing:
         self._lock = threading.Lock()
 
     def put(self, frame: TrackFrame) -> None:
-        """Keep ``frame``; drop the oldest until both bounds hold (a frame over the byte
-        bound on its own is not kept)."""
+        """
+        Keep ``frame``; drop the oldest until both bounds hold.
+
+        A frame over the byte bound on its own is not kept.
+        """
         with self._lock:
             self._frames.append(frame)
             self._bytes += frame.nbytes
@@ -51,7 +54,7 @@ class FrameRing:
             self.peak_bytes = max(self.peak_bytes, self._bytes)
 
     def after(self, seq: int) -> List[TrackFrame]:
-        """The kept frames newer than ``seq``, oldest first."""
+        """Return the kept frames newer than ``seq``, oldest first."""
         with self._lock:
             return [frame for frame in self._frames if frame.seq > seq]
 

@@ -67,6 +67,7 @@ class _Track:
     frames_tracked: int = 0
     state: TrackState = TrackState.TRACKING
     reacquire_asked: bool = False
+    last_stamp_ns: int = 0  # newest camera stamp this track ran on (0: unknown)
     last_frame: Optional[TrackFrame] = None
     last_update: Optional[TrackUpdate] = None
 
@@ -132,11 +133,11 @@ class TrackingService:
         self._pending = 0  # tracking requests waiting for their answer: keep the ring
         self._newest: Optional[TrackFrame] = None
         self._newest_taken = 0  # seq of the newest frame the worker took
-        self._last_stamp_ns: Optional[int] = None
         self._last_frame_time = time.monotonic()
         self._stall_reported = False
         self._ids = itertools.count(1)
         self._running = False
+        self._generation = 0  # one per worker: a worker of an earlier start exits on its own
         self._worker: Optional[threading.Thread] = None
 
     # -- any thread ----------------------------------------------------------------
@@ -146,8 +147,9 @@ class TrackingService:
             if self._running:
                 return
             self._running = True
-            self._worker = threading.Thread(target=self._loop, name="finers-tracking",
-                                            daemon=True)
+            self._generation += 1
+            self._worker = threading.Thread(target=self._loop, args=(self._generation,),
+                                            name="finers-tracking", daemon=True)
             self._worker.start()
 
     def stop_worker(self, reason: str = "tracking stopped", join_s: float = 2.0) -> None:
@@ -169,8 +171,7 @@ class TrackingService:
         self.ring.clear()
 
     def put_frame(self, frame: TrackFrame) -> None:
-        """Offer a received frame (cheap; tracked only if it is the newest when the worker
-        is free)."""
+        """Offer a received frame (cheap: tracked if still the newest when the worker is free)."""
         with self._cond:
             if (self._tracks and self._newest is not None
                     and self._newest.seq > self._newest_taken):
@@ -186,12 +187,12 @@ class TrackingService:
                                                 self.ring.peak_bytes)
 
     def expect(self) -> None:
-        """A tracking request was queued: keep frames for its catch-up until ``settle``."""
+        """Keep frames for a queued tracking request's catch-up, until ``settle``."""
         with self._cond:
             self._pending += 1
 
     def settle(self) -> None:
-        """A tracking request got its answer (found or not)."""
+        """Note that a tracking request got its answer (found or not)."""
         with self._cond:
             self._pending = max(0, self._pending - 1)
             clear = self._pending == 0 and not self._seeds
@@ -206,7 +207,7 @@ class TrackingService:
         Returns the new track id, or None when it cannot start (not found, too many tracks,
         not running): then one ``ended`` report with the reason has been delivered.
         """
-        track_id = f"track-{next(self._ids)}"
+        track_id = ""
         why = None
         with self._cond:
             if not self._running:
@@ -216,6 +217,7 @@ class TrackingService:
             elif len(self._tracks) + len(self._seeds) >= self.max_tracks:
                 why = f"too many tracks ({self.max_tracks} running); stop one first"
             else:
+                track_id = f"track-{next(self._ids)}"
                 self._seeds.append(_Seed(track_id, request_id, instruction, image, seq,
                                          header, box, mask))
                 self._cond.notify_all()
@@ -262,13 +264,14 @@ class TrackingService:
             return len(self._tracks) + len(self._seeds)
 
     # -- worker ----------------------------------------------------------------------
-    def _loop(self) -> None:
+    def _loop(self, generation: int) -> None:
         while True:
             with self._cond:
-                while self._running and not self._work_ready():
+                while self._running and generation == self._generation and \
+                        not self._work_ready():
                     self._cond.wait(0.2)
                     self._check_stall_locked()
-                if not self._running:
+                if not self._running or generation != self._generation:
                     return
                 seeds, self._seeds = self._seeds, []
                 ends, self._ends = self._ends, []
@@ -337,6 +340,7 @@ class TrackingService:
                        time.monotonic() if old is None else old.started, size,
                        frames_tracked=0 if old is None else old.frames_tracked,
                        state=TrackState.TRACKING if old is None else old.state,
+                       last_stamp_ns=_stamp_ns(seed.header),
                        last_update=None if old is None else old.last_update)
         if old is not None:
             old.tracker.close()
@@ -376,22 +380,20 @@ class TrackingService:
                 self.counters.errors += 1
             log.warning("frame %d not tracked: %s", frame.seq, exc)
             return previous, True
+        if frame.stamp_ns and frame.stamp_ns < track.last_stamp_ns:
+            self._end(track.track_id, "camera time went backwards (a replayed or restarted "
+                      "stream): track ended")
+            return previous, False
+        track.last_stamp_ns = max(track.last_stamp_ns, frame.stamp_ns)
         try:
             update = track.tracker.update(view)
         except TrackerError as exc:
-            self._end(track.track_id, f"{exc}: track ended", known=track)
+            self._end(track.track_id, f"{exc}: track ended")
             return previous, False
         track.frame_size = view.size
         return update, True
 
     def _track_frame(self, frame: TrackFrame) -> None:
-        backwards = (frame.stamp_ns and self._last_stamp_ns is not None
-                     and frame.stamp_ns < self._last_stamp_ns)
-        self._last_stamp_ns = frame.stamp_ns or self._last_stamp_ns
-        if backwards:
-            self._end_all("camera time went backwards (a replayed or restarted stream): "
-                          "track ended")
-            return
         with self._cond:
             tracks = list(self._tracks.values())
         if not tracks:
@@ -425,7 +427,7 @@ class TrackingService:
                                   frame, track.frame_size, track.frames_tracked, ms, replayed))
         if update.state is TrackState.LOST:
             if self.reacquire == "off":
-                self._end(track.track_id, "target lost (track_reacquire: off)", known=track)
+                self._end(track.track_id, "target lost (track_reacquire: off)")
             elif self.reacquire == "cascade" and not track.reacquire_asked:
                 track.reacquire_asked = True
                 try:
@@ -457,7 +459,7 @@ class TrackingService:
         for track_id in old:
             self._end(track_id, f"track_max_age_s ({self.max_age_s:g} s) reached")
 
-    def _end(self, track_id: str, reason: str, known: Optional[_Track] = None) -> None:
+    def _end(self, track_id: str, reason: str) -> None:
         with self._cond:
             track = self._tracks.pop(track_id, None)
             if track is not None:
@@ -475,12 +477,22 @@ class TrackingService:
             self._end(track_id, reason)
 
     def _report_never_started(self, track_id, request_id, instruction, reason, size) -> None:
+        """Report the one ``ended`` message of a track that never started (empty id)."""
         self._deliver(TrackReport(track_id, request_id, instruction,
                                   TrackUpdate(TrackState.ENDED, None, 0.0, reason=reason),
                                   None, size or (0, 0)))
 
     def _deliver(self, report: TrackReport) -> None:
+        """Hand one report to ``on_report`` (a failing callback is logged, not raised)."""
         try:
             self.on_report(report)
         except Exception:
             log.exception("track report callback failed")
+
+
+def _stamp_ns(header) -> int:
+    """Return a ROS-style header's stamp in nanoseconds (0 when it has none)."""
+    stamp = getattr(header, "stamp", None)
+    if stamp is None:
+        return 0
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)

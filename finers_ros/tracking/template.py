@@ -72,7 +72,8 @@ class TemplateTracker:
             raise TrackerError(f"cannot track from box {box}")
         width, height = frame.size
         if mask is not None and mask.shape != (height, width):
-            raise TrackerError(f"mask {mask.shape[::-1]} does not match the frame {width}x{height}")
+            raise TrackerError(f"mask {mask.shape[::-1]} does not match the frame "
+                               f"{width}x{height}")
         self._size = frame.size
         pad = max(8.0, 0.5 * max(box[2] - box[0] + 1, box[3] - box[1] + 1))
         x0, y0, x1, y1 = frame.clip_window((box[0] - pad, box[1] - pad, box[2] + pad,
@@ -171,7 +172,7 @@ class TemplateTracker:
 
     def _peak(self, scores: np.ndarray, origin, centre, radius: float, penalise: bool,
               distinct: bool, offset: Optional[np.ndarray] = None) -> Optional[_Match]:
-        """The best peak of a correlation map whose entry (0, 0) sits at ``origin``."""
+        """Find the best peak of a correlation map whose entry (0, 0) sits at ``origin``."""
         if scores.size == 0:
             return None
         offset = self._offset if offset is None else offset

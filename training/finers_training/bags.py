@@ -300,7 +300,9 @@ class BagEpisodes:
             msg = reader.deserialize(raw, conn.msgtype)
             kind = kinds[conn.id]
             if kind == "command":
-                index.commands.append((log_ns, parse_command(msg.data)))
+                command = parse_command(msg.data)
+                if "instruction" in command:  # not a stop_track command
+                    index.commands.append((log_ns, command))
             elif kind == "detections":
                 index.detections.append((log_ns, msg))
             else:
