@@ -84,24 +84,34 @@ def test_markers_point_and_detection_fields():
     from finers_ros.ros.markers import fill_detection, label_text, marker_array, point_message
     from visualization_msgs.msg import Marker
 
+    half_turn_z = (0.0, 0.0, math.sin(math.radians(15)), math.cos(math.radians(15)))
     target = Target3D(
         point=(0.1, -0.2, 1.5),
         extent_min=(0.08, -0.22, 1.49),
         extent_max=(0.12, -0.18, 1.5),
         valid_pixels=321,
+        obb_centre=(0.101, -0.199, 1.497),
+        obb_orientation=half_turn_z,
+        obb_size=(0.05, 0.02, 0.0005),
+        covariance=(4e-5, 1e-6, 0, 1e-6, 9e-6, 0, 0, 0, 2e-7),
     )
     head = header(1_700_000_000_500_000_000)
     point = point_message(head, target)
     assert point.header == head and (point.point.x, point.point.y, point.point.z) == target.point
     markers = marker_array(head, target, label_text("find  the red\nscrew", "a screw"))
-    sphere, box, text = markers.markers
+    sphere, box, text, oriented = markers.markers
     assert [m.type for m in markers.markers] == [
         Marker.SPHERE,
         Marker.CUBE,
         Marker.TEXT_VIEW_FACING,
+        Marker.CUBE,
     ]
     assert all(m.header == head and m.action == Marker.ADD for m in markers.markers)
-    assert len({m.id for m in markers.markers}) == 3
+    assert len({m.id for m in markers.markers}) == 4
+    o = oriented.pose.orientation
+    assert (o.x, o.y, o.z, o.w) == half_turn_z and oriented.pose.position.z == 1.497
+    assert (oriented.scale.x, oriented.scale.y) == (0.05, 0.02)
+    assert oriented.scale.z == pytest.approx(0.002)  # a flat box still shows
     assert (sphere.pose.position.x, sphere.pose.position.z) == (0.1, 1.5)
     assert box.pose.position.x == pytest.approx(0.10) and box.scale.x == pytest.approx(0.04)
     assert box.scale.z == pytest.approx(0.01) and box.color.a < 1.0
@@ -110,6 +120,46 @@ def test_markers_point_and_detection_fields():
     fill_detection(detection, target)
     assert detection.has_3d and detection.depth_pixels == 321 and detection.reason_3d == ""
     assert (detection.extent_max_3d.x, detection.point_3d.z) == (0.12, 1.5)
+    pose = detection.obb_pose
+    assert (pose.position.x, pose.position.y, pose.position.z) == target.obb_centre
+    assert (pose.orientation.x, pose.orientation.z, pose.orientation.w) == (
+        0.0, half_turn_z[2], half_turn_z[3])
+    assert (detection.obb_size.x, detection.obb_size.z) == (0.05, 0.0005)
+    assert list(detection.covariance_3d) == list(target.covariance)
+
+
+def test_track_messages_get_the_3d_fields_they_have():
+    # a message type without the grasp fields (Track) still gets point, extent and reason
+    from finers_ros.msg import Track
+    from finers_ros.ros.markers import fill_detection
+
+    msg = Track()
+    fill_detection(msg, Target3D(point=(0.0, 0.1, 1.0), extent_min=(0.0, 0.1, 1.0),
+                                 extent_max=(0.0, 0.1, 1.0), valid_pixels=9,
+                                 obb_centre=(0.0, 0.1, 1.0), obb_orientation=(0, 0, 0, 1.0),
+                                 obb_size=(0.01, 0.01, 0.0), covariance=(0.0,) * 9))
+    assert msg.has_3d and msg.point_3d.y == 0.1 and msg.depth_pixels == 9
+
+
+def test_target_points_as_point_cloud():
+    from finers_ros.ros.markers import cloud_message
+    from sensor_msgs.msg import PointField
+
+    points = np.array([[0.1, -0.2, 1.5], [0.11, -0.19, 1.49], [0.0, 0.0, 2.0]], np.float32)
+    head = header(1_700_000_000_000_000_123)
+    cloud = cloud_message(head, points)
+    assert cloud.header == head and (cloud.height, cloud.width) == (1, 3)
+    assert [(f.name, f.offset, f.datatype, f.count) for f in cloud.fields] == [
+        ("x", 0, PointField.FLOAT32, 1),
+        ("y", 4, PointField.FLOAT32, 1),
+        ("z", 8, PointField.FLOAT32, 1),
+    ]
+    assert cloud.point_step == 12 and cloud.row_step == 36 and cloud.is_dense
+    assert not cloud.is_bigendian
+    decoded = np.frombuffer(bytes(cloud.data), "<f4").reshape(-1, 3)
+    assert np.array_equal(decoded, points)
+    empty = cloud_message(head, None)
+    assert (empty.width, len(empty.data)) == (0, 0) and len(empty.fields) == 3
 
 
 def test_without_3d_markers_are_cleared_and_detection_says_why():
@@ -166,16 +216,101 @@ def test_depth_input_locates_the_target_of_the_paired_frame(depth_input):
     assert not depth_input._warned  # same frame_id: registered depth, nothing to say
 
 
-def test_depth_in_another_frame_is_warned_about_once(depth_input):
+def test_depth_in_another_frame_is_refused(depth_input):
+    # unregistered depth would give a point in the wrong place: no point, the reason, one log
     scene, depth = disc_depth()
     depth_input._on_info(camera_info(COLOUR))
     msg = depth_image(depth, T0)
     msg.header.frame_id = "camera_depth_optical_frame"
     depth_input._on_depth(msg)
     for _ in range(2):
-        assert depth_input.locate(header(T0), scene.target_mask).has_3d
+        result = depth_input.locate(header(T0), scene.target_mask)
+        assert not result.has_3d and "'camera_depth_optical_frame'" in result.reason
+        assert "'camera_color_optical_frame'" in result.reason and "registered" in result.reason
     (warning,) = depth_input._warned
-    assert "'camera_depth_optical_frame'" in warning and "registered" in warning
+    assert "'camera_depth_optical_frame'" in warning
+
+
+def test_camera_info_of_another_camera_is_refused(depth_input):
+    scene, depth = disc_depth()
+    info = camera_info(COLOUR)
+    info.header.frame_id = "camera_depth_optical_frame"  # the depth camera's calibration
+    depth_input._on_info(info)
+    depth_input._on_depth(depth_image(depth, T0))
+    result = depth_input.locate(header(T0), scene.target_mask)
+    assert not result.has_3d and "CameraInfo frame_id 'camera_depth_optical_frame'" in (
+        result.reason
+    ), result.reason
+
+
+def test_unaligned_depth_size_is_refused(depth_input):
+    # a D400's 848x480 depth stream next to 1280x720 colour: 0.6 % off in aspect, not aligned
+    colour = camera_for(1280, 720)
+    depth_input._on_info(camera_info(colour))
+    depth_input._on_depth(depth_image(np.full((480, 848), 1.0, np.float32), T0))
+    mask = np.zeros((720, 1280), bool)
+    mask[300:340, 600:660] = True
+    result = depth_input.locate(header(T0), mask)
+    assert not result.has_3d and "848x480 is not 1280x720 scaled" in result.reason, result.reason
+
+
+# a distorted asymmetric colour camera (k1 = -0.3) and its rectified projection P
+K_DISTORTED = [1000.0, 0, 950.0, 0, 990.0, 530.0, 0, 0, 1]
+D_DISTORTED = [-0.3, 0.08, 0.001, -0.002, 0.0]
+P_RECTIFIED = [880.0, 0, 940.0, 0, 0, 875.0, 525.0, 0, 0, 0, 1, 0]
+
+
+def rectified_inputs():
+    """Return CameraInfo (K, D, P), depth registered into P, the mask and the disc's centre."""
+    from finers_ros.depth3d import CameraModel
+
+    pinhole = CameraModel(880.0, 875.0, 940.0, 525.0, 1920, 1080)  # P's pinhole
+    centre = (0.55, 0.3, 1.0)
+    tilt = (0.0, -math.sin(math.radians(20)), -math.cos(math.radians(20)))
+    scene = disc_scene(pinhole, centre, 0.02, tilt, height=0.03)
+    info = camera_info(pinhole, k=K_DISTORTED, d=D_DISTORTED)
+    info.p = P_RECTIFIED
+    return info, corrupt(scene, np.random.default_rng(7)), scene.target_mask, centre
+
+
+@pytest.mark.parametrize(
+    "setting, remap, kind",
+    [
+        ("auto", "/cam/color/image_rect", "rectified"),
+        ("rectified", "/cam/color/image_raw", "rectified"),
+        ("auto", "/cam/color/image_raw", "raw"),
+    ],
+)
+def test_rectified_colour_is_back_projected_with_p(domain, setting, remap, kind):
+    # the colour topic remapped to a rectified image: auto reads the remapped name
+    import rclpy
+    from rclpy.context import Context
+
+    from finers_ros.ros.depth_input import DepthInput
+
+    context = Context()
+    rclpy.init(context=context, domain_id=domain)
+    node = rclpy.create_node(
+        "depth_rect_test", context=context,
+        cli_args=["--ros-args", "-r", f"camera/image_raw:={remap}"],
+    )
+    depth_input = DepthInput(node, slop_s=0.05, camera_image=setting,
+                             colour_topic="camera/image_raw")
+    try:
+        assert depth_input.colour_topic == remap and depth_input.image == kind
+        info, depth, mask, centre = rectified_inputs()
+        depth_input._on_info(info)
+        depth_input._on_depth(depth_image(depth, T0, encoding="32FC1"))
+        result = depth_input.locate(header(T0), mask)
+        error_mm = 1000 * np.linalg.norm(np.subtract(result.point, centre))
+        if kind == "rectified":
+            assert result.has_3d and error_mm < 5.0, (error_mm, result.reason)
+        else:  # these pixels are rectified: taken as raw, K and D put the point centimetres off
+            assert error_mm > 15.0
+    finally:
+        depth_input.close()
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
 
 
 def test_pinned_depth_survives_a_long_run(depth_input):
@@ -291,6 +426,21 @@ def test_rviz_config_shows_the_3d_target():
 
     assert displays["rviz_default_plugins/MarkerArray"]["Topic"]["Value"] == MARKERS_TOPIC
     assert displays["rviz_default_plugins/PointStamped"]["Topic"]["Value"] == POINT_TOPIC
+    # the 3D displays take the latched last result: RViz opened after an answer shows it
+    for name in ("MarkerArray", "PointStamped"):
+        assert displays[f"rviz_default_plugins/{name}"]["Topic"]["Durability Policy"] == (
+            "Transient Local")
+
+
+def test_rviz_config_topics_resolve_in_the_namespace():
+    # relative names: RViz launched in the node's namespace sees the node's topics
+    import yaml
+
+    config = yaml.safe_load((HERE.parent / "rviz" / "finers.rviz").read_text())
+    topics = [d["Topic"]["Value"] for d in config["Visualization Manager"]["Displays"]
+              if "Topic" in d]
+    assert len(topics) >= 5 and all(not topic.startswith("/") for topic in topics), topics
+    assert "camera/image_raw" in topics
 
 
 # -- the node in its own process, over real topics -----------------------------------------
@@ -298,7 +448,10 @@ def test_rviz_config_shows_the_3d_target():
 def rgbd_node(domain):
     from finers_ros.ros.launcher import NodeProcess
 
-    node = NodeProcess(domain, parameters={"depth_enabled": True, "frame_wait_s": 10.0})
+    node = NodeProcess(
+        domain,
+        parameters={"depth_enabled": True, "frame_wait_s": 10.0, "publish_target_points": True},
+    )
     yield node
     code = node.stop()
     assert code == 0, node.log()[-2000:]
@@ -370,8 +523,57 @@ def test_node_publishes_3d_point_and_markers_with_the_colour_frames_stamp(rgbd):
     assert point_msg.header.frame_id == "camera_color_optical_frame"
     assert (point_msg.point.x, point_msg.point.y, point_msg.point.z) == point
     marker_msg = [m for m in markers if stamp_of(m.markers[0]) == stamp][-1]
-    assert [m.type for m in marker_msg.markers] == [2, 1, 9]  # sphere, cube, text
+    assert [m.type for m in marker_msg.markers] == [2, 1, 9, 1]  # sphere, cube, text, box
     assert record["Q"][:20] in marker_msg.markers[2].text
+    # grasp-ready fields: the oriented box around the point, the spread's covariance
+    obb = detection.obb_pose.position
+    assert np.linalg.norm(np.subtract((obb.x, obb.y, obb.z), point)) < 0.01
+    q = detection.obb_pose.orientation
+    assert abs(np.linalg.norm([q.x, q.y, q.z, q.w]) - 1.0) < 1e-6
+    size = detection.obb_size
+    assert 0 < size.z <= size.y <= size.x < 0.1
+    covariance = np.array(detection.covariance_3d).reshape(3, 3)
+    assert np.allclose(covariance, covariance.T) and np.trace(covariance) > 0
+
+
+def _late_subscriber(client, kind, topic, store):
+    """Subscribe now, as RViz opened after the answer would (transient local, depth 1)."""
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    return client.node.create_subscription(kind, topic, client._keep(store), latched)
+
+
+def test_a_late_subscriber_gets_the_last_point_markers_and_cloud(rgbd):
+    from geometry_msgs.msg import PointStamped
+    from sensor_msgs.msg import PointCloud2
+    from visualization_msgs.msg import MarkerArray
+
+    client, camera, record, centre, points, markers = rgbd
+    detection = _ask_while_streaming(client, camera, record["Q"])
+    assert detection is not None and detection.has_3d, detection and detection.reason_3d
+    stamp = stamp_of(detection)
+    assert client.wait_until(lambda: any(stamp_of(p) == stamp for p in points), 30)
+    late_points, late_markers, late_clouds = [], [], []
+    subscriptions = [
+        _late_subscriber(client, PointStamped, "/finers/target_point", late_points),
+        _late_subscriber(client, MarkerArray, "/finers/markers", late_markers),
+        _late_subscriber(client, PointCloud2, "/finers/target_points", late_clouds),
+    ]
+    try:
+        assert client.wait_until(lambda: late_points and late_markers and late_clouds, 30), (
+            len(late_points), len(late_markers), len(late_clouds))
+    finally:
+        for subscription in subscriptions:
+            client.node.destroy_subscription(subscription)
+    assert [stamp_of(late_points[0]), stamp_of(late_markers[0].markers[0])] == [stamp, stamp]
+    assert late_points[0].point.z == detection.point_3d.z
+    cloud = late_clouds[0]
+    assert stamp_of(cloud) == stamp and cloud.header.frame_id == detection.header.frame_id
+    xyz = np.frombuffer(bytes(cloud.data), "<f4").reshape(-1, 3)
+    assert 10 < len(xyz) <= detection.depth_pixels
+    assert np.linalg.norm(np.median(xyz, 0) - np.array(centre)) < 0.01
 
 
 def test_node_says_why_without_a_depth_frame_in_the_slop(rgbd):

@@ -5,7 +5,13 @@ Topics (relative names, resolved in the node's namespace; remap them to the came
 
 - ``camera/aligned_depth/image_raw``: ``sensor_msgs/Image``, ``16UC1`` (mm) or ``32FC1`` (m),
   registered to the colour camera (same field of view; any resolution of the same aspect);
-- ``camera/camera_info``: ``sensor_msgs/CameraInfo`` of the colour camera (``K``, ``D``).
+- ``camera/camera_info``: ``sensor_msgs/CameraInfo`` of the colour camera (``K``, ``D``, ``P``).
+
+Depth, CameraInfo and colour must share one ``frame_id`` (registered depth is in the colour
+camera's frame), or there is no point: a depth image or calibration of another camera would
+put it in the wrong place. The colour topic carries a raw or a rectified image
+(``depth_camera_model``; ``auto`` reads the colour topic's remapped name), which decides
+whether ``K, D`` or ``P`` back-project its pixels (``finers_ros.depth3d.camera_image``).
 
 Depth frames wait in a small bounded buffer, undecoded. A colour frame is paired with the
 depth frame nearest to its stamp within the slop. Because a request may run for seconds
@@ -27,12 +33,14 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 
 from ..depth3d import CameraModel, DepthOptions, No3D, Target3D, locate_target
+from ..depth3d import camera_image as image_kind
 from ..stamp_buffer import StampBuffer, pick_nearest
 from .image_codec import ImageFormatError, depth_to_metres
 from .markers import TargetPublisher
 
 DEPTH_TOPIC = "camera/aligned_depth/image_raw"
 CAMERA_INFO_TOPIC = "camera/camera_info"
+COLOUR_TOPIC = "camera/image_raw"  # the node's colour input (node.CAMERA_TOPIC)
 DEPTH_BUFFER = 10  # depth frames kept for pairing (a third of a second at 30 Hz)
 LATE_DEPTH_WAIT_S = 0.5  # how long an outcome waits for its frame's depth, at most
 PINNED = 16  # depth frames kept aside for colour frames being served
@@ -43,8 +51,12 @@ def stamp_ns(stamp) -> int:
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
-def camera_model(info: CameraInfo) -> CameraModel:
-    """Return the colour camera's model from its CameraInfo; ``No3D`` says why not."""
+def camera_model(info: CameraInfo, image: str = "raw") -> CameraModel:
+    """
+    Return the model of the colour camera's ``image`` (raw or rectified) from its CameraInfo.
+
+    Raises ``No3D`` saying why there is none.
+    """
     return CameraModel.from_camera_info(
         info.k,
         info.d,
@@ -55,13 +67,32 @@ def camera_model(info: CameraInfo) -> CameraModel:
         info.binning_y,
         info.roi.width,
         info.roi.height,
+        p=info.p,
+        image=image,
     )
+
+
+def frame_problem(colour_frame: str, depth_frame: str, info_frame: str) -> str:
+    """
+    Say why depth or CameraInfo do not belong to the colour frame (one line; "" when they do).
+
+    Frame ids compare without a leading "/"; an empty one differs from a set one.
+    """
+    colour, depth, info = (name.lstrip("/") for name in (colour_frame, depth_frame, info_frame))
+    if depth != colour:
+        return (f"depth frame_id {depth_frame!r} is not the colour frame's {colour_frame!r}: "
+                "the depth image must be registered (aligned) to the colour camera")
+    if info != colour:
+        return (f"CameraInfo frame_id {info_frame!r} is not the colour frame's "
+                f"{colour_frame!r}: camera/camera_info must be the colour camera's")
+    return ""
 
 
 class DepthInput:
     """Depth + CameraInfo subscriptions on ``node`` and the 3D result of a target's mask."""
 
-    def __init__(self, node, slop_s: float = 0.05, options: DepthOptions = DepthOptions()):
+    def __init__(self, node, slop_s: float = 0.05, options: DepthOptions = DepthOptions(),
+                 camera_image: str = "auto", colour_topic: str = COLOUR_TOPIC):
         self._node = node
         self.slop_ns = int(round(slop_s * 1e9))
         self.options = options
@@ -75,6 +106,8 @@ class DepthInput:
         self._subscriptions: list = []
         self.depth_topic = node.resolve_topic_name(DEPTH_TOPIC)
         self.camera_info_topic = node.resolve_topic_name(CAMERA_INFO_TOPIC)
+        self.colour_topic = node.resolve_topic_name(colour_topic)  # remapped
+        self.image, self.image_rule = image_kind(camera_image, self.colour_topic)
 
     def subscribe(self) -> None:
         """Start taking depth frames and CameraInfo (the node's activate)."""
@@ -90,6 +123,11 @@ class DepthInput:
         ]
         self.depth_topic = self._subscriptions[0].topic_name
         self.camera_info_topic = self._subscriptions[1].topic_name
+        uses = "CameraInfo P, no distortion" if self.image == "rectified" else "CameraInfo K, D"
+        self._node.get_logger().info(
+            f"3D: colour frames on {self.colour_topic} are {self.image} images "
+            f"({self.image_rule}): back-projected with {uses}"
+        )
 
     def unsubscribe(self) -> None:
         """Stop taking depth (the node's deactivate); buffered frames are dropped."""
@@ -114,7 +152,7 @@ class DepthInput:
     def _on_info(self, msg: CameraInfo) -> None:
         self._info = msg
         try:
-            camera_model(msg)
+            camera_model(msg, self.image)
         except No3D as exc:  # said once per problem; every Detection carries the reason
             self._warn_once(
                 f"CameraInfo on {self.camera_info_topic} is unusable: {exc}; "
@@ -152,7 +190,7 @@ class DepthInput:
         if info is None:
             return Target3D.none(f"no CameraInfo received on {self.camera_info_topic}")
         try:
-            camera = camera_model(info)
+            camera = camera_model(info, self.image)
         except No3D as exc:
             self._warn_once(
                 f"CameraInfo on {self.camera_info_topic} is unusable: {exc}; "
@@ -164,12 +202,12 @@ class DepthInput:
             return Target3D.none(
                 reason.replace("depth frame", f"depth frame on {self.depth_topic}")
             )
-        if depth_msg.header.frame_id and depth_msg.header.frame_id != header.frame_id:
-            self._warn_once(
-                f"depth frames are in {depth_msg.header.frame_id!r}, colour frames in "
-                f"{header.frame_id!r}: the depth image must be registered (aligned) to the "
-                "colour camera; 3D points are given in the colour frame"
-            )
+        problem = frame_problem(
+            header.frame_id, depth_msg.header.frame_id, info.header.frame_id
+        )
+        if problem:
+            self._warn_once(f"no 3D positions: {problem}")
+            return Target3D.none(problem)
         try:
             depth = depth_to_metres(
                 depth_msg.encoding,
@@ -229,10 +267,12 @@ class DepthStage:
     in the worker thread.
     """
 
-    def __init__(self, node, settings):
+    def __init__(self, node, settings, colour_topic: str = COLOUR_TOPIC):
         options = DepthOptions(max_range_m=float(settings.depth_max_range_m))
-        self.input = DepthInput(node, float(settings.depth_slop_s), options)
-        self.outputs = TargetPublisher(node)
+        self.input = DepthInput(
+            node, float(settings.depth_slop_s), options, settings.depth_camera_model, colour_topic
+        )
+        self.outputs = TargetPublisher(node, cloud=bool(settings.publish_target_points))
 
     def subscribe(self) -> None:
         self.input.subscribe()
@@ -261,7 +301,7 @@ class DepthStage:
             return Target3D.none(f"3D failed: {type(exc).__name__}: {exc}")
 
     def publish(self, detection, target: Target3D) -> None:
-        """Publish the point and markers with the Detection's header (the colour frame's)."""
+        """Publish point, markers (and cloud) with the Detection's header (the colour frame's)."""
         self.outputs.publish(detection.header, target, detection.instruction, detection.answer)
 
     def close(self) -> None:

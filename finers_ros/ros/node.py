@@ -165,7 +165,7 @@ class PerceptionNode(LifecycleNode):
                              durability=DurabilityPolicy.TRANSIENT_LOCAL,
                              history=HistoryPolicy.KEEP_LAST)
         self._outcomes = OutcomePublisher(self)
-        self._depth = DepthStage(self, s) if s.depth_enabled else None
+        self._depth = DepthStage(self, s, CAMERA_TOPIC) if s.depth_enabled else None
         self._tracking = NodeTracking(self, s, self._depth, reacquire=self._reacquire_track)
         with self._status_lock:
             self._status_pub = self.create_publisher(Status, STATUS_TOPIC, latched)
