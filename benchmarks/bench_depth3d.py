@@ -6,8 +6,9 @@ Scenes: a plane tilted 30 degrees with a raised 20-pixel disc at 1 m (640x480, f
 1 mm noise, 15 % holes, glints beyond range, a 2-pixel band of flying pixels on both sides of
 the disc's edge, and a segmenter mask one pixel too wide. Reports the error of the point
 against the disc's known centre (median, max over seeds) for the method's defaults, without
-erosion, without outlier rejection, and for a plain mean; then the time to decode a 16UC1
-frame and locate a 4K mask's target. Prints the figures and writes ``<out>/depth3d.json``.
+erosion, without outlier rejection, and for a plain mean; the angle between the oriented
+box's z axis and the disc's normal (median, max); then the time to decode a 16UC1 frame and
+locate a 4K mask's target. Prints the figures and writes ``<out>/depth3d.json``.
 
     python benchmarks/bench_depth3d.py --out benchmarks/results [--seeds 20]
 """
@@ -65,6 +66,22 @@ def mean_error_mm(seeds: int) -> list:
     return out
 
 
+def normal_errors_deg(seeds: int) -> list:
+    """Angle between the oriented box's z axis and the tilted disc's normal, per seed."""
+    out = []
+    for seed in range(seeds):
+        scene = disc_scene(CAMERA, CENTRE, RADIUS, TILT, 0.03)
+        depth = corrupt(scene, np.random.default_rng(seed))
+        mask = cv2.dilate(scene.target_mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        result = locate_target(mask, depth, CAMERA)
+        x, y, z, w = result.obb_orientation
+        # third column of the quaternion's rotation matrix: the box's z axis
+        axis = (2 * (x * z + w * y), 2 * (y * z - w * x), 1 - 2 * (x * x + y * y))
+        cosine = min(1.0, float(np.dot(axis, TILT)))
+        out.append(math.degrees(math.acos(cosine)))
+    return out
+
+
 def stats(values: list) -> dict:
     return {"median_mm": round(statistics.median(values), 2), "max_mm": round(max(values), 2)}
 
@@ -108,6 +125,10 @@ def main() -> int:
         "depth_at_half_resolution": stats(
             errors_mm(args.seeds, DepthOptions(), CAMERA.scaled_to(320, 240))
         ),
+        "oriented_box_normal_deg": {
+            key.replace("_mm", "_deg"): value
+            for key, value in stats(normal_errors_deg(args.seeds)).items()
+        },
         "timing_4k_mask": timing(),
     }
     print(json.dumps(figures, indent=2))
