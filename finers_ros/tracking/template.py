@@ -35,6 +35,7 @@ COLOUR_RATE = 0.3  # how fast the target's and surroundings' colours follow the 
 AREA_RANGE = (0.4, 2.5)  # mask area against the last frame's, for a frame to count
 NEAR_PEAK_PX = 4  # coarse peaks closer than this (downscaled pixels) are one candidate
 DISTINCT_MARGIN = 0.08  # a wide-search winner must beat the runner-up by this correlation
+FEATURES = ("rgb", "likelihood")  # what searches correlate, in the order they are tried
 
 
 @dataclass
@@ -110,16 +111,18 @@ class TemplateTracker:
         predicted = self._centre + self._velocity * steps
         speed = float(np.hypot(*self._velocity))
         radius = min(cfg.max_search_radius_px, cfg.search_radius_px + 2.0 * speed)
-        found = None
-        if self._misses == 0:
-            match = self._search(frame, predicted, radius, wide=False)
-            if match is not None and match.score >= cfg.track_threshold:
-                found = self._segment(frame, match)
-        if found is None:  # a miss, a jump or an occlusion: search wide, demand a clear winner
-            match = self._search(frame, predicted, cfg.max_search_radius_px, wide=True)
-            if (match is not None and match.score >= cfg.reacquire_threshold
-                    and match.score - match.runner_up >= DISTINCT_MARGIN):
-                found = self._segment(frame, match)
+        found = match = None
+        for feature in FEATURES:  # appearance first; colour likelihood when it changed
+            if found is None and self._misses == 0:
+                match = self._search(frame, predicted, radius, False, feature)
+                if match is not None and match.score >= cfg.track_threshold:
+                    found = self._segment(frame, match)
+        for feature in FEATURES:  # a miss, a jump, an occlusion: wide, and a clear winner
+            if found is None:
+                match = self._search(frame, predicted, cfg.max_search_radius_px, True, feature)
+                if (match is not None and match.score >= cfg.reacquire_threshold
+                        and match.score - match.runner_up >= DISTINCT_MARGIN):
+                    found = self._segment(frame, match)
         if found is None:
             return self._missed(match)
         pixels, origin, local, score = found
@@ -134,11 +137,16 @@ class TemplateTracker:
         self._template = None
 
     # -- steps ---------------------------------------------------------------------
-    def _search(self, frame: FrameView, centre: np.ndarray, radius: float,
-                wide: bool) -> Optional[_Match]:
-        """Best correlation peak within ``radius`` of ``centre`` (None: nothing to search)."""
-        template = self._template
-        th, tw = template.shape[:2]
+    def _search(self, frame: FrameView, centre: np.ndarray, radius: float, wide: bool,
+                feature: str = "rgb", full_resolution: bool = False) -> Optional[_Match]:
+        """
+        Find the best correlation peak within ``radius`` of ``centre`` (None: no room).
+
+        ``feature``: ``rgb`` (appearance, context included) or ``likelihood`` (how close each
+        pixel's colour is to the target's rather than its surroundings': a target crossing a
+        changing background keeps its likelihood pattern while its context changes).
+        """
+        th, tw = self._template.shape[:2]
         origin = np.floor(centre - self._offset - radius).astype(int)
         x0, y0 = int(origin[0]), int(origin[1])
         x1, y1 = x0 + int(2 * radius) + tw + 1, y0 + int(2 * radius) + th + 1
@@ -148,15 +156,20 @@ class TemplateTracker:
             return None
         scale = min(1.0, self.config.coarse_side_px / max(window.shape[:2]))
         scale = max(scale, min(1.0, 8.0 / max(1, min(th, tw))))  # keep the template >= 8 px
-        if scale < 0.95:
-            return self._coarse_then_fine(frame, window, (x0, y0), scale, centre, radius)
-        scores = cv2.matchTemplate(window, template, cv2.TM_CCOEFF_NORMED)
+        if scale < 0.95 and not full_resolution:
+            return self._coarse_then_fine(frame, window, (x0, y0), scale, centre, radius,
+                                          feature)
+        scores = cv2.matchTemplate(self._features(window, feature),
+                                   self._features(self._template, feature),
+                                   cv2.TM_CCOEFF_NORMED)
         return self._peak(scores, (x0, y0), centre, radius, penalise=True, distinct=wide)
 
-    def _coarse_then_fine(self, frame, window, origin, scale, centre, radius) -> Optional[_Match]:
-        small = cv2.resize(window, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        template = cv2.resize(self._template, None, fx=scale, fy=scale,
-                              interpolation=cv2.INTER_AREA)
+    def _coarse_then_fine(self, frame, window, origin, scale, centre, radius,
+                          feature) -> Optional[_Match]:
+        small = self._features(cv2.resize(window, None, fx=scale, fy=scale,
+                                          interpolation=cv2.INTER_AREA), feature)
+        template = self._features(cv2.resize(self._template, None, fx=scale, fy=scale,
+                                             interpolation=cv2.INTER_AREA), feature)
         if small.shape[0] < template.shape[0] or small.shape[1] < template.shape[1]:
             return None
         scores = cv2.matchTemplate(small, template, cv2.TM_CCOEFF_NORMED)
@@ -165,7 +178,8 @@ class TemplateTracker:
         if coarse is None:
             return None
         refine_radius = 2.0 / scale + 2.0
-        fine = self._search(frame, coarse.centre / scale + origin, refine_radius, wide=False)
+        fine = self._search(frame, coarse.centre / scale + origin, refine_radius, False,
+                            feature, full_resolution=True)
         if fine is not None:
             fine.runner_up = coarse.runner_up
         return fine
@@ -193,6 +207,15 @@ class TemplateTracker:
             others[max(0, y - near):y + near + 1, max(0, x - near):x + near + 1] = -2.0
             match.runner_up = float(others.max())
         return match
+
+    def _features(self, rgb: np.ndarray, feature: str) -> np.ndarray:
+        """Return what a search correlates: ``rgb`` itself, or its colour likelihood."""
+        if feature == "rgb" or rgb.size == 0:
+            return rgb
+        lab = _lab(rgb)
+        to_target = _distance(lab, self._target_lab)
+        return _distance(lab, self._around_lab) / (to_target + _distance(
+            lab, self._around_lab) + 1e-3)
 
     def _segment(self, frame: FrameView, match: _Match):
         """Pixels around the match that have the target's colour (None: not the target)."""
