@@ -39,3 +39,15 @@ def test_node_warns_about_a_misspelt_parameter_at_start(domain):
     assert "did you mean 'frame_wait_s'" in warnings[0] and "ignored" in warnings[0]
     assert any("'xyzzy'" in line and "WARN" in line for line in log.splitlines())
     assert code == 0, log[-2000:]
+
+
+def test_depth_camera_model_takes_one_of_its_choices():
+    import pytest
+
+    from finers_ros.ros.params import NodeSettings, ParameterError, parameter_defaults
+
+    defaults = parameter_defaults()
+    for choice in ("auto", "raw", "rectified"):
+        NodeSettings(**{**defaults, "depth_camera_model": choice}).validate()
+    with pytest.raises(ParameterError, match=r"depth_camera_model='rect' \(auto \| raw"):
+        NodeSettings(**{**defaults, "depth_camera_model": "rect"}).validate()
