@@ -37,7 +37,7 @@ from .frames import FrameView
 
 SUCCESS_IOU = 0.5
 WRONG_IOU = 0.1
-BOUNDARY_TOLERANCE_PX = 2
+BOUNDARY_TOLERANCE_PX = 1
 
 Roi = Tuple[int, int, int, int]  # (x0, y0, w, h) native pixels
 
@@ -101,7 +101,7 @@ def boundary_f(predicted: np.ndarray, truth: np.ndarray,
 
 
 def reported_mask(update: TrackUpdate) -> Tuple[Roi, np.ndarray]:
-    """The update's mask in its ROI when TRACKING (its box when it has no mask), else empty."""
+    """Return the update's mask and ROI when TRACKING (its box without a mask), else empty."""
     if not update.tracking:
         return (0, 0, 0, 0), np.zeros((0, 0), bool)
     if update.mask is not None:
@@ -219,7 +219,7 @@ def _worst(latencies: List[Optional[int]]) -> Optional[int]:
 
 
 def summarise(frames: Sequence[FrameScore]) -> dict:
-    """The sequence figures of the module docstring, as a JSON-ready dict."""
+    """Return the sequence figures of the module docstring, as a JSON-ready dict."""
     visible = [f for f in frames if f.visible]
     failures = [i for i, f in enumerate(frames) if f.failed]
     cpu = np.array([f.cpu_ms for f in frames], float)
@@ -269,8 +269,10 @@ def evaluate(tracker: Tracker, sequence, clock: Callable[[], float] = time.proce
     ``clock`` (seconds) times each ``seed``/``update`` call alone, frame rendering excluded;
     the default, process CPU time, counts every thread the tracker uses.
     """
+    seed_view, seed_box, seed_mask = (FrameView(sequence.seed_frame), sequence.seed_box,
+                                      sequence.seed_mask)
     start = clock()
-    tracker.seed(FrameView(sequence.seed_frame), sequence.seed_box, sequence.seed_mask)
+    tracker.seed(seed_view, seed_box, seed_mask)
     seed_ms = (clock() - start) * 1000.0
     scores = []
     for frame, truth in sequence:
