@@ -39,7 +39,13 @@ def vllm_checkpoint(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def session_server(vllm_checkpoint):
+def shm_before_server():
+    """Return the files in /dev/shm before this run's server first started."""
+    return {str(path) for path in Path("/dev/shm").iterdir()}
+
+
+@pytest.fixture(scope="session")
+def session_server(vllm_checkpoint, shm_before_server):
     try:
         install(log=lambda message: None)
     except ServerBuildError as exc:
@@ -392,7 +398,13 @@ def test_hung_server_times_out_and_the_next_request_works(vllm_server):
     assert backend.generate(frame(512, 512), lpr_prompt("find it")).generated_tokens >= 1
 
 
-def test_killed_server_then_down_then_restarted(vllm_server):
+def test_killed_server_then_down_then_restarted(vllm_server, shm_before_server):
+    """
+    Kill the server mid-request: the client's error, then recovery after a restart.
+
+    The killed server's shared-memory segments (its engine queues in /dev/shm, RAM that nobody
+    frees until a reboot) are removed once the wrapper has seen its processes die.
+    """
     backend = OpenAIServerModel(stage(vllm_server, max_new_tokens=3000))
     image, prompt = frame(512, 512), lpr_prompt("find the red screw")
     backend.text_tokens(prompt)
@@ -413,7 +425,19 @@ def test_killed_server_then_down_then_restarted(vllm_server):
         and time.monotonic() < deadline
     ):
         time.sleep(0.05)
-    vllm_server.kill()  # while the server generates (3000 tokens take seconds)
+    segments = _shm_mapped_by(vllm_server.process.pid) - shm_before_server
+    assert segments, "the server maps nothing in /dev/shm: nothing for the check below to see"
+    said, log = [], vllm_server.log
+    vllm_server.log = said.append
+    try:
+        vllm_server.kill()  # while the server generates (3000 tokens take seconds)
+    finally:
+        vllm_server.log = log
+    left = sorted(path for path in segments if Path(path).exists())
+    assert not left, f"the killed server left {left} in /dev/shm"
+    cleanup = vllm_server.last_cleanup
+    assert {Path(path).name for path in segments} <= set(cleanup.removed)
+    assert said == [f"vLLM server on port {vllm_server.port} ended: {cleanup.line()}"], said
     worker.join(60)
     assert "generation" not in outcome, "the request finished before the server was killed"
     assert outcome["error"].startswith(
@@ -426,6 +450,25 @@ def test_killed_server_then_down_then_restarted(vllm_server):
     backend.config.max_new_tokens = 2
     generation = backend.generate(image, prompt)  # the same client recovers
     assert generation.prompt_tokens == backend.text_tokens(prompt) + 2 + 324
+
+
+def _shm_mapped_by(pgid: int) -> set:
+    """Return the /dev/shm files the processes of group ``pgid`` map (unlinked ones left out)."""
+    mapped = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) != pgid:  # state ppid pgrp
+                continue
+            lines = (stat.parent / "maps").read_text().splitlines()
+        except (OSError, ValueError):
+            continue  # exited meanwhile
+        fields = (line.split(maxsplit=5) for line in lines)
+        mapped.update(
+            f[5]
+            for f in fields
+            if len(f) == 6 and f[5].startswith("/dev/shm/") and not f[5].endswith(" (deleted)")
+        )
+    return mapped
 
 
 def _running_requests(server: VLLMServer) -> float:

@@ -5,15 +5,23 @@ A real vLLM server here: ``make vllm-server`` (install, tiny model, serve until 
     tools/vllm_server.py install             # .venv-vllm from tools/vllm-requirements.txt (cached)
     tools/vllm_server.py build-model DIR     # tiny random Qwen2.5-VL vLLM's CPU attention accepts
     tools/vllm_server.py serve [--model DIR] [--port P] [--config-out FILE]
+    tools/vllm_server.py shm-snapshot FILE   # before a supervised server starts (ExecStartPre)
+    tools/vllm_server.py clean-shm --since-file FILE [--user NAME]   # after it (ExecStopPost)
 
 ``serve`` starts ``python -m vllm.entrypoints.openai.api_server`` on 127.0.0.1, waits for
 ``/health``, writes a pipeline config pointing GSE and LPR at it (``--config-out``), and stops
-the server cleanly on Ctrl-C / SIGTERM. Run it with the project venv (.venv/bin/python).
+the server cleanly on Ctrl-C / SIGTERM; a server that dies on its own is reported, and the
+shared-memory segments it left in /dev/shm are removed. ``shm-snapshot`` / ``clean-shm`` do
+that removal for a server another supervisor runs (systemd): the Python segments (``psm_*``,
+``sem.mp-*``) of the user that appeared since the snapshot and that no live process holds.
+Run it with the project venv (.venv/bin/python).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import pwd
 import signal
 import sys
 from pathlib import Path
@@ -27,6 +35,12 @@ from finers_ros.testing.vllm_server import (
     build_checkpoint,
     install,
     stage_server_config,
+)
+from finers_ros.testing.shm_cleanup import (
+    read_snapshot,
+    remove_new_unheld,
+    segment_names,
+    write_snapshot,
 )
 
 DEFAULT_MODEL = REPO / "outputs" / "vllm" / "tiny-qwen"
@@ -64,17 +78,38 @@ def serve(args) -> int:
             f"log {server.log_path})\npipeline config: {config}\nCtrl-C stops it.",
             flush=True,
         )
-        server.process.wait()
-        print(
-            f"vLLM server exited with {server.process.returncode}: {server.log_tail()}",
-            file=sys.stderr,
-        )
+        code = server.wait()  # a crash: its segments are removed before this returns
+        print(f"vLLM server exited with {code}: {server.log_tail()}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0
     finally:
         server.stop()
         print("vLLM server stopped", flush=True)
+
+
+def _uid(user) -> int:
+    return os.geteuid() if user is None else pwd.getpwnam(user).pw_uid
+
+
+def shm_snapshot(args) -> int:
+    """Write the user's Python segments in /dev/shm now: what ``clean-shm`` must leave alone."""
+    names = segment_names(owner=_uid(args.user))
+    write_snapshot(Path(args.file), names)
+    print(f"{len(names)} shared-memory segment(s) in /dev/shm noted in {args.file}")
+    return 0
+
+
+def clean_shm(args) -> int:
+    """Remove the user's Python segments made since the snapshot that no live process holds."""
+    try:
+        before = read_snapshot(Path(args.since_file))
+    except OSError as exc:
+        print(f"vllm-server: no snapshot to compare with ({exc}); nothing removed",
+              file=sys.stderr)
+        return 2
+    print(remove_new_unheld(before, owner=_uid(args.user)).line(), flush=True)
+    return 0
 
 
 def main(argv=None) -> int:
@@ -93,8 +128,25 @@ def main(argv=None) -> int:
     run.add_argument(
         "--config-out", default=str(REPO / "outputs" / "vllm" / "pipeline_vllm_local.yaml")
     )
+    snapshot = commands.add_parser(
+        "shm-snapshot", help="note the Python segments in /dev/shm before a server starts"
+    )
+    snapshot.add_argument("file", help="where to write the list (one name a line)")
+    clean = commands.add_parser(
+        "clean-shm",
+        help="remove the Python segments in /dev/shm made since shm-snapshot and held by none",
+    )
+    clean.add_argument("--since-file", required=True, help="the file shm-snapshot wrote")
+    for command in (snapshot, clean):
+        command.add_argument(
+            "--user", default=None, help="whose segments (default: the user running this)"
+        )
     args = parser.parse_args(argv)
     try:
+        if args.command == "shm-snapshot":
+            return shm_snapshot(args)
+        if args.command == "clean-shm":
+            return clean_shm(args)
         if args.command == "install":
             print(install())
         elif args.command == "build-model":

@@ -12,6 +12,12 @@ because ``_meta_registrations`` registers fake kernels for ops that do not exist
 processor needs torchvision's Python transforms, not those ops, so the venv gets a ``.pth``
 file that pre-registers an empty ``torchvision._meta_registrations`` module (fake kernels are
 only used when tracing torchvision's own detection ops). No installed file is edited.
+
+A server killed with SIGKILL (a crash, the OOM killer, ``kill()``) cannot remove its engine's
+shared-memory segments from ``/dev/shm`` (about 400 MB of RAM that nothing frees until a
+reboot): once the wrapper sees the server's process group gone (``stop``, ``kill``, ``wait``,
+``running``) it removes the segments that appeared while the server ran and that no live
+process holds (``shm_cleanup``), and logs one line saying how many and how large.
 """
 
 from __future__ import annotations
@@ -27,7 +33,9 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence, Set
+
+from .shm_cleanup import Cleanup, remove_new_unheld, segment_names
 
 REPO = Path(__file__).resolve().parents[2]
 VENV = REPO / ".venv-vllm"
@@ -131,6 +139,37 @@ def build_checkpoint(directory: Path, seed: int = 0) -> Path:
     return directory
 
 
+def live_group_members(pgid: int, proc: Path = Path("/proc")) -> Set[int]:
+    """Return the pids in process group ``pgid`` that have not exited (zombies excluded)."""
+    members = set()
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            state, _ppid, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, ValueError):
+            continue  # exited meanwhile
+        if int(group) == pgid and state not in "ZX":
+            members.add(int(stat.parent.name))
+    return members
+
+
+def end_process_group(pgid: int, timeout_s: float = 30.0) -> Set[int]:
+    """SIGKILL what is left of group ``pgid`` and wait until it is gone; return the survivors."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        members = live_group_members(pgid)
+        if not members or time.monotonic() > deadline:
+            return members
+        time.sleep(0.05)
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -143,7 +182,9 @@ class VLLMServer:
 
     ``start`` waits for ``GET /health``; ``stop`` ends the group (API server and engine core)
     with SIGTERM, then SIGKILL. ``kill`` / ``pause`` / ``resume`` exist to test failures: a
-    crash, and a server that accepts connections but does not answer.
+    crash, and a server that accepts connections but does not answer. Whenever the group has
+    ended, the shared-memory segments it left are removed and ``log`` gets one line about
+    them (``last_cleanup`` holds the details).
     """
 
     def __init__(
@@ -155,6 +196,7 @@ class VLLMServer:
         log_path: Optional[Path] = None,
         dtype: str = "float32",
         venv: Path = VENV,
+        log: Callable[[str], None] = _say,
     ):
         self.model_dir = Path(model_dir)
         self.port = port or free_port()
@@ -163,8 +205,11 @@ class VLLMServer:
         self.log_path = Path(log_path or self.model_dir.parent / f"vllm-{self.port}.log")
         self.dtype = dtype
         self.venv = Path(venv)
+        self.log = log
         self.process: Optional[subprocess.Popen] = None
         self.startup_s = 0.0
+        self.segments_before: Set[str] = set()  # /dev/shm's Python segments before start
+        self.last_cleanup: Optional[Cleanup] = None
 
     @property
     def root_url(self) -> str:
@@ -219,6 +264,7 @@ class VLLMServer:
             env.pop(key, None)
         start = time.monotonic()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.segments_before = segment_names(owner=os.geteuid())
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 self.command(),
@@ -230,9 +276,10 @@ class VLLMServer:
             )
         while time.monotonic() - start < timeout_s:
             if self.process.poll() is not None:
+                code = self.process.returncode
+                self._end()
                 raise ServerBuildError(
-                    f"vLLM server exited with {self.process.returncode} while starting: "
-                    f"{self.log_tail()}"
+                    f"vLLM server exited with {code} while starting: {self.log_tail()}"
                 )
             if self.healthy():
                 self.startup_s = time.monotonic() - start
@@ -250,7 +297,16 @@ class VLLMServer:
 
     @property
     def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        """Whether the server lives; one found dead is cleaned up after (see ``_end``)."""
+        if self.process is not None and self.process.poll() is not None:
+            self._end()
+        return self.process is not None
+
+    def wait(self) -> int:
+        """Wait for the server to exit on its own (a crash), clean up after it, return its code."""
+        code = self.process.wait()
+        self._end()
+        return code
 
     def log_tail(self, lines: int = 6) -> str:
         try:
@@ -278,15 +334,33 @@ class VLLMServer:
         except subprocess.TimeoutExpired:
             self._signal_group(signal.SIGKILL)
             self.process.wait(10)
-        self._signal_group(signal.SIGKILL)  # engine processes left behind by a crash
-        self.process = None
+        self._end()
 
     def kill(self) -> None:
         """Simulate a crash: SIGKILL to every process of the server."""
+        if self.process is None:
+            return
         self._signal_group(signal.SIGKILL)
-        if self.process is not None:
-            self.process.wait(10)
+        self.process.wait(10)
+        self._end()
+
+    def _end(self) -> Cleanup:
+        """
+        End what is left of the exited server's group, then remove the segments it left.
+
+        Engine processes outlive an API server that crashed, so they are killed first; a
+        segment is removed only once no process maps or holds it.
+        """
+        survivors = end_process_group(self.process.pid)
+        self.process.wait(10)
         self.process = None
+        cleanup = remove_new_unheld(self.segments_before, owner=os.geteuid())
+        self.last_cleanup = cleanup
+        if survivors:
+            self.log(f"vLLM server on port {self.port}: pids {sorted(survivors)} outlived SIGKILL")
+        if cleanup.removed or cleanup.kept:
+            self.log(f"vLLM server on port {self.port} ended: {cleanup.line()}")
+        return cleanup
 
     def pause(self) -> None:
         """Simulate a hung server: the API process stops reading (connections still accepted)."""
