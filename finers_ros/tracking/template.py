@@ -32,7 +32,9 @@ from .config import TrackerConfig
 from .frames import FrameView
 
 COLOUR_RATE = 0.3  # how fast the target's and surroundings' colours follow the frames
-AREA_RANGE = (0.4, 2.5)  # mask area against the last frame's, for a frame to count
+AREA_RANGE = (0.4, 2.5)  # mask area against the last steady frame's, for a frame to count
+STEADY_AREA = (0.75, 1.33)  # ... and for the frame to renew the template
+STEADY_SCORE = 0.75  # correlation for a frame to renew the template
 NEAR_PEAK_PX = 4  # coarse peaks closer than this (downscaled pixels) are one candidate
 DISTINCT_MARGIN = 0.08  # a wide-search winner must beat the runner-up by this correlation
 FEATURES = ("rgb", "likelihood")  # what searches correlate, in the order they are tried
@@ -259,15 +261,20 @@ class TemplateTracker:
         bx0, by0, bx1, by1 = xs.min(), ys.min(), xs.max(), ys.max()
         box = (float(origin[0] + bx0), float(origin[1] + by0), float(origin[0] + bx1),
                float(origin[1] + by1))
+        area = float(local.sum())
+        # a partly covered or changing target does not become the appearance searched for
+        steady = self._template is None or (
+            score >= STEADY_SCORE and STEADY_AREA[0] <= area / self._area <= STEADY_AREA[1])
         self._centre = np.array([(box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0])
-        self._box_size = np.array([box[2] - box[0] + 1.0, box[3] - box[1] + 1.0])
-        self._area = float(local.sum())
         lab = _lab(pixels)
         ring = _ring(local)
         self._target_lab += COLOUR_RATE * (np.median(lab[local], axis=0) - self._target_lab)
         if ring.any():
             self._around_lab += COLOUR_RATE * (np.median(lab[ring], axis=0) - self._around_lab)
-        self._cut_template(frame, box)
+        if steady:
+            self._box_size = np.array([box[2] - box[0] + 1.0, box[3] - box[1] + 1.0])
+            self._area = area
+            self._cut_template(frame, box)
         self._misses = 0
         self._last_box = box
         mask = local[by0:by1 + 1, bx0:bx1 + 1].copy()
