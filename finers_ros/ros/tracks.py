@@ -73,11 +73,11 @@ class NodeTracking:
         """Start (or refuse, with an ended report) the track a ``track`` request asked for."""
         result = outcome.result
         frame = outcome.frame
-        self.service.settle()
         if result.error or not result.found or outcome.image is None or frame is None:
             why = result.error and f"[{result.error_stage}] {result.error}"
             self.service.start(outcome.request.request_id, outcome.request.instruction,
                                outcome.image, 0, None, None, None)
+            self.service.settle()
             if why:
                 self._node.get_logger().info(f"no track for {outcome.request.request_id}: "
                                              f"{why}")
@@ -85,6 +85,7 @@ class NodeTracking:
         track_id = self.service.start(outcome.request.request_id, outcome.request.instruction,
                                       outcome.image, frame.seq, frame.header, result.box,
                                       result.mask)
+        self.service.settle()  # after start: the ring stays until the new track caught up
         if track_id:
             self._node.get_logger().info(f"tracking {outcome.request.instruction[:80]!r} as "
                                          f"{track_id}")

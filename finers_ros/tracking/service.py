@@ -267,9 +267,9 @@ class TrackingService:
     def _loop(self, generation: int) -> None:
         while True:
             with self._cond:
-                while self._running and generation == self._generation and \
+                if self._running and generation == self._generation and \
                         not self._work_ready():
-                    self._cond.wait(0.2)
+                    self._cond.wait(0.2)  # then the periodic checks (stall, max age) run
                     self._check_stall_locked()
                 if not self._running or generation != self._generation:
                     return
