@@ -124,8 +124,8 @@ def test_track_and_stop_track_commands():
     for loose in ('"yes"', '1', 'null'):
         assert parse_command('{"instruction": "find it", "track": %s}' % loose)["track"] is False
     assert parse_command("find it")["track"] is False
-    assert parse_command('{"stop_track": "track-3", "id": "s"}') == {"stop_track": "track-3",
-                                                                      "request_id": "s"}
+    stop = parse_command('{"stop_track": "track-3", "id": "s"}')
+    assert stop == {"stop_track": "track-3", "request_id": "s"}
     assert parse_command('{"stop_track": "all"}')["stop_track"] == "all"
     text = command_text("find it", track=True)
     assert parse_command(text) == {"instruction": "find it", "question_type": "referring",

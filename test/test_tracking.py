@@ -1,6 +1,8 @@
 """
-Tracking core (ROS-free): the template tracker on moving 4K scenes, the frame ring, and the
-tracking service's catch-up, several tracks, ends, loss and re-acquisition.
+Tracking core (ROS-free): tracker, ring and service.
+
+The template tracker on moving 4K scenes, the frame ring, and the tracking service's
+catch-up, several tracks, ends, loss and re-acquisition.
 """
 from __future__ import annotations
 
@@ -249,8 +251,8 @@ def test_reacquire_off_ends_a_lost_track_and_cascade_resumes_the_same_id(pan):
                 assert "lost" in reports.items[-1].update.reason and not asked
                 continue
             assert asked == [(track_id, "r1", "find it")]  # asked once, not per lost frame
-            assert service.resume(track_id, frames[3], 4, header(4), *seed_of(frames[3],
-                                                                               pan[2][3]))
+            box, mask = seed_of(frames[3], pan[2][3])
+            assert service.resume(track_id, frames[3], 4, header(4), box, mask)
             service.put_frame(track_frame(frames[4], 5))
             assert reports.wait(lambda items: items[-1].update.tracking
                                 and items[-1].track_id == track_id)
@@ -260,7 +262,7 @@ def test_reacquire_off_ends_a_lost_track_and_cascade_resumes_the_same_id(pan):
 
 
 def seed_of(image, truth):
-    """The box and full mask a cascade answer would give for ``truth``'s target."""
+    """Return the box and full mask a cascade answer would give for ``truth``'s target."""
     mask = np.zeros(image.shape[:2], bool)
     x0, y0, w, h = truth.roi
     mask[y0:y0 + h, x0:x0 + w] = truth.mask
