@@ -139,3 +139,20 @@ def _draw_inset(canvas: np.ndarray, image: np.ndarray, result: FineRSResult) -> 
         return
     canvas[6:6 + h, x0:x0 + w] = zoomed
     cv2.rectangle(canvas, (x0 - 1, 5), (x0 + w, 6 + h), CROP_COLOUR, 2)
+
+
+def draw_track(image: np.ndarray, mask: np.ndarray, box, label: str,
+               max_width: int = 1280, inset_side: int = 256) -> np.ndarray:
+    """
+    Overlay one tracked frame: ``H x W x 3 uint8 RGB`` + ``H x W`` bool mask + XYXY box.
+
+    Drawn like a Detection's overlay (the same tint, box and inset), the inset a
+    ``inset_side`` native window around the tracked box.
+    """
+    from .geometry import crop_for_region
+
+    width, height = image.shape[1], image.shape[0]
+    side = min(inset_side, width, height)
+    track = FineRSResult(instruction=label, found=True, answer="tracked", box=tuple(box),
+                         mask=mask, crop=crop_for_region(tuple(box), (width, height), side))
+    return draw_overlay(image, track, max_width)

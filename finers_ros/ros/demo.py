@@ -37,7 +37,14 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"))
     parser.add_argument("--instruction", default=INSTRUCTION)
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--track", action="store_true",
+                        help="ask once with \"track\": true, then follow the target on a "
+                             "moving camera (writes track_*.png and tracks.json)")
     args = parser.parse_args(argv)
+    if args.track:
+        from .demo_track import run
+
+        return run(args.out, args.timeout)
 
     from domain_coordinator import domain_id
 
