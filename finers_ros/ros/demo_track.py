@@ -106,7 +106,8 @@ def _report(out: Path, frames, sent: dict, tracks, instruction: str, code: int) 
         row = {"frame": index, "state": msg.state, "reason": msg.reason,
                "box": [round(float(v), 1) for v in msg.box],
                "confidence": round(float(msg.confidence), 3),
-               "update_ms": round(float(msg.update_ms), 2), "frames_tracked": int(msg.frames_tracked)}
+               "update_ms": round(float(msg.update_ms), 2),
+               "frames_tracked": int(msg.frames_tracked)}
         if index is not None and msg.state == "tracking":
             image, truth = frames[index]
             mask = _track_mask(msg)
