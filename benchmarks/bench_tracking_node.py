@@ -21,7 +21,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import psutil
 
 HERE = Path(__file__).resolve().parent
