@@ -41,6 +41,7 @@ bench: interfaces
 	$(PY) benchmarks/bench_speed.py --out benchmarks/results
 	$(PY) benchmarks/bench_depth3d.py --out benchmarks/results
 	$(PY) benchmarks/bench_tracking.py --out benchmarks/results
+	$(PY) benchmarks/bench_tracking_node.py --out benchmarks/results
 
 # The training loop on CPU: LPR -> best-region search -> GSE (offline and online reward) ->
 # finers-segment / finers-eval on the trained checkpoints (runs/smoke; README: Training).
