@@ -14,6 +14,7 @@ $(VENV)/.installed: requirements.txt setup.py training/pyproject.toml
 	$(PIP) install --quiet pip==26.3
 	$(PIP) install --quiet torch==2.14.1 torchvision==0.29.1
 	$(PIP) install --quiet -r requirements.txt
+	$(PIP) install --quiet setuptools==79.0.1 wheel==0.45.1  # sam2 builds without isolation
 	SAM2_BUILD_CUDA=0 $(PIP) install --quiet --no-build-isolation --no-deps sam2==1.1.0
 	$(PIP) install --quiet --no-deps --no-build-isolation -e .
 	$(PIP) install --quiet --no-deps --no-build-isolation -e training
