@@ -268,3 +268,73 @@ def seed_of(image, truth):
     mask[y0:y0 + h, x0:x0 + w] = truth.mask
     ys, xs = np.nonzero(mask)
     return (float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())), mask
+
+
+def test_a_tracker_that_cannot_be_built_ends_the_track_with_the_reason(pan):
+    sequence, _, _ = pan
+    reports = Reports()
+
+    def unbuildable(config):
+        raise TrackerError("no CUDA device for the sam2 tracker")
+
+    service = TrackingService(reports, tracker_factory=unbuildable)
+    service.start_worker()
+    try:
+        assert started(service, sequence) is not None
+        assert reports.wait(lambda items: items)
+        (report,) = reports.items
+        assert report.update.state is TrackState.ENDED and "no CUDA" in report.update.reason
+        assert service.active == 0
+    finally:
+        service.stop_worker()
+
+
+def test_a_camera_that_stops_again_is_reported_again_and_fps_falls_to_zero(pan):
+    sequence, frames, _ = pan
+    reports = Reports()
+    service = TrackingService(reports, stall_s=0.3)
+    service.start_worker()
+    try:
+        started(service, sequence)
+        for stop in range(2):  # the camera stops, comes back, stops again
+            for seq in range(1 + 3 * stop, 4 + 3 * stop):
+                service.put_frame(track_frame(frames[seq], seq))
+                assert reports.wait(lambda items: items[-1].frame.seq == seq)
+            assert service.counters.fps > 0
+            assert reports.wait(lambda items: items[-1].update.state is TrackState.LOST, 5)
+            assert "camera stopped" in reports.items[-1].update.reason
+            assert service.counters.fps == 0  # nothing is being tracked now
+        service.stop()
+        assert reports.wait(lambda items: items[-1].update.state is TrackState.ENDED)
+        assert service.counters.fps == 0
+    finally:
+        service.stop_worker()
+
+
+def test_a_track_that_never_starts_says_why_on_the_answered_frame(pan):
+    sequence, _, _ = pan
+    reports = Reports()
+    service = TrackingService(reports, max_tracks=1)
+    service.start_worker()
+    try:
+        service.start("failed", "find it", sequence.seed_frame, 7, header(7), None, None,
+                      refusal="[gse] model crashed")
+        assert "nothing to track: [gse] model crashed" in reports.items[-1].update.reason
+        assert reports.items[-1].frame.header.stamp == header(7).stamp
+        started(service, sequence, "first")
+        assert started(service, sequence, "second", seq=9) is None  # too many tracks
+        assert reports.items[-1].frame.header.stamp == header(9).stamp
+        assert reports.items[-1].frame.seq == 9
+    finally:
+        service.stop_worker()
+
+
+def test_track_ids_are_never_reused_by_a_new_service(pan):
+    sequence, _, _ = pan
+    ids = []
+    for _ in range(2):  # the node builds a new service when it is configured again
+        service = TrackingService(Reports())
+        service.start_worker()
+        ids.append(started(service, sequence))
+        service.stop_worker()
+    assert ids[0] != ids[1], ids

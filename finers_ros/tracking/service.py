@@ -325,11 +325,13 @@ class TrackingService:
             old = self._tracks.get(seed.track_id)
         if seed.resume and old is None:
             return  # ended meanwhile
-        tracker = self._factory(self.config)
-        try:
+        tracker = None
+        try:  # a tracker that cannot be built (no sam2, no CUDA) is reported like a bad seed
+            tracker = self._factory(self.config)
             update = tracker.seed(FrameView(seed.image), seed.box, seed.mask)
-        except (TrackerError, ValueError) as exc:
-            tracker.close()
+        except Exception as exc:
+            if tracker is not None:
+                tracker.close()
             if seed.resume:
                 old.reacquire_asked = False
                 return
