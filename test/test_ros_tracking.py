@@ -149,12 +149,29 @@ def test_track_follows_the_moving_target_on_every_frame(client, wide_scene, node
 
 
 def test_track_request_on_a_not_found_answer_ends_with_the_reason(client, wide_scene):
-    with PanningCamera(client, wide_scene):
+    with PanningCamera(client, wide_scene) as camera:
         ask_to_track(client, "find the magenta unicorn", "nothing-1")
         assert client.wait_until(lambda: of(client, "nothing-1"), TIMEOUT)
     (msg,) = of(client, "nothing-1")
     assert msg.state == "ended" and msg.track_id == ""
     assert "not found" in msg.reason
+    detection = [d for d in client.detections if d.request_id == "nothing-1"][0]
+    assert stamp_ns(msg) == stamp_ns(detection) and stamp_ns(msg) in camera.sent
+    assert msg.header.frame_id == "cam"  # the frame the answer was given on
+
+
+def test_track_request_that_fails_ends_with_the_error_not_as_not_found(client):
+    client.send(json.dumps({"track": True, "id": "no-instruction"}))
+    assert client.wait_until(lambda: of(client, "no-instruction"), TIMEOUT)
+    (msg,) = of(client, "no-instruction")
+    assert msg.state == "ended" and "empty instruction" in msg.reason, msg.reason
+
+
+def test_a_huge_stop_track_id_is_refused_in_one_short_log_line(client, node):
+    client.send(json.dumps({"stop_track": "x" * 100_000}))
+    assert client.wait_until(lambda: "stop_track 'xxx" in node.log(), TIMEOUT)
+    line = [ln for ln in node.log().splitlines() if "stop_track 'xxx" in ln][0]
+    assert "no such track" in line and len(line) < 1000, len(line)
 
 
 def test_several_tracks_and_frames_that_change_size(client, wide_scene):

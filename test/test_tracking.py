@@ -299,7 +299,7 @@ def test_a_camera_that_stops_again_is_reported_again_and_fps_falls_to_zero(pan):
         for stop in range(2):  # the camera stops, comes back, stops again
             for seq in range(1 + 3 * stop, 4 + 3 * stop):
                 service.put_frame(track_frame(frames[seq], seq))
-                assert reports.wait(lambda items: items[-1].frame.seq == seq)
+                assert reports.wait(lambda items: items and items[-1].frame.seq == seq)
             assert service.counters.fps > 0
             assert reports.wait(lambda items: items[-1].update.state is TrackState.LOST, 5)
             assert "camera stopped" in reports.items[-1].update.reason

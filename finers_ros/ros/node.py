@@ -545,12 +545,13 @@ class PerceptionNode(LifecycleNode):
     # -- tracking -----------------------------------------------------------------------
     def _stop_track(self, which: str) -> None:
         tracking = self._tracking
+        shown = repr(which[:80]) + ("..." if len(which) > 80 else "")  # one short line
         if tracking is None:
-            self.get_logger().warning(f"stop_track {which!r}: node is not configured")
+            self.get_logger().warning(f"stop_track {shown}: node is not configured")
             return
         count = tracking.service.stop(None if which == "all" else which)
         if not count:
-            self.get_logger().warning(f"stop_track {which!r}: no such track running "
+            self.get_logger().warning(f"stop_track {shown}: no such track running "
                                       f"(running: {', '.join(tracking.service.track_ids())})")
 
     def _reacquire_track(self, track_id: str, request_id: str, instruction: str) -> None:

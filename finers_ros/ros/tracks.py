@@ -76,7 +76,9 @@ class NodeTracking:
         if result.error or not result.found or outcome.image is None or frame is None:
             why = result.error and f"[{result.error_stage}] {result.error}"
             self.service.start(outcome.request.request_id, outcome.request.instruction,
-                               outcome.image, 0, None, None, None)
+                               outcome.image, frame.seq if frame is not None else 0,
+                               frame.header if frame is not None else None, None, None,
+                               refusal=why or None)
             self.service.settle()
             if why:
                 self._node.get_logger().info(f"no track for {outcome.request.request_id}: "

@@ -39,11 +39,16 @@ from .ring import FrameRing, TrackFrame
 
 log = logging.getLogger(__name__)
 REACQUIRE_MODES = ("search", "cascade", "off")
+_TRACK_NUMBERS = itertools.count(1)  # per process: a reconfigured node never reuses an id
 
 
 @dataclass
 class TrackReport:
-    """One track on one frame (``frame`` None only for a track that never started)."""
+    """
+    One track on one frame.
+
+    ``frame`` is None only for a track that never started without an answered frame.
+    """
 
     track_id: str
     request_id: str
@@ -135,7 +140,7 @@ class TrackingService:
         self._newest_taken = 0  # seq of the newest frame the worker took
         self._last_frame_time = time.monotonic()
         self._stall_reported = False
-        self._ids = itertools.count(1)
+        self._ids = _TRACK_NUMBERS
         self._running = False
         self._generation = 0  # one per worker: a worker of an earlier start exits on its own
         self._worker: Optional[threading.Thread] = None
@@ -178,6 +183,7 @@ class TrackingService:
                 self.counters.frames_dropped += 1  # replaced before the worker took it
             self._newest = frame
             self._last_frame_time = time.monotonic()
+            self._stall_reported = False  # a camera that stops again is reported again
             wanted = self._pending > 0
             if self._tracks or self._seeds:
                 self._cond.notify_all()
@@ -200,12 +206,15 @@ class TrackingService:
             self.ring.clear()
 
     def start(self, request_id: str, instruction: str, image: np.ndarray, seq: int,
-              header, box: Optional[Box], mask: Optional[np.ndarray]) -> Optional[str]:
+              header, box: Optional[Box], mask: Optional[np.ndarray],
+              refusal: Optional[str] = None) -> Optional[str]:
         """
         Start tracking a found answer on its frame ``image`` (``H x W x 3`` RGB, frame ``seq``).
 
         Returns the new track id, or None when it cannot start (not found, too many tracks,
-        not running): then one ``ended`` report with the reason has been delivered.
+        not running): then one ``ended`` report with the reason has been delivered, on the
+        answered frame's header when there is one. ``refusal`` says why an answer without a
+        box has nothing to track (its error); by default, that it was not found.
         """
         track_id = ""
         why = None
@@ -213,7 +222,7 @@ class TrackingService:
             if not self._running:
                 why = "tracking is not running (node inactive)"
             elif box is None or mask is None or not mask.any():
-                why = "nothing to track: the answer was not found"
+                why = f"nothing to track: {refusal or 'the answer was not found'}"
             elif len(self._tracks) + len(self._seeds) >= self.max_tracks:
                 why = f"too many tracks ({self.max_tracks} running); stop one first"
             else:
@@ -222,9 +231,11 @@ class TrackingService:
                                          header, box, mask))
                 self._cond.notify_all()
         if why:
+            answered = None if header is None else \
+                TrackFrame(lambda: FrameView(image), header, seq, 0, _stamp_ns(header))
             self._report_never_started(track_id, request_id, instruction, why,
                                        (image.shape[1], image.shape[0])
-                                       if image is not None else (0, 0))
+                                       if image is not None else (0, 0), answered)
             return None
         return track_id
 
@@ -440,6 +451,7 @@ class TrackingService:
             track.reacquire_asked = False
 
     def _report_stall(self, track_id: str, reason: str) -> None:
+        self._no_fps()
         with self._cond:
             track = self._tracks.get(track_id)
         if track is None or track.last_update is None:
@@ -466,6 +478,9 @@ class TrackingService:
             track = self._tracks.pop(track_id, None)
             if track is not None:
                 self.counters.tracks_ended += 1
+            idle = not self._tracks
+        if idle:
+            self._no_fps()
         if track is None:
             return
         track.tracker.close()
@@ -478,11 +493,17 @@ class TrackingService:
         for track_id in self.track_ids():
             self._end(track_id, reason)
 
-    def _report_never_started(self, track_id, request_id, instruction, reason, size) -> None:
+    def _no_fps(self) -> None:
+        """Nothing is tracked now (no track, or the camera stopped): the rate is 0."""
+        self.counters.fps = 0.0
+        self.counters.recent.clear()
+
+    def _report_never_started(self, track_id, request_id, instruction, reason, size,
+                              answered: Optional[TrackFrame] = None) -> None:
         """Report the one ``ended`` message of a track that never started (empty id)."""
         self._deliver(TrackReport(track_id, request_id, instruction,
                                   TrackUpdate(TrackState.ENDED, None, 0.0, reason=reason),
-                                  None, size or (0, 0)))
+                                  answered, size or (0, 0)))
 
     def _deliver(self, report: TrackReport) -> None:
         """Hand one report to ``on_report`` (a failing callback is logged, not raised)."""
