@@ -409,6 +409,9 @@ def test_killed_server_then_down_then_restarted(vllm_server, shm_before_server):
     image, prompt = frame(512, 512), lpr_prompt("find the red screw")
     backend.text_tokens(prompt)
     outcome = {}
+    # scanned before the request: nothing slow between "it generates" and the kill
+    segments = _shm_mapped_by(vllm_server.process.pid) - shm_before_server
+    assert segments, "the server maps nothing in /dev/shm: nothing for the check below to see"
 
     def request():
         try:
@@ -425,8 +428,6 @@ def test_killed_server_then_down_then_restarted(vllm_server, shm_before_server):
         and time.monotonic() < deadline
     ):
         time.sleep(0.05)
-    segments = _shm_mapped_by(vllm_server.process.pid) - shm_before_server
-    assert segments, "the server maps nothing in /dev/shm: nothing for the check below to see"
     said, log = [], vllm_server.log
     vllm_server.log = said.append
     try:
