@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 OUT := outputs
 
-.PHONY: setup install interfaces main-job demo test test-fast bench clean train-smoke vllm-venv vllm-server bench-vllm
+.PHONY: setup install interfaces main-job demo test test-fast bench clean train-smoke vllm-venv vllm-server bench-vllm mutation
 
 setup: install interfaces main-job
 
@@ -62,3 +62,13 @@ vllm-server: vllm-venv
 
 bench-vllm: vllm-venv
 	$(PY) benchmarks/bench_vllm.py --out benchmarks/results
+
+# Mutation testing of the numeric and protocol modules (mutmut; tools/mutation/modules.toml,
+# docs/mutation.md): benchmarks/results/mutation.json and mutation.md. Not part of make test.
+# MODULES=finers_ros/geometry.py,... runs some modules and merges them into mutation.json.
+mutation: $(VENV)/.mutation-installed
+	nice -n 19 $(PY) tools/mutation/run.py --out benchmarks/results $(if $(MODULES),--modules $(MODULES))
+
+$(VENV)/.mutation-installed: tools/mutation/requirements.txt $(VENV)/.installed
+	$(PIP) install --quiet -r tools/mutation/requirements.txt
+	touch $@

@@ -1,0 +1,307 @@
+#!/usr/bin/env python3
+"""
+Mutation testing of the numeric and protocol modules with mutmut (``make mutation``).
+
+Each module listed in ``tools/mutation/modules.toml`` is mutated on its own, in a work folder
+``build/mutation/<module>/`` that holds a copy of the module's package, ``test/``, ``pytest.ini``
+and the few repository files tests read (``config/``, ``training/configs/``), and runs against
+only the ROS-free tests named for it. mutmut then runs, for each mutant, only those of the
+named tests that call the mutated function (forked from one pytest process, so nothing is
+imported twice). Mutants listed in ``tools/mutation/equivalent.toml`` (they cannot change
+behaviour) are left out of the score: ``score = (killed + timeouts) / (mutants - equivalent)``.
+
+Writes ``mutation.json`` (per module: mutants, killed, survived, no tests, timeouts,
+equivalent, score, run time, and the surviving mutants with their change) and
+``mutation.md`` (the table and the survivors). ``--modules`` runs some modules and merges
+them into an existing ``mutation.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+MODULES_FILE = HERE / "modules.toml"
+EQUIVALENT_FILE = HERE / "equivalent.toml"
+# Repository files that tests read through paths relative to test/ (copied as they are).
+TEST_RESOURCES = ["pytest.ini", "config", "training/configs"]
+TIMEOUT_STATUSES = {"timeout", "segfault"}  # mutmut ends an overdue mutant with a signal
+
+
+@dataclass
+class Module:
+    """One module to mutate and the pytest arguments that select its tests."""
+
+    path: str  # relative to the repository root, e.g. finers_ros/geometry.py
+    tests: list[str]
+
+    @property
+    def name(self) -> str:
+        """Return the dotted module path (``finers_training.rewards``) used in mutant names."""
+        return self.work_path.removesuffix(".py").replace("/", ".")
+
+    @property
+    def package(self) -> Path:
+        """Top-level package folder holding the module (the highest with an __init__.py)."""
+        top = None
+        for folder in (ROOT / self.path).parents:
+            if folder == ROOT:
+                break
+            if (folder / "__init__.py").exists():
+                top = folder
+        if top is None:
+            raise SystemExit(f"{self.path}: not inside a package (no __init__.py above it)")
+        return top
+
+    @property
+    def work_path(self) -> str:
+        """Return the module's path inside the work folder (its package at the top)."""
+        return str((ROOT / self.path).relative_to(self.package.parent))
+
+
+@dataclass
+class Outcome:
+    """What one module's run found."""
+
+    module: Module
+    statuses: dict[str, str]
+    changes: dict[str, str]
+    seconds: float
+    equivalent: dict[str, str] = field(default_factory=dict)
+    stale_equivalent: list[str] = field(default_factory=list)
+
+
+def load_modules() -> list[Module]:
+    """Read modules.toml: ``"path/to/module.py" = [pytest arguments]`` under ``[modules]``."""
+    data = tomllib.loads(MODULES_FILE.read_text())
+    return [Module(path, list(tests)) for path, tests in data["modules"].items()]
+
+
+def load_equivalent() -> dict[str, dict]:
+    """Read equivalent.toml: mutant name -> {change, reason}."""
+    if not EQUIVALENT_FILE.exists():
+        return {}
+    data = tomllib.loads(EQUIVALENT_FILE.read_text())
+    return {entry["mutant"]: entry for entry in data.get("equivalent", [])}
+
+
+def prepare(module: Module, work: Path) -> None:
+    """Fill the work folder: the package, test/, the test resources and mutmut's setup.cfg."""
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    package = module.package
+    shutil.copytree(package, work / package.name, ignore=ignore)
+    shutil.copytree(ROOT / "test", work / "test", ignore=ignore)
+    for resource in TEST_RESOURCES:
+        source, target = ROOT / resource, work / resource
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=ignore)
+        else:
+            shutil.copy2(source, target)
+    lines = [
+        "[mutmut]",
+        f"source_paths={package.name}",
+        f"only_mutate={module.work_path}",
+        "pytest_add_cli_args_test_selection=",
+        *(f"    {argument}" for argument in module.tests),
+        "pytest_add_cli_args=",
+        "    -p",
+        "    no:cacheprovider",
+        "also_copy=",
+        *(f"    {resource}" for resource in TEST_RESOURCES),
+    ]
+    (work / "setup.cfg").write_text("\n".join(lines) + "\n")
+
+
+def run_mutmut(work: Path, jobs: int, log: Path) -> None:
+    """Run ``mutmut run`` in the work folder; its output goes to ``log``."""
+    mutmut = Path(sys.executable).parent / "mutmut"
+    environment = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+                       CUDA_VISIBLE_DEVICES="", PYTHONDONTWRITEBYTECODE="1")
+    with log.open("w") as output:
+        run = subprocess.run([str(mutmut), "run", "--max-children", str(jobs)], cwd=work,
+                             env=environment, stdout=output, stderr=subprocess.STDOUT)
+    if run.returncode != 0:
+        tail = log.read_text().splitlines()[-15:]
+        raise SystemExit(f"mutmut failed in {work} (exit {run.returncode}); last lines of "
+                         f"{log}:\n" + "\n".join(tail))
+
+
+def read_results(module: Module, work: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """Return (mutant -> status, mutant -> its changed lines) from mutmut's files in ``work``."""
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+    from mutmut.stats import status_by_exit_code
+
+    meta = json.loads((work / "mutants" / f"{module.work_path}.meta").read_text())
+    statuses = {name: status_by_exit_code[code] for name, code in meta["exit_code_by_key"].items()}
+    changes = {}
+    here = os.getcwd()
+    os.chdir(work)
+    try:
+        for name in statuses:
+            diff = get_diff_for_mutant(name, path=module.work_path).splitlines()
+            changed = [line for line in diff[2:] if line[:1] in "+-"]
+            changes[name] = "\n".join(changed)
+    finally:
+        os.chdir(here)
+    return statuses, changes
+
+
+def mark_equivalent(outcome: Outcome, equivalent: dict[str, dict]) -> None:
+    """Take the listed equivalent mutants out; a listed change that no longer matches is stale."""
+    for name, entry in equivalent.items():
+        if not name.startswith(outcome.module.name + "."):
+            continue
+        if name in outcome.changes and outcome.changes[name] == entry["change"].strip("\n"):
+            outcome.equivalent[name] = entry["reason"]
+        else:
+            outcome.stale_equivalent.append(name)
+
+
+def summary(outcome: Outcome) -> dict:
+    """Per-module counts, score and survivors for mutation.json."""
+    counted = {name: status for name, status in outcome.statuses.items()
+               if name not in outcome.equivalent}
+    count = {status: sum(1 for s in counted.values() if s == status)
+             for status in set(counted.values())}
+    timeouts = sum(count.get(status, 0) for status in TIMEOUT_STATUSES)
+    killed = count.get("killed", 0)
+    scored = len(counted)
+    survivors = [{"mutant": name, "status": status, "change": outcome.changes[name]}
+                 for name, status in sorted(counted.items(), key=lambda item: _order(item[0]))
+                 if status != "killed" and status not in TIMEOUT_STATUSES]
+    return {
+        "module": outcome.module.path,
+        "tests": outcome.module.tests,
+        "mutants": len(outcome.statuses),
+        "killed": killed,
+        "survived": count.get("survived", 0),
+        "no_tests": count.get("no tests", 0),
+        "timeouts": timeouts,
+        "other": scored - killed - timeouts - count.get("survived", 0) - count.get("no tests", 0),
+        "equivalent": len(outcome.equivalent),
+        "score": round((killed + timeouts) / scored, 4) if scored else None,
+        "run_time_s": round(outcome.seconds, 1),
+        "survivors": survivors,
+        "stale_equivalent": sorted(outcome.stale_equivalent),
+    }
+
+
+def _order(name: str) -> tuple[str, int]:
+    """Sort mutants by function, then by mutant number."""
+    function, _, number = name.rpartition("__mutmut_")
+    return function, int(number) if number.isdigit() else 0
+
+
+def write_report(results: dict, out: Path) -> None:
+    """Write mutation.json and mutation.md (the table, then the survivors per module)."""
+    (out / "mutation.json").write_text(json.dumps(results, indent=2) + "\n")
+    lines = [
+        "# Mutation testing (make mutation)",
+        "",
+        f"mutmut {results['mutmut']}, {results['machine']}; score = (killed + timeouts) / "
+        "(mutants - equivalent). Generated by tools/mutation/run.py from mutation.json.",
+        "",
+        *table(results),
+        "",
+        "## Survivors",
+        "",
+        "Mutants no test notices (`no tests`: no listed test calls the function).",
+    ]
+    for module in results["modules"]:
+        if not module["survivors"] and not module["stale_equivalent"]:
+            continue
+        lines += ["", f"### {module['module']}", ""]
+        for survivor in module["survivors"]:
+            change = survivor["change"].replace("\n", " / ")
+            lines.append(f"- `{survivor['mutant']}` ({survivor['status']}): `{change}`")
+        for name in module["stale_equivalent"]:
+            lines.append(f"- `{name}`: listed as equivalent, but its change no longer matches")
+    (out / "mutation.md").write_text("\n".join(lines) + "\n")
+
+
+def table(results: dict) -> list[str]:
+    """Return the Markdown table of mutation.json (also quoted in docs/mutation.md)."""
+    lines = ["| module | mutants | killed | timeouts | survived | no tests | equivalent "
+             "| score | run time |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for m in results["modules"]:
+        score = "-" if m["score"] is None else f"{100 * m['score']:.1f}%"
+        lines.append(f"| `{m['module']}` | {m['mutants']} | {m['killed']} | {m['timeouts']} "
+                     f"| {m['survived']} | {m['no_tests']} | {m['equivalent']} | {score} "
+                     f"| {m['run_time_s'] / 60:.1f} min |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the selected modules and write the report."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--work", type=Path, default=ROOT / "build" / "mutation")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--modules", default="",
+                        help="comma-separated module paths or dotted names (default: all)")
+    parser.add_argument("--no-run", action="store_true",
+                        help="report the results already in the work folders (no mutmut run)")
+    args = parser.parse_args(argv)
+    modules = load_modules()
+    wanted = [item for item in args.modules.split(",") if item]
+    chosen = [m for m in modules if not wanted or m.path in wanted or m.name in wanted]
+    unknown = set(wanted) - {m.path for m in chosen} - {m.name for m in chosen}
+    if unknown:
+        raise SystemExit(f"not in {MODULES_FILE.name}: {', '.join(sorted(unknown))}")
+    equivalent = load_equivalent()
+    args.work.mkdir(parents=True, exist_ok=True)
+    (args.work / "COLCON_IGNORE").touch()
+    from importlib.metadata import version
+
+    previous = {}
+    if wanted and (args.out / "mutation.json").exists():
+        old = json.loads((args.out / "mutation.json").read_text())
+        previous = {m["module"]: m for m in old["modules"]}
+    done = {}
+    for module in chosen:
+        work = args.work / module.name
+        started = time.monotonic()
+        if not args.no_run:
+            print(f"{module.path}: mutating against {' '.join(module.tests)}", flush=True)
+            prepare(module, work)
+            run_mutmut(work, args.jobs, args.work / f"{module.name}.log")
+            (work / "run_time_s").write_text(f"{time.monotonic() - started:.1f}\n")
+        statuses, changes = read_results(module, work)
+        timed = work / "run_time_s"
+        seconds = float(timed.read_text()) if args.no_run and timed.exists() else 0.0
+        outcome = Outcome(module, statuses, changes, seconds or time.monotonic() - started)
+        mark_equivalent(outcome, equivalent)
+        done[module.path] = summary(outcome)
+        result = done[module.path]
+        print(f"    {result['mutants']} mutants, {result['killed']} killed, score "
+              f"{result['score']}, {result['run_time_s']:.0f} s", flush=True)
+    order = [m.path for m in modules]
+    merged = {**previous, **done}
+    results = {
+        "mutmut": version("mutmut"),
+        "machine": f"{os.cpu_count()} CPU cores, {args.jobs} mutants at a time",
+        "run_time_s": round(sum(m["run_time_s"] for m in merged.values()), 1),
+        "modules": [merged[path] for path in order if path in merged],
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_report(results, args.out)
+    print("\n".join(table(results)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
