@@ -75,9 +75,12 @@ class ScriptedServer:
                 pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True  # a slow reply does not hold up closing the server
+        self.httpd.block_on_close = False
         self.root = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.url = self.root + "/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.01,),
+                                       daemon=True)
         self.thread.start()
         self.listening = True
 
@@ -240,12 +243,12 @@ def test_without_server_metrics_only_the_round_trip_is_timed(serve):
 def test_retries_wait_the_backoff_then_twice_as_long(serve):
     server = serve((503, {"error": {"message": "engine is overloaded"}}))
     with pytest.raises(ServerError) as caught:
-        server.backend(backoff_s=0.4).generate(frame(), PROMPT)
+        server.backend(backoff_s=0.25).generate(frame(), PROMPT)
     assert str(caught.value) == (f"model server at {server.url} failed after 3 attempts: "
                                  "HTTP 503: engine is overloaded")
     arrivals = [arrival for arrival, *_ in server.requests]
     first, second = arrivals[1] - arrivals[0], arrivals[2] - arrivals[1]
-    assert 0.4 <= first < 0.8 and 0.8 <= second < 1.6
+    assert 0.25 <= first < 0.5 and 0.5 <= second < 1.0
 
 
 def test_no_retries_means_one_attempt(serve):
@@ -256,13 +259,13 @@ def test_no_retries_means_one_attempt(serve):
 
 
 def test_a_read_timeout_is_reported_at_once_not_retried(serve):
-    server = serve(("slow", 1.5, (200, completion(ANSWER))))
+    server = serve(("slow", 0.8, (200, completion(ANSWER))))
     started = time.monotonic()
     with pytest.raises(ServerError) as caught:
-        server.backend(timeout_s=0.5).generate(frame(), PROMPT)
+        server.backend(timeout_s=0.2).generate(frame(), PROMPT)
     assert str(caught.value) == (f"model server at {server.url} timed out waiting for the "
-                                 "answer (limit 0.5 s; server overloaded or hung?)")
-    assert len(server.requests) == 1 and time.monotonic() - started < 1.4
+                                 "answer (limit 0.2 s; server overloaded or hung?)")
+    assert len(server.requests) == 1 and time.monotonic() - started < 0.7
 
 
 def test_a_refusal_is_reported_at_once_not_retried(serve):
@@ -382,3 +385,93 @@ def test_a_tokenize_answer_without_a_count_says_how_to_turn_the_check_off(serve,
         server.backend(check_prompt_tokens=True).generate(frame(512, 512), PROMPT)
     assert str(caught.value) == (f"malformed /tokenize answer from {server.root} (no count); "
                                  "set server.check_prompt_tokens: false for servers without it")
+
+
+def test_a_lost_or_refused_connection_says_so_with_the_systems_reason(serve):
+    server = serve("drop")
+    with pytest.raises(ServerError) as caught:
+        server.backend(retries=0).generate(frame(), PROMPT)
+    assert str(caught.value) == (f"model server unreachable at {server.url} after 1 attempts: "
+                                 "connection lost mid-request (Server disconnected without "
+                                 "sending a response.)")
+    server.stop_listening()
+    with pytest.raises(ServerError) as caught:
+        server.backend(retries=0).generate(frame(), PROMPT)
+    assert str(caught.value) == (f"model server unreachable at {server.url} after 1 attempts: "
+                                 "cannot connect ([Errno 111] Connection refused)")
+
+
+@pytest.mark.parametrize(
+    "body, detail",
+    [
+        ({"error": {"code": 5}}, "{'code': 5}"),  # an error object without a message
+        ({"error": {"message": "m" * 300}}, "m" * 197 + "..."),
+        (b"y" * 200, "y" * 200),  # exactly at the limit: shown whole
+    ],
+)
+def test_long_or_unusual_error_bodies_stay_one_short_line(serve, body, detail):
+    server = serve((500, body))
+    with pytest.raises(ServerError) as caught:
+        server.backend(retries=0).generate(frame(), PROMPT)
+    assert str(caught.value).endswith(f"HTTP 500: {detail}")
+
+
+def test_a_malformed_answer_shows_at_most_120_characters_of_it(serve):
+    answer = {"choices": [{"message": {"content": "z" * 300}}]}
+    server = serve((200, answer))
+    with pytest.raises(ServerError) as caught:
+        server.backend().generate(frame(), PROMPT)
+    assert str(caught.value) == (f"malformed answer from model server at {server.url}: no "
+                                 f"'usage' in {json.dumps(answer)[:120]}")
+
+
+def test_a_base_url_with_a_trailing_slash_is_the_same_server(serve):
+    server = serve((200, completion(ANSWER)), (500, {"error": {"message": "busy"}}))
+    backend = server.backend(base_url=server.url + "/", retries=0)
+    backend.generate(frame(), PROMPT)
+    assert server.requests[0][1] == "/v1/chat/completions"
+    with pytest.raises(ServerError, match=rf"^model server at {server.url} failed after"):
+        backend.generate(frame(), PROMPT)
+
+
+def test_the_tokenizer_of_a_server_behind_another_api_root_is_next_to_it(serve):
+    server = serve((200, {"count": 40}))
+    backend = server.backend(base_url=server.root + "/proxy", check_prompt_tokens=True)
+    assert backend.text_tokens(PROMPT) == 40
+    assert [path for _, path, _, _ in server.requests] == ["/proxy/tokenize"]
+
+
+def test_a_server_without_tokenize_gets_the_exact_hint(serve):
+    server = serve((404, {"detail": "Not Found"}))
+    with pytest.raises(ServerError) as caught:
+        server.backend(check_prompt_tokens=True).text_tokens(PROMPT)
+    assert str(caught.value) == (
+        f"model server at {server.root} refused the request: HTTP 404: Not Found (no "
+        f"{server.root}/tokenize: set server.check_prompt_tokens: false for a server without "
+        "vLLM's /tokenize, or expose it next to /v1)")
+
+
+def test_prompt_token_counts_are_kept_for_the_256_most_recent_prompts(serve):
+    server = serve((200, {"count": 40}))
+    backend = server.backend(check_prompt_tokens=True)
+
+    def asked(prompt):
+        before = len(server.requests)
+        backend.text_tokens(prompt)
+        return len(server.requests) - before
+
+    assert [asked(f"prompt {n}") for n in range(256)] == [1] * 256
+    assert asked("prompt 0") == 0  # cached, and now the most recent
+    assert asked("prompt 256") == 1  # the 257th evicts the least recent: prompt 1
+    assert asked("prompt 0") == 0 and asked("prompt 2") == 0 and asked("prompt 256") == 0
+    assert asked("prompt 1") == 1
+
+
+def test_expected_image_tokens_follow_the_stages_pixel_limits():
+    from finers_ros.stages.openai_server import expected_image_tokens
+
+    assert expected_image_tokens(1920, 1080) == 2691
+    assert expected_image_tokens(512, 512) == 324
+    assert expected_image_tokens(64, 64) == 4  # raised to the 3136-pixel minimum
+    assert expected_image_tokens(64, 64, min_pixels=112 * 112) == 16
+    assert expected_image_tokens(1920, 1080, max_pixels=200704) == 252
