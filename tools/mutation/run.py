@@ -18,6 +18,7 @@ them into an existing ``mutation.json``.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import shutil
@@ -43,6 +44,7 @@ class Module:
 
     path: str  # relative to the repository root, e.g. finers_ros/geometry.py
     tests: list[str]
+    skip: dict[str, str] = field(default_factory=dict)  # function name -> why not mutated
 
     @property
     def name(self) -> str:
@@ -81,9 +83,36 @@ class Outcome:
 
 
 def load_modules() -> list[Module]:
-    """Read modules.toml: ``"path/to/module.py" = [pytest arguments]`` under ``[modules]``."""
+    """
+    Read modules.toml's ``[modules]``: ``"path/to/module.py" = [pytest arguments]``.
+
+    Or ``{ tests = [...], skip = { function = "why" } }`` to leave functions unmutated.
+    """
     data = tomllib.loads(MODULES_FILE.read_text())
-    return [Module(path, list(tests)) for path, tests in data["modules"].items()]
+    modules = []
+    for path, entry in data["modules"].items():
+        if isinstance(entry, dict):
+            modules.append(Module(path, list(entry["tests"]), dict(entry.get("skip", {}))))
+        else:
+            modules.append(Module(path, list(entry)))
+    return modules
+
+
+def mark_skipped(source: str, functions: dict[str, str]) -> str:
+    """Return ``source`` with mutmut's ``no mutate block`` pragma on each named function."""
+    lines = source.splitlines(keepends=True)
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in functions:
+            header_end = node.body[0].lineno - 2  # the line before the body, 0-based
+            while not lines[header_end].split("#")[0].rstrip().endswith(":"):
+                header_end -= 1
+            lines[header_end] = lines[header_end].rstrip("\n") + "  # pragma: no mutate block\n"
+            found.add(node.name)
+    missing = set(functions) - found
+    if missing:
+        raise SystemExit(f"skip names functions that do not exist: {sorted(missing)}")
+    return "".join(lines)
 
 
 def load_equivalent() -> dict[str, dict]:
@@ -102,6 +131,9 @@ def prepare(module: Module, work: Path) -> None:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     package = module.package
     shutil.copytree(package, work / package.name, ignore=ignore)
+    if module.skip:
+        copied = work / module.work_path
+        copied.write_text(mark_skipped(copied.read_text(), module.skip))
     shutil.copytree(ROOT / "test", work / "test", ignore=ignore)
     for resource in TEST_RESOURCES:
         source, target = ROOT / resource, work / resource
@@ -196,6 +228,7 @@ def summary(outcome: Outcome) -> dict:
         "run_time_s": round(outcome.seconds, 1),
         "survivors": survivors,
         "stale_equivalent": sorted(outcome.stale_equivalent),
+        "not_mutated": outcome.module.skip,
     }
 
 
@@ -221,9 +254,11 @@ def write_report(results: dict, out: Path) -> None:
         "Mutants no test notices (`no tests`: no listed test calls the function).",
     ]
     for module in results["modules"]:
-        if not module["survivors"] and not module["stale_equivalent"]:
+        if not (module["survivors"] or module["stale_equivalent"] or module["not_mutated"]):
             continue
         lines += ["", f"### {module['module']}", ""]
+        for function, why in module["not_mutated"].items():
+            lines.append(f"- `{function}` is not mutated: {why}")
         for survivor in module["survivors"]:
             change = survivor["change"].replace("\n", " / ")
             lines.append(f"- `{survivor['mutant']}` ({survivor['status']}): `{change}`")
