@@ -376,3 +376,77 @@ def test_an_unusable_input_has_no_valid_pixels_by_default():
     from finers_ros.depth3d import Target3D
 
     assert Target3D.none("why") == Target3D(valid_pixels=0, reason="why")
+
+
+@pytest.mark.parametrize("column", [0, 639])
+def test_a_one_pixel_wide_target_on_the_first_or_last_column_is_located(column):
+    mask = np.zeros((480, 640), bool)
+    mask[100:110, column] = True
+    depth = flat(3.0)
+    depth[:, column] = 1.0
+    result = locate_target(mask, depth, ASYM, EXACT)
+    assert result.valid_pixels == 10 and result.point[2] == 1.0
+
+
+def test_a_p_with_one_focal_length_zero_is_refused_and_small_ones_are_accepted():
+    with pytest.raises(No3D) as caught:
+        CameraModel.from_camera_info(K_ASYM, [], "", 640, 480, image="rectified",
+                                     p=[0, 0, 300, 0, 0, 700, 200, 0, 0, 0, 1, 0])
+    assert str(caught.value) == "CameraInfo P has focal lengths fx=0, fy=700 (must be > 0)"
+    small = CameraModel.from_camera_info(K_ASYM, [], "", 640, 480, image="rectified",
+                                         p=[0.5, 0, 0.5, 0, 0, 0.5, 0.5, 0, 0, 0, 1, 0])
+    assert (small.fx, small.fy) == (0.5, 0.5)
+    tiny = CameraModel.from_camera_info([1, 0, 0, 0, 1, 0, 0, 0, 1], [], "", 1, 1)
+    assert (tiny.width, tiny.height) == (1, 1)
+
+
+def test_depth_of_another_aspect_is_not_registered_to_the_colour_camera():
+    result = locate_target(square_mask(300, 200, 4), flat(1.0, (360, 640)), ASYM)
+    assert result.reason == ("depth image is not registered to the colour camera: 640x360 is "
+                             "not 640x480 scaled (aspect 1.7778 vs 1.3333)")
+
+
+@pytest.fixture(scope="module")
+def noisy_plane():
+    """Return 2000 points on the plane z = 1 m with 1 mm Gaussian noise along z."""
+    rng = np.random.default_rng(11)
+    xy = rng.uniform([-0.05, -0.02], [0.05, 0.02], (2000, 2))
+    noise = rng.normal(0.0, 0.001, 2000)
+    return np.column_stack([xy, 1.0 + noise]), noise
+
+
+def test_points_more_than_2_5_robust_sigmas_off_the_surface_are_left_out(noisy_plane):
+    points, noise = noisy_plane
+    between = (np.abs(noise) > 0.003) & (np.abs(noise) < 0.0035)
+    assert between.any(), "the fixture has points between 3 and 3.5 sigmas"
+    box = oriented_box(points)
+    assert not box.kept[np.abs(noise) > 0.003].any()
+    assert box.kept[np.abs(noise) < 0.002].all()
+    assert oriented_box(points).size.tolist() == oriented_box(points, 2.0, 2.5).size.tolist()
+    assert oriented_box(points, 3.0).size[0] < oriented_box(points).size[0]
+
+
+@pytest.mark.parametrize("angle", [0.0, 40.0, 90.0, 130.0, 200.0, 300.0])
+def test_the_box_x_axis_has_its_largest_component_positive_along_the_spread(angle):
+    rng = np.random.default_rng(5)
+    local = np.column_stack([rng.uniform(-0.05, 0.05, 300), rng.uniform(-0.01, 0.01, 300),
+                             np.zeros(300)])
+    turn = np.radians(angle)
+    rotation = np.array([[np.cos(turn), -np.sin(turn), 0], [np.sin(turn), np.cos(turn), 0],
+                         [0, 0, 1]])
+    box = oriented_box(local @ rotation.T + [0, 0, 1.0])
+    x_axis = box.axes[:, 0]
+    assert x_axis[np.argmax(np.abs(x_axis))] > 0
+    direction = rotation[:, 0] * np.sign(rotation[np.argmax(np.abs(rotation[:, 0])), 0])
+    np.testing.assert_allclose(x_axis, direction, atol=0.02)
+    np.testing.assert_allclose(box.axes[:, 2], [0, 0, -1], atol=1e-9)
+    np.testing.assert_allclose(np.cross(box.axes[:, 2], box.axes[:, 0]), box.axes[:, 1])
+
+
+def test_a_fisheye_d_with_a_fifth_coefficient_uses_the_first_four():
+    four = CameraModel.from_camera_info(K_ASYM, (0.05, -0.01, 0.002, -0.0005), "equidistant",
+                                        640, 480)
+    five = CameraModel.from_camera_info(K_ASYM, (0.05, -0.01, 0.002, -0.0005, 0.0),
+                                        "equidistant", 640, 480)
+    u, v = np.array([10.0, 320.0, 600.0]), np.array([20.0, 240.0, 470.0])
+    np.testing.assert_array_equal(five.rays(u, v), four.rays(u, v))
