@@ -308,3 +308,81 @@ def test_backend_name_close_and_config_from_a_file(tmp_path):
     assert loaded.config.max_instruction_chars == 50 and loaded.is_bringup
     given = config()
     assert FineRSPipeline.from_config(given).config is given
+
+
+class Bare:
+    """A stage model that returns a bare object with only some of Generation's fields."""
+
+    name = "bare"
+
+    def __init__(self, answer):
+        self.answer = answer
+
+    def generate(self, image, prompt, **hints):
+        return self.answer
+
+    def close(self):
+        pass
+
+
+def test_a_backend_returning_a_bare_object_with_text_is_served():
+    from types import SimpleNamespace
+
+    gse, lpr = Bare(SimpleNamespace(text=GSE_FOUND)), Bare(SimpleNamespace(text=LPR_FOUND))
+    pipeline = FineRSPipeline(gse, lpr, BoxFiller(), config())
+    result = pipeline.run(FRAME, "find it")
+    assert result.found and result.error is None
+    broken = FineRSPipeline(Bare(SimpleNamespace(text="garbage")), lpr, BoxFiller(), config())
+    result = broken.run(FRAME, "find it")
+    assert result.error == "unparsable GSE output: no JSON object in the <answer> block"
+    nothing = FineRSPipeline(Bare(None), lpr, BoxFiller(), config()).run(FRAME, "find it")
+    assert (nothing.error_stage, nothing.error) == ("gse", "gse model returned NoneType, not text")
+
+
+NOT_FOUND = "'response': 'No object found.'"
+
+
+def test_a_referring_no_object_found_gse_stops_the_cascade_whatever_the_box():
+    result, _, lpr, _ = run(gse=GSE_FOUND.replace("'response': 'Found.'", NOT_FOUND))
+    assert result.ok and not result.found and result.answer == "No object found."
+    assert lpr.calls == []
+
+
+def test_a_referring_no_object_found_lpr_stops_the_cascade_whatever_the_box():
+    said = LPR_FOUND.replace("'response': 'The object is found.'", NOT_FOUND)
+    result, _, _, segmenter = run(lpr=said)
+    assert result.ok and not result.found and result.answer == "Found."
+    assert segmenter.calls == [] and result.box is None
+
+
+def test_an_odd_failure_after_each_stage_names_that_stage():
+    gse = Scripted(GSE_FOUND, timings_ms={"network": "fast"})
+    result, *_ = run(gse=gse)
+    assert (result.error_stage, result.error) == (
+        "gse", "gse failed: ValueError: could not convert string to float: 'fast'")
+    lpr = Scripted(LPR_FOUND, timings_ms={"network": 3})
+    result, *_ = run(lpr=lpr)
+    assert result.found and result.timings_ms["lpr_network_ms"] == 3.0
+    lpr = Scripted(LPR_FOUND, timings_ms={"network": []})
+    result, *_ = run(lpr=lpr)
+    assert result.error_stage == "lpr" and result.error.startswith("lpr failed: TypeError: ")
+
+    class Scoreless(BoxFiller):
+        def segment(self, crop, box, points):
+            from types import SimpleNamespace
+
+            return SimpleNamespace(mask=super().segment(crop, box, points).mask)
+
+    result, *_ = run(segmenter=Scoreless())
+    assert result.error_stage == "segment"
+    assert result.error.startswith("segment failed: AttributeError: ")
+
+
+def test_options_that_cannot_be_read_are_an_input_failure():
+    class Unreadable:
+        def __iter__(self):
+            raise RuntimeError("options stream closed")
+
+    result, *_ = run(question_type="option", options=Unreadable())
+    assert (result.error_stage, result.error) == (
+        "input", "input failed: RuntimeError: options stream closed")
