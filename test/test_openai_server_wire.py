@@ -37,7 +37,8 @@ class ScriptedServer:
     A real HTTP server on 127.0.0.1 answering each POST with the next scripted reply.
 
     A reply is ``(status, body)`` (bytes as they are, anything else as JSON), ``"drop"`` (close the
-    connection without answering), ``("slow", seconds, reply)`` or ``"close"`` (answer 503 and
+    connection without answering), ``("slow", seconds, reply)``, ``("trickle", seconds,
+    reply)`` (the body a byte at a time over ``seconds``) or ``"close"`` (answer 503 and
     stop listening, so later connections are refused). The last reply repeats.
     Every request is kept: (arrival time, path, headers, JSON body).
     """
@@ -60,16 +61,25 @@ class ScriptedServer:
                 if reply == "close":  # stop listening first: the next attempt is refused
                     outer.stop_listening()
                     reply = (503, {"error": {"message": "shutting down"}})
+                trickle = 0.0
                 if reply[0] == "slow":
                     time.sleep(reply[1])
                     reply = reply[2]
+                elif reply[0] == "trickle":
+                    trickle, reply = reply[1], reply[2]
                 status, payload = reply
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data)
+                if trickle:
+                    for index in range(len(data)):
+                        self.wfile.write(data[index:index + 1])
+                        self.wfile.flush()
+                        time.sleep(trickle / len(data))
+                else:
+                    self.wfile.write(data)
 
             def log_message(self, *args):
                 pass
@@ -248,7 +258,7 @@ def test_retries_wait_the_backoff_then_twice_as_long(serve):
                                  "HTTP 503: engine is overloaded")
     arrivals = [arrival for arrival, *_ in server.requests]
     first, second = arrivals[1] - arrivals[0], arrivals[2] - arrivals[1]
-    assert 0.25 <= first < 0.5 and 0.5 <= second < 1.0
+    assert 0.25 <= first < 0.45 and 0.5 <= second < 0.7
 
 
 def test_no_retries_means_one_attempt(serve):
@@ -475,3 +485,51 @@ def test_expected_image_tokens_follow_the_stages_pixel_limits():
     assert expected_image_tokens(64, 64) == 4  # raised to the 3136-pixel minimum
     assert expected_image_tokens(64, 64, min_pixels=112 * 112) == 16
     assert expected_image_tokens(1920, 1080, max_pixels=200704) == 252
+
+
+def test_requests_past_max_in_flight_wait_their_turn_then_give_up_with_one_line(serve):
+    body = json.dumps(completion(ANSWER)).encode()
+    server = serve(("trickle", 1.5, (200, body)))  # each read well inside the timeout
+    backend = server.backend(max_in_flight=1, timeout_s=0.5)
+    outcome = {}
+    first = threading.Thread(target=lambda: outcome.update(first=backend.generate(frame(),
+                                                                                  PROMPT)))
+    first.start()
+    while not server.requests:
+        time.sleep(0.01)
+    started = time.monotonic()
+    with pytest.raises(ServerError) as caught:
+        backend.generate(frame(), PROMPT)
+    waited = time.monotonic() - started
+    first.join(10)
+    assert str(caught.value) == (f"1 requests to {server.url} already in flight for 0.5 s "
+                                 "(server.max_in_flight)")
+    assert 0.5 <= waited < 1.2 and outcome["first"].text == ANSWER
+    assert len(server.requests) == 1
+
+
+def test_a_proxy_in_the_environment_is_not_used_for_the_model_server(serve, monkeypatch):
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # nothing listens there
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    server = serve((200, completion(ANSWER)))
+    assert server.backend(retries=0).generate(frame(), PROMPT).text == ANSWER
+
+
+def test_a_generation_reports_its_own_duration_and_a_new_backend_no_timings(serve):
+    server = serve(("slow", 0.2, (200, completion(ANSWER))))
+    backend = server.backend()
+    assert backend.last_timings_ms == {}
+    generation = backend.generate(frame(), PROMPT)
+    assert 0.2 <= generation.seconds < 5.0
+    assert 0.0 < generation.timings_ms["encode"] < 1000.0
+
+
+def test_a_chat_request_without_assistant_text_opens_no_assistant_turn(serve):
+    backend = serve((200, completion(ANSWER))).backend()
+    body = backend.chat_request(PROMPT, "data:image/png;base64,AA==")
+    assert [m["role"] for m in body["messages"]] == ["system", "user"]
+    assert "continue_final_message" not in body
+    assert [m["role"] for m in backend.messages(PROMPT, None)] == ["system", "user"]
+    assert backend.messages(PROMPT, None)[1]["content"] == [{"type": "text", "text": PROMPT}]
