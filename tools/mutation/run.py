@@ -2,18 +2,20 @@
 """
 Mutation testing of the numeric and protocol modules with mutmut (``make mutation``).
 
-Each module listed in ``tools/mutation/modules.toml`` is mutated on its own, in a work folder
-``build/mutation/<module>/`` that holds a copy of the module's package, ``test/``, ``pytest.ini``
-and the few repository files tests read (``config/``, ``training/configs/``), and runs against
-only the ROS-free tests named for it. mutmut then runs, for each mutant, only those of the
-named tests that call the mutated function (forked from one pytest process, so nothing is
-imported twice). Mutants listed in ``tools/mutation/equivalent.toml`` (they cannot change
-behaviour) are left out of the score: ``score = (killed + timeouts) / (mutants - equivalent)``.
+Each module listed in ``tools/mutation/modules.toml`` is mutated in a work folder
+``build/mutation/<run>/`` that holds a copy of the module's package, ``test/``, ``pytest.ini``
+and the few repository files tests read (``config/``, ``training/configs/``), against only the
+ROS-free tests named for it; the modules of a ``[groups]`` entry (one package, shared tests)
+share one run, so its start-up (mutmut's statistics, clean and forced-fail runs) is paid once.
+mutmut then runs, for each mutant, only those of the named tests that call the mutated
+function (forked from one pytest process, so nothing is imported twice). Mutants listed in
+``tools/mutation/equivalent.toml`` (they cannot change behaviour) are left out of the score:
+``score = (killed + timeouts) / (mutants - equivalent)``.
 
 Writes ``mutation.json`` (per module: mutants, killed, survived, no tests, timeouts,
-equivalent, score, run time, and the surviving mutants with their change) and
-``mutation.md`` (the table and the survivors). ``--modules`` runs some modules and merges
-them into an existing ``mutation.json``.
+equivalent, score, its run and the run's time, and the surviving mutants with their change)
+and ``mutation.md`` (the table and the survivors). ``--modules`` runs some modules (with the
+rest of their group) and merges them into an existing ``mutation.json``.
 """
 from __future__ import annotations
 
@@ -45,6 +47,7 @@ class Module:
     path: str  # relative to the repository root, e.g. finers_ros/geometry.py
     tests: list[str]
     skip: dict[str, str] = field(default_factory=dict)  # function name -> why not mutated
+    run: str = ""  # the [groups] name it is mutated with, else its own dotted name
 
     @property
     def name(self) -> str:
@@ -89,13 +92,30 @@ def load_modules() -> list[Module]:
     Or ``{ tests = [...], skip = { function = "why" } }`` to leave functions unmutated.
     """
     data = tomllib.loads(MODULES_FILE.read_text())
+    grouped = {path: name for name, paths in data.get("groups", {}).items() for path in paths}
+    unknown = set(grouped) - set(data["modules"])
+    if unknown:
+        raise SystemExit(f"[groups] names modules not in [modules]: {sorted(unknown)}")
     modules = []
     for path, entry in data["modules"].items():
         if isinstance(entry, dict):
-            modules.append(Module(path, list(entry["tests"]), dict(entry.get("skip", {}))))
+            module = Module(path, list(entry["tests"]), dict(entry.get("skip", {})))
         else:
-            modules.append(Module(path, list(entry)))
+            module = Module(path, list(entry))
+        module.run = grouped.get(path, module.name)
+        modules.append(module)
     return modules
+
+
+def runs_of(modules: list[Module]) -> dict[str, list[Module]]:
+    """Group modules by the mutmut run they share (one package per run), in file order."""
+    runs: dict[str, list[Module]] = {}
+    for module in modules:
+        runs.setdefault(module.run, []).append(module)
+    for name, members in runs.items():
+        if len({m.package for m in members}) > 1:
+            raise SystemExit(f"group {name}: its modules must be in one package")
+    return runs
 
 
 def mark_skipped(source: str, functions: dict[str, str]) -> str:
@@ -123,17 +143,24 @@ def load_equivalent() -> dict[str, dict]:
     return {entry["mutant"]: entry for entry in data.get("equivalent", [])}
 
 
-def prepare(module: Module, work: Path) -> None:
-    """Fill the work folder: the package, test/, the test resources and mutmut's setup.cfg."""
+def prepare(modules: list[Module], work: Path) -> None:
+    """
+    Fill the work folder: the package, test/, the test resources and mutmut's setup.cfg.
+
+    The modules of one run are mutated together against the union of their tests (mutmut
+    still runs only the tests that call a mutant's function).
+    """
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    package = module.package
+    package = modules[0].package
     shutil.copytree(package, work / package.name, ignore=ignore)
-    if module.skip:
-        copied = work / module.work_path
-        copied.write_text(mark_skipped(copied.read_text(), module.skip))
+    for module in modules:
+        if module.skip:
+            copied = work / module.work_path
+            copied.write_text(mark_skipped(copied.read_text(), module.skip))
+    tests = list(dict.fromkeys(test for module in modules for test in module.tests))
     shutil.copytree(ROOT / "test", work / "test", ignore=ignore)
     for resource in TEST_RESOURCES:
         source, target = ROOT / resource, work / resource
@@ -145,9 +172,10 @@ def prepare(module: Module, work: Path) -> None:
     lines = [
         "[mutmut]",
         f"source_paths={package.name}",
-        f"only_mutate={module.work_path}",
+        "only_mutate=",
+        *(f"    {module.work_path}" for module in modules),
         "pytest_add_cli_args_test_selection=",
-        *(f"    {argument}" for argument in module.tests),
+        *(f"    {argument}" for argument in tests),
         "pytest_add_cli_args=",
         "    -p",
         "    no:cacheprovider",
@@ -225,6 +253,7 @@ def summary(outcome: Outcome) -> dict:
         "other": scored - killed - timeouts - count.get("survived", 0) - count.get("no tests", 0),
         "equivalent": len(outcome.equivalent),
         "score": round((killed + timeouts) / scored, 4) if scored else None,
+        "run": outcome.module.run,
         "run_time_s": round(outcome.seconds, 1),
         "survivors": survivors,
         "stale_equivalent": sorted(outcome.stale_equivalent),
@@ -272,11 +301,24 @@ def table(results: dict) -> list[str]:
     lines = ["| module | mutants | killed | timeouts | survived | no tests | equivalent "
              "| score | run time |",
              "|---|---|---|---|---|---|---|---|---|"]
+    sizes = {name: sum(1 for m in results["modules"] if m["run"] == name)
+             for name in {m["run"] for m in results["modules"]}}
+    shown = set()
     for m in results["modules"]:
         score = "-" if m["score"] is None else f"{100 * m['score']:.1f}%"
+        if m["run"] in shown:
+            when = f"in {m['run']}"
+        else:
+            shown.add(m["run"])
+            when = f"{m['run_time_s'] / 60:.1f} min"
+            if sizes[m["run"]] > 1:
+                when += f" ({m['run']}: {sizes[m['run']]} modules)"
         lines.append(f"| `{m['module']}` | {m['mutants']} | {m['killed']} | {m['timeouts']} "
                      f"| {m['survived']} | {m['no_tests']} | {m['equivalent']} | {score} "
-                     f"| {m['run_time_s'] / 60:.1f} min |")
+                     f"| {when} |")
+    lines.append(f"| all | {sum(m['mutants'] for m in results['modules'])} | | | | | "
+                 f"{sum(m['equivalent'] for m in results['modules'])} | "
+                 f"{100 * results['score']:.1f}% | {results['run_time_s'] / 60:.1f} min |")
     return lines
 
 
@@ -306,31 +348,42 @@ def main(argv: list[str] | None = None) -> int:
     if wanted and (args.out / "mutation.json").exists():
         old = json.loads((args.out / "mutation.json").read_text())
         previous = {m["module"]: m for m in old["modules"]}
+        for m in previous.values():
+            m.setdefault("run", m["module"])
     done = {}
-    for module in chosen:
-        work = args.work / module.name
+    for name, members in runs_of(modules).items():
+        if not any(m in chosen for m in members):
+            continue
+        work = args.work / name
         started = time.monotonic()
         if not args.no_run:
-            print(f"{module.path}: mutating against {' '.join(module.tests)}", flush=True)
-            prepare(module, work)
-            run_mutmut(work, args.jobs, args.work / f"{module.name}.log")
+            tests = sorted({test for m in members for test in m.tests})
+            print(f"{', '.join(m.path for m in members)}: mutating against {' '.join(tests)}",
+                  flush=True)
+            prepare(members, work)
+            run_mutmut(work, args.jobs, args.work / f"{name}.log")
             (work / "run_time_s").write_text(f"{time.monotonic() - started:.1f}\n")
-        statuses, changes = read_results(module, work)
         timed = work / "run_time_s"
         seconds = float(timed.read_text()) if args.no_run and timed.exists() else 0.0
-        outcome = Outcome(module, statuses, changes, seconds or time.monotonic() - started)
-        mark_equivalent(outcome, equivalent)
-        done[module.path] = summary(outcome)
-        result = done[module.path]
-        print(f"    {result['mutants']} mutants, {result['killed']} killed, score "
-              f"{result['score']}, {result['run_time_s']:.0f} s", flush=True)
+        seconds = seconds or time.monotonic() - started
+        for module in members:
+            statuses, changes = read_results(module, work)
+            outcome = Outcome(module, statuses, changes, seconds)
+            mark_equivalent(outcome, equivalent)
+            done[module.path] = result = summary(outcome)
+            print(f"    {module.path}: {result['mutants']} mutants, {result['killed']} killed, "
+                  f"score {result['score']}", flush=True)
+        print(f"    {seconds:.0f} s", flush=True)
     order = [m.path for m in modules]
     merged = {**previous, **done}
+    listed = [merged[path] for path in order if path in merged]
+    scored = sum(m["mutants"] - m["equivalent"] for m in listed)
     results = {
         "mutmut": version("mutmut"),
         "machine": f"{os.cpu_count()} CPU cores, {args.jobs} mutants at a time",
-        "run_time_s": round(sum(m["run_time_s"] for m in merged.values()), 1),
-        "modules": [merged[path] for path in order if path in merged],
+        "run_time_s": round(sum({m["run"]: m["run_time_s"] for m in listed}.values()), 1),
+        "score": round(sum(m["killed"] + m["timeouts"] for m in listed) / scored, 4),
+        "modules": listed,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     write_report(results, args.out)
