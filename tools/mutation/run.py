@@ -199,8 +199,14 @@ def run_mutmut(work: Path, jobs: int, log: Path) -> None:
                          f"{log}:\n" + "\n".join(tail))
 
 
-def read_results(module: Module, work: Path) -> tuple[dict[str, str], dict[str, str]]:
-    """Return (mutant -> status, mutant -> its changed lines) from mutmut's files in ``work``."""
+def read_results(module: Module, work: Path,
+                 listed: set[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """
+    Return (mutant -> status, mutant -> its changed lines) from mutmut's files in ``work``.
+
+    Changes are read for the mutants the tests did not catch and those in ``listed`` (the
+    equivalent ones): reading one takes a parse of its function.
+    """
     from mutmut.mutation.diff_apply import get_diff_for_mutant
     from mutmut.stats import status_by_exit_code
 
@@ -210,7 +216,9 @@ def read_results(module: Module, work: Path) -> tuple[dict[str, str], dict[str, 
     here = os.getcwd()
     os.chdir(work)
     try:
-        for name in statuses:
+        for name, status in statuses.items():
+            if name not in listed and (status == "killed" or status in TIMEOUT_STATUSES):
+                continue
             diff = get_diff_for_mutant(name, path=module.work_path).splitlines()
             changed = [line for line in diff[2:] if line[:1] in "+-"]
             changes[name] = "\n".join(changed)
@@ -220,11 +228,12 @@ def read_results(module: Module, work: Path) -> tuple[dict[str, str], dict[str, 
 
 
 def mark_equivalent(outcome: Outcome, equivalent: dict[str, dict]) -> None:
-    """Take the listed equivalent mutants out; a listed change that no longer matches is stale."""
+    """Take the listed equivalent mutants out; one killed or whose change differs is stale."""
     for name, entry in equivalent.items():
         if not name.startswith(outcome.module.name + "."):
             continue
-        if name in outcome.changes and outcome.changes[name] == entry["change"].strip("\n"):
+        caught = outcome.statuses.get(name) == "killed"  # a test notices it: not equivalent
+        if not caught and outcome.changes.get(name) == entry["change"].strip("\n"):
             outcome.equivalent[name] = entry["reason"]
         else:
             outcome.stale_equivalent.append(name)
@@ -362,17 +371,18 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
             prepare(members, work)
             run_mutmut(work, args.jobs, args.work / f"{name}.log")
-            (work / "run_time_s").write_text(f"{time.monotonic() - started:.1f}\n")
+        outcomes = [Outcome(module, *read_results(module, work, set(equivalent)), 0.0)
+                    for module in members]
         timed = work / "run_time_s"
-        seconds = float(timed.read_text()) if args.no_run and timed.exists() else 0.0
-        seconds = seconds or time.monotonic() - started
-        for module in members:
-            statuses, changes = read_results(module, work)
-            outcome = Outcome(module, statuses, changes, seconds)
+        if not args.no_run:
+            timed.write_text(f"{time.monotonic() - started:.1f}\n")
+        seconds = float(timed.read_text()) if timed.exists() else 0.0
+        for outcome in outcomes:
+            outcome.seconds = seconds
             mark_equivalent(outcome, equivalent)
-            done[module.path] = result = summary(outcome)
-            print(f"    {module.path}: {result['mutants']} mutants, {result['killed']} killed, "
-                  f"score {result['score']}", flush=True)
+            done[outcome.module.path] = result = summary(outcome)
+            print(f"    {outcome.module.path}: {result['mutants']} mutants, {result['killed']} "
+                  f"killed, score {result['score']}", flush=True)
         print(f"    {seconds:.0f} s", flush=True)
     order = [m.path for m in modules]
     merged = {**previous, **done}
