@@ -23,7 +23,8 @@ def parse_command(text: str) -> dict:
 
     Malformed JSON is taken as plain text. A JSON object without a string ``instruction``
     is an empty instruction under its ``id`` (the node answers it as an input error), so a
-    client waiting for that id hears back.
+    client waiting for that id hears back. A ``track`` that is neither a boolean nor null
+    (``"yes"``, ``1``) is not guessed at: the command gets a ``problem`` (an input error).
     """
     stripped = text.strip()
     if stripped.startswith("{") and len(stripped) < 1_000_000:
@@ -36,11 +37,17 @@ def parse_command(text: str) -> dict:
         if isinstance(data, dict):
             options = data.get("options")
             instruction = data.get("instruction")
-            return {"instruction": instruction if isinstance(instruction, str) else "",
-                    "question_type": str(data.get("question_type") or "referring"),
-                    "options": [str(o) for o in options] if isinstance(options, list) else None,
-                    "request_id": str(data.get("id", "")),
-                    "track": data.get("track") is True}
+            command = {"instruction": instruction if isinstance(instruction, str) else "",
+                       "question_type": str(data.get("question_type") or "referring"),
+                       "options": [str(o) for o in options] if isinstance(options, list) else None,
+                       "request_id": str(data.get("id", "")),
+                       "track": data.get("track") is True}
+            track = data.get("track")
+            if track is not None and not isinstance(track, bool):
+                shown = json.dumps(track)
+                shown = shown if len(shown) <= 40 else shown[:37] + "..."
+                command["problem"] = f"track must be true or false, got {shown}"
+            return command
     return {"instruction": text, "question_type": "referring", "options": None, "request_id": "",
             "track": False}
 

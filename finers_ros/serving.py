@@ -66,6 +66,7 @@ class Request:
     received: float = field(default_factory=time.monotonic)
     min_seq: int = 0  # set by the server: the first frame this request may use
     cancel_reason: str = ""  # why the server cancelled it ("" = cancelled by its client)
+    problem: str = ""  # why the command itself is malformed (answered as an input error)
 
 
 @dataclass
@@ -186,7 +187,8 @@ class PerceptionServer:
 
     def submit(self, request: Request) -> bool:
         """Queue a request; False (and an error outcome already delivered) if refused."""
-        problem = instruction_problem(request.instruction, self.max_instruction_chars)
+        problem = request.problem or instruction_problem(request.instruction,
+                                                         self.max_instruction_chars)
         refusal = ("input", problem) if problem else None
         if refusal is None:
             with self._cond:

@@ -117,12 +117,17 @@ def test_command_parsing():
 
 
 def test_track_and_stop_track_commands():
-    """A track request needs a literal true; stop_track names one track or all."""
+    """A track request needs a boolean; stop_track names one track or all."""
     from finers_ros.commands import command_text, parse_command
 
     assert parse_command('{"instruction": "find it", "track": true}')["track"] is True
-    for loose in ('"yes"', '1', 'null'):
-        assert parse_command('{"instruction": "find it", "track": %s}' % loose)["track"] is False
+    for off in ('false', 'null'):
+        command = parse_command('{"instruction": "find it", "track": %s}' % off)
+        assert command["track"] is False and "problem" not in command
+    for loose in ('"yes"', '1', '"true"', '[true]'):
+        command = parse_command('{"instruction": "find it", "track": %s}' % loose)
+        assert command["track"] is False  # not silently taken as either
+        assert command["problem"] == f"track must be true or false, got {loose}"
     assert parse_command("find it")["track"] is False
     stop = parse_command('{"stop_track": "track-3", "id": "s"}')
     assert stop == {"stop_track": "track-3", "request_id": "s"}

@@ -167,6 +167,16 @@ def test_track_request_that_fails_ends_with_the_error_not_as_not_found(client):
     assert msg.state == "ended" and "empty instruction" in msg.reason, msg.reason
 
 
+def test_a_track_field_that_is_not_a_boolean_is_an_input_error_not_a_silent_snapshot(client):
+    client.send(json.dumps({"instruction": "find it", "track": "yes", "id": "loose-track"}))
+    assert client.wait_until(
+        lambda: [d for d in client.detections if d.request_id == "loose-track"], TIMEOUT)
+    (detection,) = [d for d in client.detections if d.request_id == "loose-track"]
+    assert not detection.found and detection.error_stage == "input"
+    assert 'track must be true or false, got "yes"' in detection.error, detection.error
+    assert not of(client, "loose-track")  # no track was started
+
+
 def test_a_huge_stop_track_id_is_refused_in_one_short_log_line(client, node):
     client.send(json.dumps({"stop_track": "x" * 100_000}))
     assert client.wait_until(lambda: "stop_track 'xxx" in node.log(), TIMEOUT)
