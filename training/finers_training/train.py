@@ -40,6 +40,12 @@ def use_bf16(config: TrainConfig) -> bool:
     return torch.cuda.is_available() if flag == "auto" else flag == "true"
 
 
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def cpu_backend() -> Optional[str]:
     """
     ``gloo`` for a multi-process run without CUDA (DeepSpeed on CPUs), else None.
@@ -74,6 +80,18 @@ def reward_functions(config: TrainConfig) -> Tuple[list, List[float]]:
     return funcs, [float(config.reward_weights.get(n, 1.0)) for n in names]
 
 
+def policy_dtype(config: TrainConfig) -> str:
+    """
+    Return the dtype the policy is loaded in: fp32 master weights, bf16 only for LoRA's base.
+
+    With ``bf16`` the trainer computes in bf16 autocast (accelerate's mixed precision) and
+    AdamW updates fp32 weights: a 1e-6 step on a bf16 weight of ~0.02 (ulp ~1e-4) rounds
+    away. DeepSpeed casts the module to bf16 itself and keeps fp32 master partitions. A LoRA
+    base is frozen, so it stays bf16; peft makes its adapters fp32.
+    """
+    return "bfloat16" if config.lora and use_bf16(config) else "float32"
+
+
 def grpo_args(config: TrainConfig, weights: List[float], **extra):
     """
     Build the TRL GRPOConfig of the recipe: constant lr from step one, no warm-up.
@@ -105,7 +123,7 @@ def grpo_args(config: TrainConfig, weights: List[float], **extra):
         save_total_limit=config.save_total_limit,
         logging_steps=1,
         bf16=bf16,
-        model_init_kwargs={"dtype": "bfloat16" if bf16 else "float32"},
+        model_init_kwargs={"dtype": policy_dtype(config)},
         reward_weights=weights,
         seed=config.seed,
         report_to="none",
@@ -115,6 +133,8 @@ def grpo_args(config: TrainConfig, weights: List[float], **extra):
         args["gradient_checkpointing"] = True
     if cpu_backend():
         args["ddp_backend"] = cpu_backend()
+    if bf16 and not _cuda():
+        args["use_cpu"] = True  # bf16 autocast on the CPU (tests); transformers asks for it
     return GRPOConfig(**{**args, **extra})
 
 
