@@ -80,7 +80,7 @@ def test_lora_adapters_train_in_fp32_on_a_bf16_base(tiny_qwen_dir, tmp_path):
 
 
 def test_deepspeed_configs_train_with_fp32_master_weights_in_bf16():
-    """DeepSpeed keeps fp32 master partitions whenever its bf16 section resolves to enabled."""
+    """Check that both ZeRO configs resolve to bf16 (ZeRO then keeps fp32 master partitions)."""
     import json
     from pathlib import Path
 
