@@ -128,17 +128,22 @@ def test_markers_point_and_detection_fields():
     assert list(detection.covariance_3d) == list(target.covariance)
 
 
-def test_track_messages_get_the_3d_fields_they_have():
-    # a message type without the grasp fields (Track) still gets point, extent and reason
+def test_track_messages_get_the_grasp_fields_as_detections_do():
+    # a tracked frame is as grasp-ready as the answer: oriented box and covariance too
     from finers_ros.msg import Track
     from finers_ros.ros.markers import fill_detection
 
     msg = Track()
+    turn = (0.0, 0.0, math.sin(math.radians(10)), math.cos(math.radians(10)))
     fill_detection(msg, Target3D(point=(0.0, 0.1, 1.0), extent_min=(0.0, 0.1, 1.0),
                                  extent_max=(0.0, 0.1, 1.0), valid_pixels=9,
-                                 obb_centre=(0.0, 0.1, 1.0), obb_orientation=(0, 0, 0, 1.0),
-                                 obb_size=(0.01, 0.01, 0.0), covariance=(0.0,) * 9))
+                                 obb_centre=(0.0, 0.12, 1.0), obb_orientation=turn,
+                                 obb_size=(0.02, 0.01, 0.001),
+                                 covariance=(4e-5, 0, 0, 0, 9e-6, 0, 0, 0, 1e-7)))
     assert msg.has_3d and msg.point_3d.y == 0.1 and msg.depth_pixels == 9
+    assert msg.obb_pose.position.y == 0.12 and msg.obb_pose.orientation.z == turn[2]
+    assert (msg.obb_size.x, msg.obb_size.y, msg.obb_size.z) == (0.02, 0.01, 0.001)
+    assert list(msg.covariance_3d) == [4e-5, 0, 0, 0, 9e-6, 0, 0, 0, 1e-7]
 
 
 def test_target_points_as_point_cloud():
@@ -592,3 +597,53 @@ def test_node_says_why_without_a_depth_frame_in_the_slop(rgbd):
         lambda: any(stamp_of(m.markers[0]) == stamp and m.markers[0].action == 3 for m in markers),
         30,
     )
+
+
+def test_a_tracked_target_is_shown_in_rviz_as_overlay_and_markers_then_cleared(rgbd):
+    """A track's frames on finers/tracks/overlay, its 3D target in its own marker namespace."""
+    import json
+
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+    from visualization_msgs.msg import Marker, MarkerArray
+
+    client, camera, record, centre, points, markers = rgbd
+    overlays, track_markers = [], []
+    reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    subscriptions = [
+        client.node.create_subscription(Image, "/finers/tracks/overlay",
+                                        client._keep(overlays), reliable),
+        client.node.create_subscription(MarkerArray, "/finers/tracks/markers",
+                                        client._keep(track_markers), reliable),
+    ]
+    camera.start()
+    try:
+        client.send(json.dumps({"instruction": record["Q"], "track": True, "id": "shown-1"}))
+
+        def tracked():
+            return [t for t in client.tracks if t.request_id == "shown-1" and t.has_3d]
+        assert client.wait_until(lambda: len(tracked()) >= 3 and overlays and track_markers,
+                                 TIMEOUT), (len(tracked()), len(overlays), len(track_markers))
+        track_id = tracked()[0].track_id
+        namespace = f"finers_track/{track_id}"
+        shown = [m for m in track_markers if m.markers[0].ns == namespace]
+        sphere = shown[-1].markers[0]
+        assert sphere.type == Marker.SPHERE and sphere.action == Marker.ADD
+        assert np.linalg.norm(np.subtract(
+            (sphere.pose.position.x, sphere.pose.position.y, sphere.pose.position.z),
+            centre)) < 0.01
+        tracked_stamps = {stamp_of(t) for t in tracked()}
+        assert stamp_of(sphere) in tracked_stamps
+        overlay = overlays[-1]
+        assert overlay.encoding == "rgb8" and overlay.width <= 1280
+        assert overlay.header.frame_id == "camera_color_optical_frame"
+        client.send(json.dumps({"stop_track": track_id}))
+        assert client.wait_until(lambda: any(
+            m.markers[0].ns == namespace and m.markers[0].action == Marker.DELETE
+            for m in track_markers), TIMEOUT)
+    finally:
+        camera.stop()
+        for subscription in subscriptions:
+            client.node.destroy_subscription(subscription)
+    overlay_stamps = {stamp_of(o) for o in overlays}
+    assert overlay_stamps <= {stamp_of(t) for t in client.tracks}  # only tracked frames
