@@ -44,6 +44,7 @@ from ..stages.openai_server import ServerError
 from . import params
 from .depth_input import DepthStage
 from .diagnostics import Counters, FrameFlowWatch, diagnostic_array, status_message
+from .frame_intake import ArrivalCounter, FrameIntake, transport_topics
 from ..tracking.frames import FrameView
 from .image_codec import compressed_to_rgb, image_to_rgb, image_view
 from .messages import detection_message, outcome_header
@@ -111,6 +112,8 @@ class PerceptionNode(LifecycleNode):
         self._diagnostics_pub = None
         self._command_sub = None
         self._frame_subs: list = []
+        self._intake: Optional[FrameIntake] = None  # frames taken only when needed
+        self._arrivals = ArrivalCounter()
         self._frame_watch: Optional[FrameFlowWatch] = None
         self._action_server: Optional[ActionServer] = None
         self._goals: Dict[bytes, _Goal] = {}
@@ -247,12 +250,16 @@ class PerceptionNode(LifecycleNode):
         frames = QoSProfile(depth=s.frame_depth, history=HistoryPolicy.KEEP_LAST,
                             reliability=reliability)
         events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos)
-        self._frame_subs = [self.create_subscription(Image, CAMERA_TOPIC, self._on_image,
-                                                     frames, event_callbacks=events)]
         if s.subscribe_compressed:
-            self._frame_subs.append(self.create_subscription(
-                CompressedImage, COMPRESSED_TOPIC, self._on_compressed, frames,
-                event_callbacks=events))
+            self.get_logger().warning(
+                "subscribe_compressed is deprecated: set image_transport to compressed (only "
+                "CompressedImage) or raw" + (" (both are taken, as before)"
+                                             if s.image_transport == "raw" else ""))
+        self._intake = FrameIntake(
+            self, transport_topics(self, s.image_transport,
+                                   s.subscribe_compressed and s.image_transport == "raw"),
+            frames, self._on_transport_frame, s.frame_intake, self._frames_wanted, events)
+        self._frame_subs = list(self._intake.subscriptions)
         camera = self._frame_subs[0].topic_name
         self._frame_watch = FrameFlowWatch(camera, s.no_frames_warning_s, str(fastdds_profile()),
                                            time.monotonic())
@@ -318,8 +325,9 @@ class PerceptionNode(LifecycleNode):
         return False
 
     def _stop_frames(self) -> None:
-        for subscription in self._frame_subs:
-            self.destroy_subscription(subscription)
+        intake, self._intake = self._intake, None
+        if intake is not None:
+            intake.close()
         self._frame_subs = []
         self._frame_watch = None
         if self._depth is not None:
@@ -353,39 +361,63 @@ class PerceptionNode(LifecycleNode):
         self.server = None
 
     # -- intake ---------------------------------------------------------------------
-    def _on_image(self, msg: Image) -> None:
+    def _frames_wanted(self) -> bool:
+        """Tell whether frames are needed now: requests queued or running, or tracks."""
+        server, tracking = self.server, self._tracking
+        if server is not None and (server.busy or server.queue_depth):
+            return True
+        return tracking is not None and (tracking.service.active > 0
+                                         or getattr(tracking.service, "_pending", 0) > 0)
+
+    def _on_transport_frame(self, msg, info, topic: str) -> None:
+        """A frame taken by the intake: its message, rmw message info and resolved topic."""
+        source = (topic, msg)  # what the camera sent, for the recorder
+        arrived = self._arrivals.count(info)
+        if isinstance(msg, CompressedImage):
+            self._on_compressed(msg, source, arrived)
+        else:
+            self._on_image(msg, source, arrived)
+
+    def _on_image(self, msg: Image, source=None, arrived: int = 1) -> None:
         self._frame(lambda: image_to_rgb(msg.encoding, msg.width, msg.height, msg.step,
                                          msg.data, bool(msg.is_bigendian)), msg.header,
                     lambda: image_view(msg.encoding, msg.width, msg.height, msg.step,
-                                       msg.data, bool(msg.is_bigendian)), len(msg.data))
+                                       msg.data, bool(msg.is_bigendian)), len(msg.data),
+                    source, arrived)
 
-    def _on_compressed(self, msg: CompressedImage) -> None:
+    def _on_compressed(self, msg: CompressedImage, source=None, arrived: int = 1) -> None:
         self._frame(lambda: compressed_to_rgb(msg.format, msg.data), msg.header,
-                    lambda: FrameView(compressed_to_rgb(msg.format, msg.data)), len(msg.data))
+                    lambda: FrameView(compressed_to_rgb(msg.format, msg.data)), len(msg.data),
+                    source, arrived)
 
-    def _frame(self, decode, header, view=None, nbytes: int = 0) -> None:
-        """Every camera frame arrives here (decoded later, only if a request uses it)."""
+    def _frame(self, decode, header, view=None, nbytes: int = 0, source=None,
+               arrived: int = 1) -> None:
+        """Every camera frame taken arrives here (decoded later, only if a request uses it)."""
         depth = self._depth
         if depth is not None:  # the worker's decode also pins the frame's depth
             decode = depth.pinning(decode, header)
 
-        def counted():
-            try:
-                return decode()
-            except Exception:
+        def counted(convert):
+            def run():
                 with self._stats_lock:
-                    self.counters.frames_rejected += 1
-                raise
+                    self.counters.frames_decoded += 1
+                try:
+                    return convert()
+                except Exception:
+                    with self._stats_lock:
+                        self.counters.frames_rejected += 1
+                    raise
+            return run
 
         with self._stats_lock:
-            self.counters.frames_received += 1
+            self.counters.frames_received += arrived
             self.counters.last_frame_stamp = header.stamp
         server = self.server
         if server is not None:
-            frame = server.put_frame(counted, header)
+            frame = server.put_frame(counted(decode), header, source)
             tracking = self._tracking
             if tracking is not None and view is not None:
-                tracking.put_frame(view, header, frame.seq, nbytes)
+                tracking.put_frame(counted(view), header, frame.seq, nbytes)
 
     def _on_command(self, msg: String) -> None:
         command = parse_command(msg.data)
@@ -409,7 +441,11 @@ class PerceptionNode(LifecycleNode):
         if refusal:
             request.on_done(Outcome(request, error_result(request, *refusal)))
             return
-        server.submit(request)
+        intake = self._intake
+        if intake is not None:  # the newest frame held by the middleware first
+            intake.demand(lambda: server.submit(request))
+        else:
+            server.submit(request)
         self._publish_status()
 
     # -- action: goals never hold an executor thread while they wait --------------------
@@ -593,8 +629,11 @@ class PerceptionNode(LifecycleNode):
             f"the camera")
 
     def _watch(self) -> None:
-        """Periodic checks: goal deadlines, and frames from matched cameras."""
+        """Periodic checks: goal deadlines, idle frame intake, frames from matched cameras."""
         self._expire_goals()
+        intake = self._intake
+        if intake is not None and intake.settle():  # idle: a look at the newest frame now and then
+            intake.peek()
         watch = self._frame_watch
         subscriptions = list(self._frame_subs)
         if watch is None or not subscriptions:

@@ -26,6 +26,7 @@ from ..depth3d import CAMERA_IMAGE_SETTINGS
 from ..serving import FRAME_POLICIES
 from ..tracking.config import TRACKER_BACKENDS
 from ..tracking.service import REACQUIRE_MODES
+from .frame_intake import INTAKE_MODES, TRANSPORTS
 from .paths import default_params_file, default_pipeline_config
 
 
@@ -49,8 +50,14 @@ SPECS: Dict[str, Spec] = {
     "allow_degraded": Spec("configure", "stay up when the model cannot load (status reports "
                                         "why, every instruction gets that error); otherwise "
                                         "configure fails. Always on with autostart"),
-    "subscribe_compressed": Spec("configure", "also take sensor_msgs/CompressedImage on "
-                                              "camera/image_raw/compressed"),
+    "image_transport": Spec("configure", "the camera input: raw (sensor_msgs/Image on "
+                                         "camera/image_raw) | compressed (CompressedImage on "
+                                         "the raw topic + /compressed)"),
+    "frame_intake": Spec("configure", "on_demand: frames are taken from the middleware only "
+                                      "while an instruction or track needs them (idle: the "
+                                      "newest waits there, undecoded) | every_frame"),
+    "subscribe_compressed": Spec("configure", "deprecated, use image_transport: true with "
+                                              "image_transport raw takes both transports"),
     "frame_reliability": Spec("configure", "QoS reliability of the frame subscription: "
                                            "best_effort (sensor data) | reliable"),
     "frame_depth": Spec("configure", "QoS depth of the frame subscription", (1, 100)),
@@ -115,6 +122,8 @@ class NodeSettings:
     pipeline_config: str
     pipeline_factory: str
     allow_degraded: bool
+    image_transport: str
+    frame_intake: str
     subscribe_compressed: bool
     frame_reliability: str
     frame_depth: int
@@ -151,6 +160,9 @@ class NodeSettings:
         if self.frame_reliability not in ("best_effort", "reliable"):
             problems.append(f"frame_reliability={self.frame_reliability!r} "
                             f"(best_effort | reliable)")
+        for name, choices in (("image_transport", TRANSPORTS), ("frame_intake", INTAKE_MODES)):
+            if getattr(self, name) not in choices:
+                problems.append(f"{name}={getattr(self, name)!r} ({' | '.join(choices)})")
         if self.frame_policy not in FRAME_POLICIES:
             problems.append(f"frame_policy={self.frame_policy!r} ({' | '.join(FRAME_POLICIES)})")
         for name, rule in SPECS.items():

@@ -8,8 +8,9 @@ batching differs: prompts are left-padded so that one ``generate`` call answers 
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import List, Sequence
+from typing import Iterator, List, Sequence
 
 import numpy as np
 
@@ -27,6 +28,26 @@ def resolve_device(device: str) -> str:
             return "cpu"
         return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
     return device
+
+
+@contextlib.contextmanager
+def outside_zero3() -> Iterator[None]:
+    """
+    Load models whole while a DeepSpeed ZeRO-3 run is registered with transformers.
+
+    A ZeRO-3 trainer registers its config for the whole run and every ``from_pretrained``
+    made meanwhile builds the model inside ZeRO-3's partitioning (each rank holds weights of
+    shape ``(0,)``; a frozen model used outside the engine then fails on its first forward).
+    The registration is lifted for the load and restored after.
+    """
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    registered = hf_deepspeed._hf_deepspeed_config_weak_ref
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = registered
 
 
 class FrozenModel:
@@ -51,13 +72,14 @@ class FrozenModel:
         self.processor = AutoProcessor.from_pretrained(str(path), local_files_only=True)
         self.processor.tokenizer.padding_side = "left"
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
-        self.model = (
-            Qwen2_5_VLForConditionalGeneration.from_pretrained(
-                str(path), dtype=dtype, local_files_only=True, use_safetensors=True
+        with outside_zero3():  # the online reward's LPR loads during a ZeRO-3 run
+            self.model = (
+                Qwen2_5_VLForConditionalGeneration.from_pretrained(
+                    str(path), dtype=dtype, local_files_only=True, use_safetensors=True
+                )
+                .to(self.device)
+                .eval()
             )
-            .to(self.device)
-            .eval()
-        )
         self.model.requires_grad_(False)
 
     def answer(self, images: Sequence[np.ndarray], prompts: Sequence[str]) -> List[str]:
