@@ -58,20 +58,32 @@ def stage_sources() -> Path:
     return stage.parent
 
 
-def main() -> int:
-    fixed = fix_wheel_cmake_paths()
-    sources = stage_sources()
+def colcon_build(sources: Path, build_base: Path, install_base: Path, log_base: Path,
+                 cmake_args: tuple = (), **run) -> subprocess.CompletedProcess:
+    """
+    Build the interface packages under ``sources`` with colcon against the venv's ROS wheels.
+
+    Merged install into ``install_base``; ``run`` goes to ``subprocess.run`` (output capture).
+    """
+    fix_wheel_cmake_paths()
     env = dict(os.environ, AMENT_PREFIX_PATH=str(VENV), CMAKE_PREFIX_PATH=str(VENV))
     env.pop("RMW_IMPLEMENTATION", None)
     command = [
-        str(VENV / "bin" / "colcon"), "--log-base", str(ROOT / "build" / "colcon-log"), "build",
-        "--base-paths", str(sources), "--build-base", str(ROOT / "build" / "colcon"),
-        "--install-base", str(ROOT / "install"), "--merge-install",
+        str(VENV / "bin" / "colcon"), "--log-base", str(log_base), "build",
+        "--base-paths", str(sources), "--build-base", str(build_base),
+        "--install-base", str(install_base), "--merge-install",
         "--cmake-args", f"-DPython3_EXECUTABLE={VENV / 'bin' / 'python'}", "-DBUILD_TESTING=OFF",
-        "-DFINERS_INSTALL_CORE=OFF",
+        *cmake_args,
     ]
+    return subprocess.run(command, check=True, env=env, cwd=ROOT, **run)
+
+
+def main() -> int:
+    fixed = fix_wheel_cmake_paths()
+    sources = stage_sources()
     print(f"build_interfaces: rewrote {fixed} wheel CMake file(s); running colcon", flush=True)
-    subprocess.run(command, check=True, env=env, cwd=ROOT)
+    colcon_build(sources, ROOT / "build" / "colcon", ROOT / "install",
+                 ROOT / "build" / "colcon-log", ("-DFINERS_INSTALL_CORE=OFF",))
     for library in (ROOT / "install" / "lib").glob("lib*.so"):
         link = VENV / "lib" / library.name
         if link.is_symlink() or link.exists():
