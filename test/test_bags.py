@@ -297,7 +297,8 @@ def test_export_then_import_corrected_coco(tmp_path):
     assert records[0].area_percent == pytest.approx(100 * disc.sum() / (W * H))
 
     coco = json.loads((out / "coco.json").read_text())
-    assert len(coco["images"]) == 2 and len(coco["annotations"]) == 2
+    # the unicorn (found, no mask) is a frame to label: an image without annotation
+    assert len(coco["images"]) == 3 and len(coco["annotations"]) == 2
     first = coco["annotations"][0]
     assert first["attributes"]["question"] == "what colour is the disc"
     assert first["segmentation"][0] == [float(v) for p in records[0].polygon for v in p]
@@ -346,9 +347,13 @@ def test_import_finds_frames_an_annotation_tool_renamed_and_counts_missing_ones(
     (out / "tool.json").write_text(json.dumps(coco))
     capsys.readouterr()
     assert main(["import", str(out / "tool.json"), "--out", str(out / "fixed.json")]) == 0
-    (record,) = load_annotations(out / "fixed.json")
+    # the second frame's annotation is lost with its file: the node's pre-annotation stays
+    record, kept = load_annotations(out / "fixed.json")
     assert frame_value(read_rgb(record.image_path)) == 0
-    assert "1 (image file not found)" in capsys.readouterr().out
+    assert frame_value(read_rgb(kept.image_path)) == 10 and kept.question == "find thing 1"
+    said = capsys.readouterr().out
+    assert "1 (image file not found)" in said
+    assert "1 (pre-annotation kept: none in the corrected file)" in said
 
 
 def test_import_of_a_hand_edited_coco_counts_malformed_entries_instead_of_crashing(tmp_path):
@@ -392,11 +397,13 @@ def test_export_counts_what_it_skips(tmp_path, capsys):
     assert main(["export", str(tmp_path / "session"), "--out", str(out)]) == 0
     summary = capsys.readouterr().out.strip().splitlines()
     head, skipped = summary[-1].split("; skipped ")
-    assert head == f"exported 2 record(s) on 2 frame(s) to {out}"
+    assert head == (f"exported 3 episode(s) on 3 frame(s) to {out}: 2 pre-annotated, "
+                    "1 to label (1 no Detection)")
     assert sorted(skipped.split(", ")) == [
         "1 (its frame is not in the bag)", "1 (malformed Detection)",
-        "1 (no Detection to pre-annotate from)", "1 (the node answered with an error)"]
-    assert sum(line.startswith("skipped session ") for line in summary) == 4
+        "1 (the node answered with an error)"]
+    assert sum(line.startswith("skipped session ") for line in summary) == 3
+    assert sum(line.startswith("to label session ") for line in summary) == 1
 
 
 def test_the_same_question_on_the_same_frame_is_one_record(tmp_path, capsys):
@@ -427,9 +434,10 @@ def test_export_tells_not_found_from_found_without_a_mask(tmp_path, capsys):
     bag.command(T0 + 1, "find the unicorn")
     bag.detection(T0 + 2, T0, "find the unicorn", "cmd-1", error="", mask_bytes=0)
     bag.close()
-    assert main(["export", str(tmp_path / "bag"), "--out", str(tmp_path / "out")]) == 1
+    assert main(["export", str(tmp_path / "bag"), "--out", str(tmp_path / "out")]) == 0
     summary = capsys.readouterr().out.splitlines()[-1]
-    assert summary.endswith("skipped 1 (found, but the Detection carries no mask)")
+    assert summary.endswith("0 pre-annotated, 1 to label "
+                            "(1 found, but the Detection carries no mask)")
 
 
 def test_an_unwritable_output_is_one_line_not_a_traceback(tmp_path, capsys, monkeypatch):
@@ -439,7 +447,11 @@ def test_an_unwritable_output_is_one_line_not_a_traceback(tmp_path, capsys, monk
     (tmp_path / "file").write_text("")
     assert dataset_cli.main(["export", str(tmp_path / "session"), "--out",
                              str(tmp_path / "file")]) == 2
-    (tmp_path / "c.json").write_text(json.dumps({"images": [], "annotations": []}))
+    cv2.imwrite(str(tmp_path / "f.png"), np.zeros((H, W, 3), np.uint8))
+    (tmp_path / "c.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "f.png", "width": W, "height": H}],
+        "annotations": [{"image_id": 1, "segmentation": [[10, 10, 20, 10, 20, 20]],
+                         "attributes": {"question": "find it"}}]}))
     assert dataset_cli.main(["import", str(tmp_path / "c.json"), "--out",
                              str(tmp_path / "file" / "out.json")]) == 2
     # a disk that fills up mid-export: OpenCV reports a failed write only by returning False
@@ -477,7 +489,7 @@ def test_export_passes_over_an_unfinished_recording(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert any("killed.mcap: cannot read the bag (an unfinished recording" in line
                for line in lines)
-    assert lines[-1].startswith("exported 2 record(s)") and "1 (unreadable bag)" in lines[-1]
+    assert lines[-1].startswith("exported 3 episode(s)") and "1 (unreadable bag)" in lines[-1]
 
 
 @pytest.mark.parametrize("compressed", [False, True])
@@ -516,7 +528,7 @@ def test_an_unfinished_recording_gives_back_its_complete_episodes(tmp_path, caps
     lines = capsys.readouterr().out.splitlines()
     assert any("killed.mcap: an unfinished recording (its writer was killed): read" in line
                for line in lines)
-    assert lines[-1].startswith("exported 2 record(s)")
+    assert lines[-1].startswith("exported 2 episode(s)")
 
 
 def test_a_reused_request_id_pairs_by_the_instruction_the_detection_echoes(tmp_path):

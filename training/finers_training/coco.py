@@ -53,15 +53,33 @@ def area_percent(polygon, size: geo.Size) -> float:
     return float(geo.polygon_to_mask(polygon, size).sum()) * 100.0 / (size[0] * size[1])
 
 
-def to_coco(records: List[dict], sizes: dict) -> dict:
-    """Build a COCO document of FineRS-4k records; ``sizes``: image_path -> (W, H)."""
+def to_coco(records: List[dict], sizes: dict, episodes: Optional[dict] = None) -> dict:
+    """
+    Build a COCO document of FineRS-4k records; ``sizes``: image_path -> (W, H).
+
+    With ``episodes`` (image_path -> the export's episode entries on that frame) every frame
+    it names becomes an image, annotated or not, listing its questions in
+    ``finers_episodes`` so that a person sees what to label on it.
+    """
     images, annotations, ids = [], [], {}
-    for record in records:
-        path = record["image_path"]
+
+    def image_id(path: str) -> int:
         if path not in ids:
             ids[path] = len(images) + 1
             width, height = sizes[path]
             images.append({"id": ids[path], "file_name": path, "width": width, "height": height})
+            if episodes is not None:
+                images[-1]["finers_episodes"] = [
+                    {"question": e["Q"], "question_type": e["Q-type"],
+                     "options": e.get("options"), "status": e["status"]}
+                    for e in episodes.get(path, [])]
+        return ids[path]
+
+    for path in (episodes or {}):
+        image_id(path)
+    for record in records:
+        path = record["image_path"]
+        image_id(path)
         xs = [p[0] for p in record["points"]]
         ys = [p[1] for p in record["points"]]
         width, height = sizes[path]
@@ -146,9 +164,33 @@ def _image_file(image_base: Path, file_name: str) -> Optional[Path]:
     return None
 
 
-def from_coco(document: dict, image_base: Path, out_base: Path) -> Tuple[List[dict], Counter]:
+def _exported_question(attributes: dict, exported: List[dict]) -> Tuple[dict, str]:
+    """
+    Return (attributes, how) of an annotation: its own, else its frame's one exported episode.
+
+    Annotation tools that keep no attributes write polygons without a question; a frame the
+    export listed with exactly one question gives it (``how`` then says so).
+    """
+    if str(attributes.get("question", "")).strip() or len(exported) != 1:
+        return attributes, ""
+    (episode,) = exported
+    return ({"question": episode["Q"], "question_type": episode["Q-type"],
+             "options": episode.get("options"),
+             "answer": attributes.get("answer") or (
+                 episode.get("A", "") if episode["status"] == "pre-annotated" else "")},
+            "question taken from the exported episode")
+
+
+def from_coco(document: dict, image_base: Path, out_base: Path,
+              episodes: Optional[dict] = None,
+              mentioned: Optional[set] = None) -> Tuple[List[dict], Counter]:
     """
     FineRS-4k records of a (corrected) COCO document, and counts of what was skipped.
+
+    ``episodes`` (the export's entries by frame file name, ``episodes.py``) gives an
+    annotation without a question its frame's question when there is one, and each record
+    its episode's ``source``; ``mentioned`` collects (frame file name, question) of every
+    annotation read, usable or not.
 
     ``file_name`` is resolved against ``image_base`` and written relative to ``out_base``
     (the output JSON's folder) when it lies below it. Skipped, with a count each: an
@@ -177,6 +219,11 @@ def from_coco(document: dict, image_base: Path, out_base: Path) -> Tuple[List[di
         image = images.get(image_id) if isinstance(image_id, (int, str)) else None
         attributes = annotation.get("attributes")
         attributes = attributes if isinstance(attributes, dict) else {}
+        frame = Path(str(image.get("file_name", ""))).name if image else ""
+        exported = (episodes or {}).get(frame, [])
+        attributes, how = _exported_question(attributes, exported)
+        if how:
+            counts[how] += 1
         polygon, parts = (_largest_polygon(annotation.get("segmentation"), _image_size(image))
                           if image else (None, 0))
         question = str(attributes.get("question", "")).strip()
@@ -185,6 +232,8 @@ def from_coco(document: dict, image_base: Path, out_base: Path) -> Tuple[List[di
         except ValueError:
             q_type = None
         options = _options(attributes.get("options"))
+        if image and question and mentioned is not None:
+            mentioned.add((frame, question))
         path = _image_file(image_base, image.get("file_name", "")) if image else None
         problem = ("unknown image" if image is None else
                    "image file not found" if path is None else
@@ -208,6 +257,9 @@ def from_coco(document: dict, image_base: Path, out_base: Path) -> Tuple[List[di
                   "area_percent": area_percent(polygon, _image_size(image))}
         if q_type == "option":
             record["options"] = options
+        source = [e["source"] for e in exported if e["Q"] == question and "source" in e]
+        if source:
+            record["source"] = source[0]
         records.append(record)
     counts["image without annotation"] += len(set(images) - annotated)
     return records, +counts
