@@ -29,6 +29,7 @@ from finers_ros.msg import Detection, Status, Track
 from .image_codec import rgb_fields
 
 PING_PREFIX = "finers-client-ping-"
+JOIN_S = 2.0  # bound on each thread join in ``close``
 
 
 class PerceptionClient:
@@ -69,9 +70,11 @@ class PerceptionClient:
                        "command": f"{prefix}/finers/command"}
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
-        self._spinner = threading.Thread(target=self._spin, daemon=True)
+        self._spinner = threading.Thread(target=self._spin, name="finers-client-executor",
+                                         daemon=True)
         self._spinner.start()
         self._streaming: Optional[threading.Event] = None
+        self._streamer: Optional[threading.Thread] = None
         self._pings = itertools.count(1)
         self._pongs: set = set()  # answered pings (kept out of ``detections``)
 
@@ -171,13 +174,17 @@ class PerceptionClient:
                 self.camera.publish(msg)
                 stop.wait(1.0 / hz)
 
-        threading.Thread(target=loop, daemon=True).start()
+        self._streamer = threading.Thread(target=loop, name="finers-client-stream", daemon=True)
+        self._streamer.start()
 
     def stop_stream(self) -> None:
-        """Stop the stream started by ``stream``."""
+        """Stop the stream started by ``stream`` and wait for its last publish to end."""
         if self._streaming is not None:
             self._streaming.set()
             self._streaming = None
+        if self._streamer is not None:
+            self._streamer.join(JOIN_S)
+            self._streamer = None
 
     def send(self, text: str) -> None:
         """Publish one command (plain instruction or JSON) on the node's command topic."""
@@ -223,11 +230,20 @@ class PerceptionClient:
         raise TimeoutError(f"{self._prefix}/finers/segment did not answer within {timeout:g} s")
 
     def close(self) -> None:
-        """Stop streaming and spinning; destroy the node and shut this client's context down."""
+        """
+        Stop streaming and spinning, destroy the node, shut down and release the context.
+
+        In that order, each thread joined before what it uses goes away; the context (its
+        DDS participant, threads and shared-memory segments) is released here, not left to
+        the interpreter's exit, where the middleware's threads were destroyed still running
+        (``terminate called without an active exception``, exit 134, segments left behind).
+        """
         self.stop_stream()
-        self.executor.shutdown(timeout_sec=1.0)
+        self.executor.shutdown(timeout_sec=JOIN_S)
+        self._spinner.join(JOIN_S)
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
+        self.context.destroy()
 
 
 def _wait_done(future, timeout: float) -> bool:
