@@ -372,7 +372,9 @@ class PerceptionNode(LifecycleNode):
     def _on_transport_frame(self, msg, info, topic: str) -> None:
         """A frame taken by the intake: its message, rmw message info and resolved topic."""
         source = (topic, msg)  # what the camera sent, for the recorder
-        arrived = self._arrivals.count(info)
+        with self._stats_lock:
+            arrived = self._arrivals.count(info)
+            self.counters.frames_taken += 1
         if isinstance(msg, CompressedImage):
             self._on_compressed(msg, source, arrived)
         else:
@@ -442,7 +444,7 @@ class PerceptionNode(LifecycleNode):
             request.on_done(Outcome(request, error_result(request, *refusal)))
             return
         intake = self._intake
-        if intake is not None:  # the newest frame held by the middleware first
+        if intake is not None and request.instruction.strip():  # the newest held frame first
             intake.demand(lambda: server.submit(request))
         else:
             server.submit(request)

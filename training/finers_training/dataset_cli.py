@@ -36,6 +36,7 @@ from .coco import area_percent, finers_question_type, from_coco, mask_polygon, t
 from .episodes import (
     PRE_ANNOTATED, TO_LABEL, find_export, read_by_frame, restore_missing, unlabelled,
     write_episodes)
+from .split import GROUPINGS, write_split
 
 
 @dataclass
@@ -274,6 +275,13 @@ def make_parser() -> argparse.ArgumentParser:
     im.add_argument("--drop-missing", action="store_true",
                     help="leave out pre-annotations the corrected file does not mention "
                          "(default: keep the node's, counted)")
+    sp = commands.add_parser("split", help="FineRS-4k JSON -> train.json + val.json")
+    sp.add_argument("annotations", help="FineRS-4k JSON (an import's output)")
+    sp.add_argument("--out", required=True, help="folder for train.json and val.json")
+    sp.add_argument("--by", choices=GROUPINGS, default="bag",
+                    help="keep each bag (default) or each episode's frame on one side")
+    sp.add_argument("--val-fraction", type=float, default=0.2, help="share of groups in val")
+    sp.add_argument("--seed", type=int, default=0, help="another seed, another split")
     return parser
 
 
@@ -285,6 +293,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                                           args.command_topic, args.detections_topic))
             print(report.summary(Path(args.out)))
             return 0 if report.episodes else 1
+        if args.command == "split":
+            print(write_split(Path(args.annotations), Path(args.out), args.val_fraction,
+                              args.by, args.seed)[2])
+            return 0
         counts = import_coco(args.coco, args.out, args.images, drop_missing=args.drop_missing)
         return 0 if counts["records"] else 1
     except (BagError, DatasetError, OSError) as exc:  # OSError: the output cannot be written
