@@ -54,12 +54,16 @@ def test_random_windows_take_every_position_that_holds_the_box():
     assert xs == {0, 1, 2, 3} and ys == {0, 1, 2}
 
 
-def test_a_box_larger_than_the_window_gets_a_window_of_its_size_around_it():
-    _, _, windows = starts((100, 40, 399, 49), (1000, 600), 100, draws=20)
-    assert {(w.width, w.height) for w in windows} == {(300, 100)}
-    assert {w.x0 for w in windows} == {100}
+def test_a_box_larger_than_the_window_gets_a_square_window_of_its_longer_side():
+    # Square as the node's LPR crops (side max(512, w, h)): the LPR learns the aspect it gets.
+    _, ys, windows = starts((100, 40, 399, 49), (1000, 600), 100, draws=200)
+    assert {(w.width, w.height) for w in windows} == {(300, 300)}
+    assert {w.x0 for w in windows} == {100} and ys == set(range(0, 41))
+    assert all(w.contains_box((100, 40, 399, 49)) for w in windows)
     _, _, windows = starts((40, 100, 49, 399), (600, 1000), 100, draws=20)
-    assert {(w.width, w.height) for w in windows} == {(100, 300)}
+    assert {(w.width, w.height) for w in windows} == {(300, 300)}
+    _, _, windows = starts((40, 10, 399, 49), (600, 200), 100, draws=20)  # image too short
+    assert {(w.width, w.height) for w in windows} == {(360, 200)}
 
 
 @pytest.mark.parametrize(
@@ -75,6 +79,7 @@ def test_a_box_larger_than_the_window_gets_a_window_of_its_size_around_it():
 def test_a_box_with_fractional_edges_wider_than_the_window_is_centred(box, native, window):
     got = D.random_window(box, native, 100, np.random.default_rng(0))
     assert (got.x0, got.width) == (window[0], window[2])
+    assert got.height == min(window[2], native[1])  # square unless the image is shorter
     assert got.contains_box((int(np.ceil(box[0])), box[1], int(np.floor(box[2])), box[3]))
 
 

@@ -65,13 +65,15 @@ def random_window(
     Pick a ``side`` x ``side`` native window at a random place that contains ``box``.
 
     Windows are shifted inside the image, never clamped (reference: shift, don't clamp).
-    A box wider than ``side`` gets a window as large as the box; an image smaller than the
-    window along an axis gets the whole image along it.
+    A box larger than ``side`` gets a square window as large as its longer side, as the
+    node's crops are square (``geometry.crop_for_region``: side max(512, w, h)), so the LPR
+    learns the aspect it is served; an image smaller than the window along an axis gets the
+    whole image along it.
     """
     width, height = native
     x1, y1, x2, y2 = box
-    crop_w = min(width, max(side, int(np.ceil(x2 - x1)) + 1))
-    crop_h = min(height, max(side, int(np.ceil(y2 - y1)) + 1))
+    square = max(side, int(np.ceil(x2 - x1)) + 1, int(np.ceil(y2 - y1)) + 1)
+    crop_w, crop_h = min(width, square), min(height, square)
 
     def start(lo_edge: float, hi_edge: float, span: int, limit: int) -> int:
         # window [s, s + span) must hold [lo_edge, hi_edge] and lie in [0, limit)
