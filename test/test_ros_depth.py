@@ -426,15 +426,19 @@ def test_rviz_config_shows_the_3d_target():
     import yaml
 
     config = yaml.safe_load((HERE.parent / "rviz" / "finers.rviz").read_text())
-    displays = {d["Class"]: d for d in config["Visualization Manager"]["Displays"]}
+    displays = {d["Topic"]["Value"]: d for d in config["Visualization Manager"]["Displays"]
+                if "Topic" in d}
     from finers_ros.ros.markers import MARKERS_TOPIC, POINT_TOPIC
+    from finers_ros.ros.track_display import TRACK_MARKERS_TOPIC, TRACK_OVERLAY_TOPIC
 
-    assert displays["rviz_default_plugins/MarkerArray"]["Topic"]["Value"] == MARKERS_TOPIC
-    assert displays["rviz_default_plugins/PointStamped"]["Topic"]["Value"] == POINT_TOPIC
+    assert displays[MARKERS_TOPIC]["Class"] == "rviz_default_plugins/MarkerArray"
+    assert displays[POINT_TOPIC]["Class"] == "rviz_default_plugins/PointStamped"
     # the 3D displays take the latched last result: RViz opened after an answer shows it
-    for name in ("MarkerArray", "PointStamped"):
-        assert displays[f"rviz_default_plugins/{name}"]["Topic"]["Durability Policy"] == (
-            "Transient Local")
+    for topic in (MARKERS_TOPIC, POINT_TOPIC):
+        assert displays[topic]["Topic"]["Durability Policy"] == "Transient Local"
+    # tracked targets: the tracked frame and each track's 3D target
+    assert displays[TRACK_MARKERS_TOPIC]["Class"] == "rviz_default_plugins/MarkerArray"
+    assert displays[TRACK_OVERLAY_TOPIC]["Class"] == "rviz_default_plugins/Image"
 
 
 def test_rviz_config_topics_resolve_in_the_namespace():

@@ -94,7 +94,8 @@ def cloud_message(header: Header, points: Optional[np.ndarray]) -> PointCloud2:
                        data=xyz.tobytes(), is_dense=True)
 
 
-def marker_array(header: Header, target: Target3D, label: str) -> MarkerArray:
+def marker_array(header: Header, target: Target3D, label: str,
+                 namespace: str = MARKER_NAMESPACE) -> MarkerArray:
     """
     Build a sphere at the point, a box over the extent, a label and the oriented box.
 
@@ -102,18 +103,17 @@ def marker_array(header: Header, target: Target3D, label: str) -> MarkerArray:
     3D result that has one).
 
     Without a 3D result: one DELETEALL, so RViz never keeps showing a previous target as if it
-    were this one.
+    were this one (a tracked target's own ``namespace``: its four ids deleted, the others'
+    markers kept).
     """
     if not target.has_3d:
-        return MarkerArray(
-            markers=[Marker(header=header, ns=MARKER_NAMESPACE, action=Marker.DELETEALL)]
-        )
+        return delete_markers(header, namespace)
     low, high = target.extent_min, target.extent_max
     centre = [(a + b) / 2 for a, b in zip(low, high)]
     sides = [max(b - a, MIN_BOX_SIDE_M) for a, b in zip(low, high)]
 
     def marker(index: int, kind: int, position, scale, colour, orientation=(0, 0, 0, 1.0)):
-        m = Marker(header=header, ns=MARKER_NAMESPACE, id=index, type=kind, action=Marker.ADD)
+        m = Marker(header=header, ns=namespace, id=index, type=kind, action=Marker.ADD)
         m.pose = _pose(position, orientation)
         m.scale = _vector(scale)
         m.color = ColorRGBA(r=colour[0], g=colour[1], b=colour[2], a=colour[3])
@@ -130,6 +130,20 @@ def marker_array(header: Header, target: Target3D, label: str) -> MarkerArray:
                       [max(side, MIN_BOX_SIDE_M) for side in target.obb_size],
                       (1.0, 0.75, 0.1, 0.6), target.obb_orientation)
     return MarkerArray(markers=[sphere, box, text, oriented])
+
+
+def delete_markers(header: Header, namespace: str = MARKER_NAMESPACE) -> MarkerArray:
+    """
+    Clear what ``marker_array`` drew in ``namespace``.
+
+    The answer's own namespace: one DELETEALL. Another (a track's): DELETE of its ids only,
+    as a DELETEALL clears every namespace on RViz before Iron.
+    """
+    if namespace == MARKER_NAMESPACE:
+        return MarkerArray(markers=[Marker(header=header, ns=namespace,
+                                           action=Marker.DELETEALL)])
+    return MarkerArray(markers=[Marker(header=header, ns=namespace, id=index,
+                                       action=Marker.DELETE) for index in range(4)])
 
 
 # the last result stays for subscribers that join later (RViz opened after an answer)

@@ -112,6 +112,18 @@ SPECS: Dict[str, Spec] = {
                                            "answered frame to the newest", (1, 1000)),
     "track_ring_mb": Spec("configure", "the catch-up frames' memory bound (MiB)",
                           (1, 65536)),
+    "track_overlay_hz": Spec("live", "tracked frames drawn on finers/tracks/overlay per "
+                                     "second at most, only while subscribed (0 = none)",
+                             (0.0, 60.0)),
+    "track_sam2_checkpoint": Spec("configure", "tracker_backend sam2: local SAM2/SAM2.1 .pt "
+                                               "(empty: random weights, tests only)"),
+    "track_sam2_model_config": Spec("configure", "tracker_backend sam2: the sam2 package's "
+                                                 "model config name"),
+    "track_sam2_device": Spec("configure", "tracker_backend sam2: torch device (cuda, cuda:1)"),
+    "track_sam2_crop_px": Spec("configure", "tracker_backend sam2: native crop side that "
+                                            "follows the target (px)", (128, 2048)),
+    "track_sam2_memory_frames": Spec("configure", "tracker_backend sam2: recent frames in "
+                                                  "SAM2's memory bank", (1, 64)),
 }
 
 
@@ -153,6 +165,12 @@ class NodeSettings:
     track_reacquire: str
     track_ring_frames: int
     track_ring_mb: float
+    track_overlay_hz: float
+    track_sam2_checkpoint: str
+    track_sam2_model_config: str
+    track_sam2_device: str
+    track_sam2_crop_px: int
+    track_sam2_memory_frames: int
 
     def validate(self) -> "NodeSettings":
         """Return self, or raise ParameterError naming every bad value."""

@@ -20,10 +20,11 @@ from std_msgs.msg import Header
 from finers_ros.msg import Track
 
 from ..serving import Outcome
-from ..tracking.config import TrackerConfig
+from ..tracking.config import Sam2Config, TrackerConfig
 from ..tracking.ring import TrackFrame
 from ..tracking.service import TrackingService, TrackReport
 from .markers import fill_detection
+from .track_display import TrackDisplay
 
 TRACKS_TOPIC = "finers/tracks"
 
@@ -45,6 +46,15 @@ def track_message(report: TrackReport, header: Header) -> Track:
     return msg
 
 
+def tracker_config(settings) -> TrackerConfig:
+    """Return the tracker settings of the node's parameters (``track_sam2_*``: sam2)."""
+    return TrackerConfig(backend=settings.tracker_backend, sam2=Sam2Config(
+        checkpoint=settings.track_sam2_checkpoint or None,
+        model_config=settings.track_sam2_model_config, device=settings.track_sam2_device,
+        crop_size=settings.track_sam2_crop_px,
+        memory_frames=settings.track_sam2_memory_frames))
+
+
 class NodeTracking:
     """The node's tracks: service, ``finers/tracks`` publisher, re-acquisition by cascade."""
 
@@ -56,12 +66,14 @@ class NodeTracking:
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
                          history=HistoryPolicy.KEEP_LAST)
         self._publisher = node.create_publisher(Track, TRACKS_TOPIC, qos)
+        self._display = TrackDisplay(node)
         self.service = TrackingService(
-            self._publish, TrackerConfig(backend=settings.tracker_backend),
+            self._publish, tracker_config(settings),
             max_tracks=settings.track_max_tracks, max_age_s=settings.track_max_age_s,
             reacquire=settings.track_reacquire, on_reacquire=reacquire,
             ring_frames=settings.track_ring_frames,
-            ring_bytes=int(settings.track_ring_mb * 2 ** 20))
+            ring_bytes=int(settings.track_ring_mb * 2 ** 20),
+            on_frame=self._display.frame_done)
 
     def put_frame(self, view, header, seq: int, nbytes: int) -> None:
         """Offer a received frame (``view()`` decodes it; called from the intake callback)."""
@@ -109,13 +121,16 @@ class NodeTracking:
             Header(stamp=self._node.get_clock().now().to_msg(), frame_id="")
         msg = track_message(report, header)
         depth = self._depth
+        target = None
         if depth is not None and report.update.tracking:
             try:
-                fill_detection(msg, depth.input.locate(
-                    header, report.update.full_mask(report.frame_size)))
+                target = depth.input.locate(header, report.update.full_mask(report.frame_size))
+                fill_detection(msg, target)
             except Exception as exc:  # a 3D problem must not cost the track its message
                 msg.has_3d = False
                 msg.reason_3d = f"3D failed: {type(exc).__name__}: {exc}"[:500]
+        if depth is not None:
+            self._display.markers(report, header, target)
         if report.update.state.value in ("lost", "ended"):
             self._node.get_logger().info(f"{report.track_id or report.request_id} "
                                          f"{report.update.state.value}: {report.update.reason}")
@@ -126,6 +141,7 @@ class NodeTracking:
     def close(self, reason: str) -> None:
         """End every track (reported) and stop; the publisher goes last."""
         self.service.stop_worker(reason)
+        self._display.close()
         with self._lock:
             if self._publisher is not None:
                 self._node.destroy_publisher(self._publisher)

@@ -116,13 +116,15 @@ class TrackingService:
                  on_reacquire: Optional[Callable[[str, str, str], None]] = None,
                  ring_frames: int = 30, ring_bytes: int = 256 * 2 ** 20,
                  stall_s: float = 2.0,
-                 tracker_factory: Callable[[TrackerConfig], Tracker] = build_tracker):
+                 tracker_factory: Callable[[TrackerConfig], Tracker] = build_tracker,
+                 on_frame: Optional[Callable[[TrackFrame, List[TrackReport]], None]] = None):
         if reacquire not in REACQUIRE_MODES:
             raise ValueError(f"reacquire={reacquire!r}: expected one of {REACQUIRE_MODES}")
         if max_tracks < 1 or max_age_s < 0 or stall_s <= 0:
             raise ValueError("max_tracks >= 1, max_age_s >= 0 and stall_s > 0 are required")
         self.config = (config or TrackerConfig()).validate()
         self.on_report = on_report
+        self.on_frame = on_frame  # after every track's report on a live frame (a display)
         self.max_tracks = max_tracks
         self.max_age_s = max_age_s
         self.reacquire = reacquire
@@ -416,16 +418,23 @@ class TrackingService:
         if len(self.counters.recent) > 1:
             span = self.counters.recent[-1] - self.counters.recent[0]
             self.counters.fps = (len(self.counters.recent) - 1) / span if span > 0 else 0.0
+        reports = []
         for track in tracks:
             if track.last_frame is not None and track.last_frame.seq >= frame.seq:
                 continue  # already there (its catch-up replayed this frame)
             started = time.perf_counter()
             update, ok = self._step(track, frame, track.last_update)
             if ok:
-                self._report(track, update, frame, (time.perf_counter() - started) * 1000.0)
+                reports.append(self._report(track, update, frame,
+                                            (time.perf_counter() - started) * 1000.0))
+        if reports and self.on_frame is not None:
+            try:
+                self.on_frame(frame, reports)
+            except Exception:
+                log.exception("frame display failed")
 
     def _report(self, track: _Track, update: TrackUpdate, frame: TrackFrame, ms: float,
-                replayed: int = 0) -> None:
+                replayed: int = 0) -> TrackReport:
         if update.tracking:
             if track.state is not TrackState.TRACKING:
                 self.counters.reacquired += 1
@@ -436,8 +445,9 @@ class TrackingService:
         track.last_update = update
         track.last_frame = frame
         self.counters.last_update_ms = ms
-        self._deliver(TrackReport(track.track_id, track.request_id, track.instruction, update,
-                                  frame, track.frame_size, track.frames_tracked, ms, replayed))
+        report = TrackReport(track.track_id, track.request_id, track.instruction, update,
+                             frame, track.frame_size, track.frames_tracked, ms, replayed)
+        self._deliver(report)
         if update.state is TrackState.LOST:
             if self.reacquire == "off":
                 self._end(track.track_id, "target lost (track_reacquire: off)")
@@ -449,6 +459,7 @@ class TrackingService:
                     log.exception("re-acquisition request failed")
         elif update.tracking:
             track.reacquire_asked = False
+        return report
 
     def _report_stall(self, track_id: str, reason: str) -> None:
         self._no_fps()
