@@ -9,6 +9,13 @@ Shutdown (SIGINT, SIGTERM, or the lifecycle ``shutdown`` transition) runs in ord
 intake, cancel the request in flight, join the worker (bounded), stop the executor,
 destroy the node, shut the context down. Further signals during shutdown are ignored
 (``ros2 launch`` without a TTY sends SIGINT again).
+
+``--exit-with-parent`` (before ``--ros-args``; the launch file passes it): shut down the same
+way when the process that started the node is gone. ``ros2 launch`` that receives SIGTERM
+(``docker stop``) or SIGKILL exits without stopping its children; the node, re-parented, would
+otherwise run on unsupervised. The parent is polled (``os.getppid()`` changes when it dies),
+which, unlike ``PR_SET_PDEATHSIG``, does not fire when only the thread that started the node
+ends.
 """
 from __future__ import annotations
 
@@ -30,6 +37,27 @@ JOIN_S = 2.0
 FINALIZED_GRACE_S = 1.0
 SHUTDOWN_LIMIT_S = 15.0
 RELEASE_S = 5.0
+EXIT_WITH_PARENT = "--exit-with-parent"
+POLL_S = 0.1  # how often the main thread looks at signals, the executor and the parent
+
+
+def take_exit_with_parent(argv: List[str]) -> tuple:
+    """
+    Return ``(argv without the flag, whether it was given)``.
+
+    Only the program's own arguments count (before ``--ros-args``), so a ROS argument that
+    happens to have the same text is left alone.
+    """
+    end = argv.index("--ros-args") if "--ros-args" in argv else len(argv)
+    own = argv[:end]
+    if EXIT_WITH_PARENT not in own:
+        return argv, False
+    return [arg for arg in own if arg != EXIT_WITH_PARENT] + argv[end:], True
+
+
+def parent_gone(parent: Optional[int]) -> bool:
+    """Tell whether the process ``parent`` that started this one has exited (re-parented)."""
+    return parent is not None and os.getppid() != parent
 
 
 def with_default_params(argv: List[str]) -> List[str]:
@@ -102,7 +130,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    args = with_default_params(list(sys.argv if argv is None else argv))
+    args, exit_with_parent = take_exit_with_parent(list(sys.argv if argv is None else argv))
+    parent = os.getppid() if exit_with_parent else None
+    args = with_default_params(args)
     problem = params_file_problem(args)
     if problem:
         print(f"finers-perception: {problem}", file=sys.stderr)
@@ -137,8 +167,12 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     spinner = threading.Thread(target=spin, name="finers-executor", daemon=True)
     spinner.start()
-    while not signalled and not stop.wait(0.1):
-        pass
+    while not signalled and not stop.wait(POLL_S):
+        if parent_gone(parent):
+            node.get_logger().warning(
+                f"parent process {parent} exited (ros2 launch stopped by SIGTERM or killed): "
+                f"shutting down")
+            break
     stop.set()  # what the executor raises from here on is the shutdown, not a failure
     # from here on signals are ignored by the OS: Python's own teardown would reinstate the
     # default SIGINT action and a repeated signal would kill the process (exit -2)
@@ -162,14 +196,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     release_context(rclpy.utilities.get_default_context())
     code = 1 if failure else 0
     if failure:
-        print(f"finers-perception: executor failed: {failure[0]!r}", file=sys.stderr)
+        try:
+            print(f"finers-perception: executor failed: {failure[0]!r}", file=sys.stderr)
+        except OSError:  # stderr went with the parent
+            pass
     # Leave without the interpreter's teardown. Everything above shut down in order; what
     # teardown adds is the middleware's native destructors, which were seen to hang past the
     # watchdog (main thread in native code, no Python frame left, about 1 in 60 SIGINT
     # restarts on a loaded machine), and an abandoned model run that may still be inside
     # native code could crash under it.
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:  # the reader went with the parent (a broken pipe): nothing to tell
+            pass
     os._exit(code)
 
 
