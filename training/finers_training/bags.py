@@ -42,6 +42,17 @@ DETECTION_TYPE = "finers_ros/msg/Detection"
 NODE_IMAGE_OUTPUTS = ("finers/mask", "finers/overlay")
 
 
+def is_depth_topic(topic: str) -> bool:
+    """Tell a depth image topic (``camera/aligned_depth/image_raw``, ``depth/image_rect``)."""
+    return any(part == "depth" or part.startswith(("depth_", "aligned_depth"))
+               or part.endswith("_depth") for part in topic.split("/"))
+
+
+def _one_camera(topics: Sequence[str]) -> bool:
+    """Tell whether topics are one camera: a raw topic and its ``/compressed`` transport."""
+    return len(topics) == 2 and topics[1] == topics[0] + "/compressed"
+
+
 class BagError(ValueError):
     """A bag that cannot be read, or whose topics are ambiguous; one line."""
 
@@ -196,8 +207,10 @@ def _pick(connections, msgtypes: Sequence[str], topic: Optional[str], option: st
         return named
     chosen = [c for c in typed if c.topic.endswith(suffix)
               and not any(c.topic.endswith(e) for e in exclude)]
+    if COMPRESSED_TYPE in msgtypes:  # the camera: never a depth image
+        chosen = [c for c in chosen if not is_depth_topic(c.topic)]
     topics = sorted({c.topic for c in chosen})
-    if len(topics) > 1:
+    if len(topics) > 1 and not _one_camera(topics):
         raise BagError(f"several {'/'.join(msgtypes)} topics ({', '.join(topics)}): "
                        f"name one ({option})")
     return chosen
