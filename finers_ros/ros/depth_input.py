@@ -246,6 +246,18 @@ class DepthInput:
                 self._wanted.remove(wanted)
         return msg, reason
 
+    def inputs_of(self, header) -> list:
+        """
+        Return ``(topic, message)`` of the CameraInfo and the colour frame's depth, as received.
+
+        What a recording needs to replay the frame's 3D answer; either may be missing.
+        """
+        found = [] if self._info is None else [(self.camera_info_topic, self._info)]
+        with self._arrived:
+            entries = self._pinned.entries() + self._depths.entries()
+        msg, _ = pick_nearest(entries, stamp_ns(header.stamp), self.slop_ns)
+        return found + ([(self.depth_topic, msg)] if msg is not None else [])
+
     def _warn_once(self, text: str) -> None:
         with self._warn_lock:
             if text in self._warned:
@@ -299,6 +311,11 @@ class DepthStage:
             return self.input.locate(frame_header, result.mask)
         except Exception as exc:  # a bug here must not lose the Detection
             return Target3D.none(f"3D failed: {type(exc).__name__}: {exc}")
+
+    def recorded_inputs(self, outcome) -> list:
+        """``(topic, message)`` of the CameraInfo and depth of an outcome's colour frame."""
+        header = getattr(outcome.frame, "header", None)
+        return self.input.inputs_of(header) if header is not None else []
 
     def publish(self, detection, target: Target3D) -> None:
         """Publish point, markers (and cloud) with the Detection's header (the colour frame's)."""

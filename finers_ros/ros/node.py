@@ -370,7 +370,7 @@ class PerceptionNode(LifecycleNode):
                                          or getattr(tracking.service, "_pending", 0) > 0)
 
     def _on_transport_frame(self, msg, info, topic: str) -> None:
-        """A frame taken by the intake: its message, rmw message info and resolved topic."""
+        """Take in one frame of the intake: its message, rmw message info, resolved topic."""
         source = (topic, msg)  # what the camera sent, for the recorder
         with self._stats_lock:
             arrived = self._arrivals.count(info)
@@ -572,8 +572,9 @@ class PerceptionNode(LifecycleNode):
             detection = detection_message(outcome, outcome_header(
                 outcome, self.get_clock().now().to_msg()))
         recorder = self._recorder
-        if recorder is not None:
-            recorder.record(outcome, detection)
+        if recorder is not None:  # with depth: the frame's depth and CameraInfo too
+            recorder.record(outcome, detection,
+                            depth.recorded_inputs(outcome) if depth is not None else ())
         tracking = self._tracking
         if request.track and tracking is not None:
             tracking.start_from(outcome)
