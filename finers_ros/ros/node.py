@@ -51,6 +51,7 @@ from .messages import detection_message, outcome_header
 from .outcomes import DETECTIONS_TOPIC, OutcomePublisher
 from .paths import fastdds_profile
 from .recorder import start_recorder
+from .standard_outputs import StandardOutputs
 from .tracks import NodeTracking
 
 NODE_NAME = "finers_perception"
@@ -107,6 +108,7 @@ class PerceptionNode(LifecycleNode):
         self._recorder = None  # episodes into bags when record_dir is set
         self._depth: Optional[DepthStage] = None  # 3D positions, with depth_enabled
         self._tracking: Optional[NodeTracking] = None  # "track": true instructions
+        self._standard: Optional[StandardOutputs] = None  # vision_msgs, target_frame
         self._status_lock = threading.Lock()
         self._status_pub = None
         self._diagnostics_pub = None
@@ -169,7 +171,9 @@ class PerceptionNode(LifecycleNode):
                              history=HistoryPolicy.KEEP_LAST)
         self._outcomes = OutcomePublisher(self)
         self._depth = DepthStage(self, s, CAMERA_TOPIC) if s.depth_enabled else None
-        self._tracking = NodeTracking(self, s, self._depth, reacquire=self._reacquire_track)
+        self._standard = StandardOutputs(self, s)
+        self._tracking = NodeTracking(self, s, self._depth, reacquire=self._reacquire_track,
+                                      outputs=self._standard)
         with self._status_lock:
             self._status_pub = self.create_publisher(Status, STATUS_TOPIC, latched)
             self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -350,6 +354,9 @@ class PerceptionNode(LifecycleNode):
         if self._depth is not None:
             self._depth.close()
             self._depth = None
+        if self._standard is not None:
+            self._standard.close()
+            self._standard = None
         with self._status_lock:
             for publisher in (self._status_pub, self._diagnostics_pub):
                 if publisher is not None:
@@ -566,6 +573,9 @@ class PerceptionNode(LifecycleNode):
                 detection = outcomes.publish(outcome, self.settings, target)
             if depth is not None and detection is not None:
                 depth.publish(detection, target)
+            standard = self._standard
+            if standard is not None and detection is not None:
+                standard.publish_answer(detection, target)
         except Exception as exc:  # publishing after shutdown began, for example
             self.get_logger().warning(f"could not publish outcome: {exc}")
         if detection is None:

@@ -99,6 +99,17 @@ SPECS: Dict[str, Spec] = {
     "publish_target_points": Spec("configure", "with depth: also publish the target's 3D "
                                                "points as sensor_msgs/PointCloud2 on "
                                                "finers/target_points"),
+    "publish_vision_msgs": Spec("configure", "also publish answers and tracked frames as "
+                                             "vision_msgs Detection2DArray (and, with depth, "
+                                             "Detection3DArray) on finers/detections_2d, "
+                                             "_3d, finers/tracks_2d, _3d; needs vision_msgs "
+                                             "(docs/ros_interface.md)"),
+    "target_frame": Spec("configure", "with depth: also give the 3D answer in this tf2 frame, "
+                                      "looked up at the colour frame's stamp, on "
+                                      "finers/in_target_frame/...; empty = off; needs tf2_ros"),
+    "target_frame_timeout_s": Spec("configure", "how long a target_frame lookup waits for "
+                                                "the transform at the frame's stamp (s)",
+                                   (0.0, 10.0)),
     "tracker_backend": Spec("configure", "tracker for instructions sent with \"track\": true: "
                                          "template (CPU, frame rate) | sam2 (GPU)"),
     "track_max_tracks": Spec("configure", "tracks running at once; more are refused",
@@ -159,6 +170,9 @@ class NodeSettings:
     depth_max_range_m: float
     depth_camera_model: str
     publish_target_points: bool
+    publish_vision_msgs: bool
+    target_frame: str
+    target_frame_timeout_s: float
     tracker_backend: str
     track_max_tracks: int
     track_max_age_s: float

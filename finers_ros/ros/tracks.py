@@ -59,9 +59,10 @@ class NodeTracking:
     """The node's tracks: service, ``finers/tracks`` publisher, re-acquisition by cascade."""
 
     def __init__(self, node, settings, depth=None,
-                 reacquire: Optional[Callable[[str, str, str], None]] = None):
+                 reacquire: Optional[Callable[[str, str, str], None]] = None, outputs=None):
         self._node = node
         self._depth = depth
+        self._outputs = outputs  # StandardOutputs: tracked frames as vision_msgs too
         self._lock = threading.Lock()
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
                          history=HistoryPolicy.KEEP_LAST)
@@ -137,6 +138,12 @@ class NodeTracking:
         with self._lock:
             if self._publisher is not None:
                 self._publisher.publish(msg)
+        outputs = self._outputs
+        if outputs is not None:
+            try:
+                outputs.publish_track(msg, target)
+            except Exception as exc:  # publishing after cleanup began, for example
+                self._node.get_logger().warning(f"track not published as vision_msgs: {exc}")
 
     def close(self, reason: str) -> None:
         """End every track (reported) and stop; the publisher goes last."""
