@@ -8,9 +8,37 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional
 
 RVIZ_INSTALL = "sudo apt install ros-$ROS_DISTRO-rviz2"
+TRUE_WORDS = ("true", "1", "yes", "on")
+FALSE_WORDS = ("false", "0", "no", "off")
+
+
+def launch_flag(name: str, text: str) -> Optional[bool]:
+    """
+    Read a true/false launch argument; ``""`` is None (the params file decides).
+
+    Raises ValueError naming the argument for any other word, so a typo such as
+    ``depth_enabled:=ture`` stops the launch instead of quietly meaning false.
+    """
+    word = text.strip().lower()
+    if not word:
+        return None
+    if word in TRUE_WORDS or word in FALSE_WORDS:
+        return word in TRUE_WORDS
+    raise ValueError(f"{name}:={text}: expected true or false")
+
+
+def read_flags(values: Dict[str, str]) -> tuple:
+    """Return ``({name: True | False | None}, [problem, ...])`` for true/false arguments."""
+    flags, problems = {}, []
+    for name, text in values.items():
+        try:
+            flags[name] = launch_flag(name, text)
+        except ValueError as exc:
+            problems.append(str(exc))
+    return flags, problems
 
 
 def rviz_available(which: Callable[[str], Optional[str]] = shutil.which) -> bool:
