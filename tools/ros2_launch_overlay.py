@@ -53,8 +53,9 @@ def ros2_launch_environment(base: dict, overlay: Path = OVERLAY) -> dict:
     """
     Return ``base`` with the overlay first on the search paths.
 
-    PYTHONPATH, LD_LIBRARY_PATH, AMENT_PREFIX_PATH and PATH. The project's colcon install (launch file, config, rviz, node executable) comes first on
-    AMENT_PREFIX_PATH, so ``ros2 launch finers_ros ...`` finds the package there.
+    PYTHONPATH, LD_LIBRARY_PATH, AMENT_PREFIX_PATH and PATH. The project's colcon install
+    (launch file, config, rviz, node executable) comes first on AMENT_PREFIX_PATH, so
+    ``ros2 launch finers_ros ...`` finds the package there.
     """
     python = f"python{sys.version_info.major}.{sys.version_info.minor}"
     prefix = prefix_dir(overlay)
