@@ -49,6 +49,7 @@ class Frame:
     header: Any = None  # the transport's header (stamp, frame_id), echoed in outcomes
     seq: int = 0
     received: float = 0.0  # time.monotonic()
+    source: Any = None  # what the transport delivered, e.g. (topic, message): recorded as is
 
 
 @dataclass(eq=False)  # identity: the same text may be asked twice
@@ -98,10 +99,11 @@ class FrameSlot:
         with self._cond:
             return self._frame.seq if self._frame else 0
 
-    def put(self, decode: Callable[[], np.ndarray], header: Any = None) -> Frame:
+    def put(self, decode: Callable[[], np.ndarray], header: Any = None,
+            source: Any = None) -> Frame:
         """Make ``decode`` the newest frame and wake waiting requests."""
         with self._cond:
-            self._frame = Frame(decode, header, next(self._seq), time.monotonic())
+            self._frame = Frame(decode, header, next(self._seq), time.monotonic(), source)
             self._cond.notify_all()
             return self._frame
 
@@ -157,9 +159,10 @@ class PerceptionServer:
         self.abandoned_runs = 0  # runs still going after their timeout or cancel
 
     # -- intake (any thread) --------------------------------------------------------
-    def put_frame(self, decode: Callable[[], np.ndarray], header: Any = None) -> Frame:
+    def put_frame(self, decode: Callable[[], np.ndarray], header: Any = None,
+                  source: Any = None) -> Frame:
         """Keep ``decode`` as the newest frame (decoded only if a request uses it)."""
-        return self.frames.put(decode, header)
+        return self.frames.put(decode, header, source)
 
     @property
     def queue_depth(self) -> int:

@@ -18,6 +18,8 @@ class Counters:
 
     frames_received: int = 0
     frames_rejected: int = 0
+    frames_taken: int = 0  # frames copied from the middleware into the node
+    frames_decoded: int = 0  # frames converted to pixels (requests, tracks); idle: none
     last_frame_stamp: Optional[object] = None  # builtin_interfaces/Time of the newest frame
     requests_done: int = 0
     requests_failed: int = 0
@@ -35,6 +37,8 @@ def status_message(state: str, pipeline, server, queue_limit: int, counters: Cou
                  abandoned_runs=server.abandoned_runs if server else 0,
                  frames_received=counters.frames_received,
                  frames_rejected=counters.frames_rejected,
+                 frames_taken=counters.frames_taken,
+                 frames_decoded=counters.frames_decoded,
                  requests_done=counters.requests_done,
                  requests_failed=counters.requests_failed,
                  last_error=counters.last_error[:2000])
@@ -64,7 +68,9 @@ def diagnostic_array(status: Status, node_name: str) -> DiagnosticArray:
     values = [KeyValue(key=k, value=str(v)) for k, v in (
         ("state", status.state), ("backend", status.backend),
         ("queue_depth", status.queue_depth), ("frames_received", status.frames_received),
-        ("frames_rejected", status.frames_rejected), ("requests_done", status.requests_done),
+        ("frames_rejected", status.frames_rejected),
+        ("frames_taken", status.frames_taken), ("frames_decoded", status.frames_decoded),
+        ("requests_done", status.requests_done),
         ("requests_failed", status.requests_failed), ("tracks_active", status.tracks_active),
         ("track_fps", f"{status.track_fps:.1f}"), ("track_losses", status.track_losses),
         ("track_frames_dropped", status.track_frames_dropped))]

@@ -1,0 +1,201 @@
+"""
+Camera frames into the node: one input transport, and frames taken only when needed.
+
+Transports (parameter ``image_transport``), as image_transport names them:
+
+- ``raw``: ``sensor_msgs/Image`` on ``camera/image_raw``;
+- ``compressed``: ``sensor_msgs/CompressedImage`` on ``<the raw topic, resolved>/compressed``
+  (``camera/image_raw/compressed`` unless remapped; remapping that name itself also works).
+
+Why on demand: taking a 4K frame from the middleware into Python costs ~13-18 ms of CPU
+(copies of 25 MB), whether or not anyone asked anything; at 10 Hz that is 15-20 % of a core.
+While the node is idle (no instruction waiting or running, no track) the frame subscriptions
+are left out of the executor's wait set (a gated callback group): the middleware keeps the
+newest frame (history depth ``frame_depth``, 1 by default) and nothing is copied into Python.
+An instruction first takes what the middleware holds (``demand``: the newest frame, in the
+command's own callback, before the request is queued, so ``after_request`` still waits for a
+frame received after it) and opens the gate: from then on every frame is taken as it arrives,
+until the node is idle again (``settle``, from the node's periodic watch).
+
+While idle the newest frame is still looked at once per ``IDLE_PEEK_S`` (``peek``), so the
+status' ``frames_received`` and the no-frames warning keep working: frames in between are
+counted from the publisher's sequence numbers, not taken. ``frame_intake: every_frame``
+takes every frame all the time (the behaviour before this module; benchmarks compare both).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable, List, Optional
+
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from sensor_msgs.msg import CompressedImage, Image
+
+TRANSPORTS = ("raw", "compressed")
+INTAKE_MODES = ("on_demand", "every_frame")
+CAMERA_TOPIC = "camera/image_raw"
+COMPRESSED_TOPIC = "camera/image_raw/compressed"
+IDLE_PEEK_S = 2.0  # while idle, the newest frame is taken this often (counters, no-frames watch)
+
+
+class GatedGroup(MutuallyExclusiveCallbackGroup):
+    """A mutually exclusive group whose entities the executor waits on only while open."""
+
+    def __init__(self, is_open: bool = True):
+        super().__init__()
+        self.is_open = is_open
+
+    def can_execute(self, entity) -> bool:
+        return self.is_open and super().can_execute(entity)
+
+
+def compressed_topic(node) -> str:
+    """
+    Return the CompressedImage topic: the raw topic's resolved name plus ``/compressed``.
+
+    Unless ``camera/image_raw/compressed`` itself is remapped, then that name.
+    """
+    expanded = node.resolve_topic_name(COMPRESSED_TOPIC, only_expand=True)
+    remapped = node.resolve_topic_name(COMPRESSED_TOPIC)
+    if remapped != expanded:
+        return remapped
+    return node.resolve_topic_name(CAMERA_TOPIC) + "/compressed"
+
+
+def transport_topics(node, transport: str, legacy_compressed: bool = False) -> List[tuple]:
+    """
+    Return ``(message type, topic)`` of each frame subscription of ``transport``.
+
+    ``legacy_compressed`` (the deprecated ``subscribe_compressed: true`` with ``raw``):
+    both, as before that parameter was replaced.
+    """
+    if transport == "compressed":
+        return [(CompressedImage, compressed_topic(node))]
+    topics = [(Image, CAMERA_TOPIC)]
+    if legacy_compressed:
+        topics.append((CompressedImage, compressed_topic(node)))
+    return topics
+
+
+class ArrivalCounter:
+    """
+    Counts frames that arrived, also those never taken, from publication sequence numbers.
+
+    A frame taken after others were skipped counts the skipped ones too (same publisher,
+    sequence number grown); any other frame counts one.
+    """
+
+    def __init__(self):
+        self._last: dict = {}  # publisher gid -> last publication sequence number
+
+    def count(self, info) -> int:
+        if not info:
+            return 1
+        gid = bytes((info.get("publisher_gid") or {}).get("data", b""))
+        sequence = info.get("publication_sequence_number")
+        if not isinstance(sequence, int) or sequence <= 0:
+            return 1
+        last = self._last.get(gid)
+        self._last[gid] = sequence
+        if last is None or sequence <= last:
+            return 1
+        return sequence - last
+
+
+class FrameIntake:
+    """
+    The node's frame subscriptions, taken on demand (see the module docstring).
+
+    ``on_frame(msg, info, topic)`` receives each taken message with its rmw message info (a
+    dict: ``received_timestamp``, ``publication_sequence_number``, ...) and the resolved topic
+    it came from. ``wanted()`` says whether
+    frames are needed now (requests queued or running, tracks). Thread-safe: ``demand`` runs
+    in command callbacks, ``settle``/``peek`` in the watch timer, frames in executor threads.
+    """
+
+    def __init__(self, node, topics: List[tuple], qos, on_frame: Callable, mode: str,
+                 wanted: Callable[[], bool], event_callbacks=None):
+        self._node = node
+        self._on_frame = on_frame
+        self._wanted = wanted
+        self.mode = mode
+        self._lock = threading.Lock()
+        self._gate = GatedGroup(is_open=mode == "every_frame")
+        self._last_take = 0.0  # time.monotonic() of the last frame taken
+        self.subscriptions = [
+            node.create_subscription(kind, topic, self._callback, qos,
+                                     callback_group=self._gate, event_callbacks=event_callbacks)
+            for kind, topic in topics]
+        # one subscription per message type: the type says where a message came from
+        self.topic_of = {s.msg_type: s.topic_name for s in self.subscriptions}
+
+    @property
+    def is_open(self) -> bool:
+        """Tell whether every frame is taken now (serving or tracking, or every_frame)."""
+        return self._gate.is_open
+
+    def _callback(self, msg, info) -> None:
+        self._last_take = time.monotonic()
+        self._on_frame(msg, info, self.topic_of.get(type(msg), ""))
+
+    def demand(self, then: Callable[[], object] = lambda: None) -> int:
+        """
+        Take the frames the middleware holds, open the gate, run ``then``; the number taken.
+
+        ``then`` queues the request: the newest frame is the node's before the request's
+        ``after_request`` threshold is set, and the gate cannot close in between.
+        """
+        with self._lock:
+            taken = 0 if self._gate.is_open else self._take_held()
+            self._open()
+            then()
+        return taken
+
+    def _open(self) -> None:
+        if self._gate.is_open:
+            return
+        self._gate.is_open = True
+        executor = self._node.executor
+        if executor is not None:  # rebuild its wait set with the frame subscriptions
+            executor.wake()
+
+    def _take_held(self) -> int:
+        taken = 0
+        for subscription in self.subscriptions:
+            while True:
+                try:
+                    with subscription.handle:
+                        got = subscription.handle.take_message(subscription.msg_type,
+                                                               subscription.raw)
+                except Exception:  # destroyed meanwhile (deactivate)
+                    break
+                if got is None:
+                    break
+                taken += 1
+                self._callback(*got)
+        return taken
+
+    def settle(self) -> bool:
+        """Close the gate when no frame is wanted any more (on_demand); True when closed."""
+        if self.mode == "every_frame":
+            return False
+        with self._lock:
+            if self._gate.is_open and not self._wanted():
+                self._gate.is_open = False
+            return not self._gate.is_open
+
+    def peek(self, now: Optional[float] = None) -> int:
+        """While idle, take the newest frame once per ``IDLE_PEEK_S``; the number taken."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            if self._gate.is_open or now - self._last_take < IDLE_PEEK_S:
+                return 0
+            self._last_take = now  # also when nothing came: one try per period
+            return self._take_held()
+
+    def close(self) -> None:
+        """Destroy the subscriptions (the node's deactivate)."""
+        with self._lock:
+            for subscription in self.subscriptions:
+                self._node.destroy_subscription(subscription)
+            self.subscriptions = []
