@@ -267,3 +267,34 @@ def test_transform_message_to_rigid_transform():
     q.x, q.y, q.z, q.w = -0.5, 0.5, -0.5, 0.5  # camera_link -> camera_optical_frame
     body = rigid_transform(message)
     assert body.point((0.2, 0.1, 1.0)) == pytest.approx((1.1, -0.2, 0.4))
+
+
+def _serving(node) -> bool:
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline and node.alive() and "serving:" not in node.log():
+        time.sleep(0.2)
+    return "serving:" in node.log()
+
+
+def test_off_or_not_installed_nothing_is_published(domain, vision_msgs_install, rig):
+    # without vision_msgs (the venv of make setup) the node says so and serves the rest
+    from finers_ros.ros.launcher import NodeProcess
+
+    client = rig[0]
+    plain = NodeProcess(domain, parameters={"depth_enabled": True},
+                        ros_args=("-r", "__ns:=/plain"))
+    off = NodeProcess(domain, parameters={"depth_enabled": True, "publish_vision_msgs": False},
+                      ros_args=("-r", "__ns:=/off"),
+                      env=interface_builds.environment(vision_msgs_install))
+    try:
+        assert _serving(plain) and _serving(off), (plain.log()[-2000:], off.log()[-2000:])
+        for name in ("/plain", "/off"):
+            assert client.wait_until(
+                lambda: client.node.count_publishers(f"{name}/finers/detections") == 1, TIMEOUT)
+            for topic in TOPICS:
+                assert client.node.count_publishers(f"{name}{topic}") == 0, (name, topic)
+    finally:
+        assert plain.stop() == 0 and off.stop() == 0
+    said = [line for line in plain.log().splitlines() if "vision_msgs is not installed" in line]
+    assert len(said) == 1 and "finers/detections_2d" in said[0], plain.log()[-2000:]
+    assert "vision_msgs" not in off.log()
