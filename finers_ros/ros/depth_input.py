@@ -250,13 +250,17 @@ class DepthInput:
         """
         Return ``(topic, message)`` of the CameraInfo and the colour frame's depth, as received.
 
-        What a recording needs to replay the frame's 3D answer; either may be missing.
+        What a recording needs to replay the frame's 3D answer: none without a paired depth
+        frame, the CameraInfo (when one came) and that depth frame otherwise.
         """
-        found = [] if self._info is None else [(self.camera_info_topic, self._info)]
         with self._arrived:
             entries = self._pinned.entries() + self._depths.entries()
         msg, _ = pick_nearest(entries, stamp_ns(header.stamp), self.slop_ns)
-        return found + ([(self.depth_topic, msg)] if msg is not None else [])
+        if msg is None:
+            return []
+        info = self._info
+        return ([] if info is None else [(self.camera_info_topic, info)]) + [
+            (self.depth_topic, msg)]
 
     def _warn_once(self, text: str) -> None:
         with self._warn_lock:
