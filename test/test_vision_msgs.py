@@ -209,6 +209,19 @@ def test_no_target_is_an_empty_detection_array(rig):
     assert _only(listener, "/finers/detections_3d", stamp)["detections"] == []
 
 
+def test_found_without_3d_is_a_2d_detection_and_an_empty_3d_array(rig):
+    client, camera, record, listener = rig
+    camera.with_depth = False  # colour keeps streaming, depth stopped: old frames only
+    try:
+        detection = _ask(client, camera, record["Q"])
+    finally:
+        camera.with_depth = True
+    assert detection is not None and detection.found and not detection.has_3d, detection
+    stamp = _stamp(detection)
+    (one,) = _only(listener, "/finers/detections_2d", stamp)["detections"]
+    assert one["id"] == detection.request_id
+    assert _only(listener, "/finers/detections_3d", stamp)["detections"] == []
+
 def test_tracked_frames_as_detections_with_the_track_id(rig):
     client, camera, record, listener = rig
     before_tracks = len(client.tracks)
