@@ -222,6 +222,7 @@ def test_found_without_3d_is_a_2d_detection_and_an_empty_3d_array(rig):
     assert one["id"] == detection.request_id
     assert _only(listener, "/finers/detections_3d", stamp)["detections"] == []
 
+
 def test_tracked_frames_as_detections_with_the_track_id(rig):
     client, camera, record, listener = rig
     before_tracks = len(client.tracks)
