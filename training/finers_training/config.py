@@ -20,6 +20,8 @@ import yaml
 from finers_ros.config import ConfigError, StageConfig, check_types
 
 STAGES = ("lpr", "gse")
+# Response tokens the reference allows per stage (max_response_length of its recipes).
+REFERENCE_COMPLETION_TOKENS = {"lpr": 820, "gse": 3155}
 GSE_REWARDS = ("offline", "online")
 _PATH_KEYS = (
     "base_model",
@@ -29,6 +31,21 @@ _PATH_KEYS = (
     "online_lpr_checkpoint",
     "search_checkpoint",
 )
+
+
+def launched_processes() -> int:
+    """
+    Return the processes of this run: ``WORLD_SIZE`` under ``accelerate launch``, else 1.
+
+    TRL generates ``per_device_train_batch_size x processes x gradient_accumulation_steps``
+    completions per step, which must hold whole groups of ``num_generations``.
+    """
+    import os
+
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
 
 
 class TrainConfigError(ValueError):
@@ -58,11 +75,12 @@ class TrainConfig:
     entropy_coef: float = 1e-3
     loss_type: str = "grpo"  # per-sequence mean, as the reference
     learning_rate: float = 1e-6
+    weight_decay: float = 1e-2  # AdamW, as the reference
     max_grad_norm: float = 1.0
     per_device_train_batch_size: int = 8  # completions per device per micro-step
     gradient_accumulation_steps: int = 2
     max_steps: int = 280
-    max_completion_length: int = 512
+    max_completion_length: Optional[int] = None  # None: the reference's, 820 LPR / 3155 GSE
     save_steps: int = 50
     save_total_limit: Optional[int] = 2
     bf16: str = "auto"  # auto (on CUDA) | true | false
@@ -74,7 +92,7 @@ class TrainConfig:
     reference_rewards: bool = False  # the reference's text matching (see rewards.py)
     gse_reward: str = "offline"  # offline (best_region terms) | online (frozen LPR IoU)
     online_lpr_checkpoint: Optional[str] = None
-    online_lpr_max_new_tokens: int = 128
+    online_lpr_max_new_tokens: Optional[int] = None  # None: what the LPR was trained to write
     # LoRA through peft (merged into the saved model so the node loads it unchanged)
     lora: bool = False
     lora_r: int = 64
@@ -86,10 +104,12 @@ class TrainConfig:
     # retrospective search (finers-train search)
     search_checkpoint: Optional[str] = None  # the trained LPR
     search_batch_size: int = 2  # samples per generate call (x 5 windows)
-    search_max_new_tokens: int = 256
+    search_max_new_tokens: Optional[int] = None  # None: what the LPR was trained to write
     device: str = "auto"  # auto | cpu | cuda (search and the online reward's frozen LPR)
 
     def __post_init__(self) -> None:
+        if self.max_completion_length is None:
+            self.max_completion_length = REFERENCE_COMPLETION_TOKENS.get(self.stage, 820)
         # YAML has lists; a non-list stays as written for validate() to name
         if isinstance(self.lpr_size, list):
             self.lpr_size = tuple(self.lpr_size)
@@ -110,11 +130,13 @@ class TrainConfig:
             raise TrainConfigError(
                 f"num_generations={self.num_generations}: GRPO needs at least 2"
             )
-        per_step = self.per_device_train_batch_size * self.gradient_accumulation_steps
+        processes = launched_processes()
+        per_step = self.per_device_train_batch_size * self.gradient_accumulation_steps * processes
         if per_step % self.num_generations:
             raise TrainConfigError(
-                f"per_device_train_batch_size x gradient_accumulation_steps = {per_step} "
-                f"must be a multiple of num_generations={self.num_generations}"
+                f"per_device_train_batch_size x gradient_accumulation_steps x {processes} "
+                f"process(es) = {per_step} must be a multiple of "
+                f"num_generations={self.num_generations}"
             )
         if str(self.bf16).lower() not in ("auto", "true", "false"):
             raise TrainConfigError(f"bf16={self.bf16!r}: expected auto, true or false")
@@ -139,11 +161,12 @@ class TrainConfig:
         ):
             if getattr(self, key) <= 0:
                 raise TrainConfigError(f"{key}={getattr(self, key)}: must be positive")
-        for key in ("beta", "epsilon", "entropy_coef", "max_grad_norm"):
+        for key in ("beta", "epsilon", "entropy_coef", "max_grad_norm", "weight_decay"):
             if getattr(self, key) < 0:
                 raise TrainConfigError(f"{key}={getattr(self, key)}: must be >= 0")
-        if self.max_samples is not None and self.max_samples <= 0:
-            raise TrainConfigError(f"max_samples={self.max_samples}: must be positive")
+        for key in ("max_samples", "online_lpr_max_new_tokens", "search_max_new_tokens"):
+            if getattr(self, key) is not None and getattr(self, key) <= 0:
+                raise TrainConfigError(f"{key}={getattr(self, key)}: must be positive")
         return self
 
     def _check_types(self) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Iterator, List, Sequence
+from typing import Iterator, List, Optional, Sequence
 
 import numpy as np
 
@@ -28,6 +28,39 @@ def resolve_device(device: str) -> str:
             return "cpu"
         return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
     return device
+
+
+REFERENCE_LPR_TOKENS = 820  # the reference LPR's max_response_length
+
+
+def lpr_token_budget(checkpoint: str | Path, configured: Optional[int]) -> int:
+    """
+    Return the new-token budget of a frozen LPR: ``configured``, else what it was trained to write.
+
+    A ``finers-train lpr`` run records its ``max_completion_length`` in ``finers_train.yaml``;
+    another checkpoint gets the reference LPR's 820. A smaller ``configured`` budget is kept
+    but said on stderr: cut answers do not parse and score 0 (in the search, every window
+    then ties and the centred one wins).
+    """
+    import sys
+
+    import yaml
+
+    recipe = Path(checkpoint) / "finers_train.yaml"
+    trained = REFERENCE_LPR_TOKENS
+    if recipe.is_file():
+        data = yaml.safe_load(recipe.read_text()) or {}
+        if isinstance(data.get("max_completion_length"), int):
+            trained = data["max_completion_length"]
+    if configured is None:
+        return trained
+    if configured < trained:
+        print(
+            f"warning: the frozen LPR {checkpoint} may write {configured} new tokens, fewer than "
+            f"the {trained} it was trained to write: answers cut short score 0",
+            file=sys.stderr,
+        )
+    return configured
 
 
 @contextlib.contextmanager

@@ -28,7 +28,7 @@ from finers_ros.prompts import lpr_prompt
 
 from .config import TrainConfig
 from .data import gt_box, random_window
-from .generation import FrozenModel
+from .generation import FrozenModel, lpr_token_budget
 from .rewards import completion_text, rows
 
 RANDOM_WINDOWS = 4
@@ -80,6 +80,17 @@ def read_partial(partial: Path) -> dict:
     return done
 
 
+def search_model(config: TrainConfig) -> FrozenModel:
+    """Load the search's trained LPR with the token budget it was trained to write."""
+    checkpoint = config.search_checkpoint
+    return FrozenModel(
+        checkpoint,
+        config.system_prompt,
+        config.device,
+        lpr_token_budget(checkpoint, config.search_max_new_tokens),
+    )
+
+
 def search(config: TrainConfig, out_path: Path, progress: bool = True) -> dict:
     """
     Add ``best_region`` (GSE frame) to every record; resumable through ``<out>.partial.jsonl``.
@@ -99,9 +110,7 @@ def search(config: TrainConfig, out_path: Path, progress: bool = True) -> dict:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     partial = out_path.with_name(out_path.name + ".partial.jsonl")
     done = read_partial(partial)
-    model = FrozenModel(
-        config.search_checkpoint, config.system_prompt, config.device, config.search_max_new_tokens
-    )
+    model = search_model(config)
     todo = [i for i in range(len(records)) if i not in done]
     counts = {
         "samples": len(records),
@@ -198,11 +207,12 @@ class OnlineRetrospectiveReward:
     @property
     def model(self) -> FrozenModel:
         if self._model is None:  # loaded on first use: the trainer may move processes first
+            checkpoint = self.config.online_lpr_checkpoint
             self._model = FrozenModel(
-                self.config.online_lpr_checkpoint,
+                checkpoint,
                 self.config.system_prompt,
                 self.config.device,
-                self.config.online_lpr_max_new_tokens,
+                lpr_token_budget(checkpoint, self.config.online_lpr_max_new_tokens),
             )
         return self._model
 

@@ -110,6 +110,7 @@ def grpo_args(config: TrainConfig, weights: List[float], **extra):
         entropy_coef=config.entropy_coef,
         loss_type=config.loss_type,
         learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
         lr_scheduler_type="constant",
         warmup_steps=0,
         optim="adamw_torch",
@@ -296,11 +297,48 @@ def _zero_stage(trainer) -> int:
     return int(plugin.zero_stage) if plugin is not None else 0
 
 
+def merged_lora_model(trainer, config: TrainConfig):
+    """
+    Return the LoRA run's adapters merged into its base model (None off the main process).
+
+    Under ZeRO-3 every rank holds only its partition of each weight and ``merge_and_unload``
+    fails on them: the adapters are gathered first (every rank takes part), then merged into
+    the base checkpoint loaded whole in fp32 (the frozen base is unchanged by training).
+    """
+    accelerator = trainer.accelerator
+    peft_model = accelerator.unwrap_model(trainer.model)
+    if _zero_stage(trainer) != 3:
+        return peft_model.merge_and_unload()
+    import deepspeed
+    import torch
+    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+
+    from .generation import outside_zero3
+
+    trained = [p for p in peft_model.parameters() if p.requires_grad]
+    with deepspeed.zero.GatheredParameters(trained):
+        adapters = {
+            k: v.detach().to("cpu", torch.float32, copy=True)
+            for k, v in get_peft_model_state_dict(peft_model).items()
+        }
+    if not accelerator.is_main_process:
+        return None
+    with outside_zero3():
+        base = type(peft_model.get_base_model()).from_pretrained(
+            config.base_model, dtype=torch.float32, local_files_only=True
+        )
+    fresh = get_peft_model(base, peft_model.peft_config["default"])
+    loaded = set_peft_model_state_dict(fresh, adapters)
+    if loaded.unexpected_keys:
+        raise RuntimeError(f"gathered adapters do not fit the base: {loaded.unexpected_keys}")
+    return fresh.merge_and_unload()
+
+
 def save_final(trainer, config: TrainConfig, rows_path: Path) -> Path:
     """Model + processor in ``output_dir`` (LoRA merged), plus the config and hashes."""
     out = Path(config.output_dir)
     if config.lora:
-        merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
+        merged = merged_lora_model(trainer, config)
         if trainer.accelerator.is_main_process:
             merged.save_pretrained(str(out), safe_serialization=True)
             trainer.processing_class.save_pretrained(str(out))
