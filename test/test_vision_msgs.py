@@ -312,3 +312,55 @@ def test_off_or_not_installed_nothing_is_published(domain, vision_msgs_install, 
     said = [line for line in plain.log().splitlines() if "vision_msgs is not installed" in line]
     assert len(said) == 1 and "finers/detections_2d" in said[0], plain.log()[-2000:]
     assert "vision_msgs" not in off.log()
+
+
+def test_target_frame_publishes_the_answer_moved_with_the_transform_at_its_stamp(rig):
+    # the transform source is asked for the colour frame's own frame and stamp; a static one
+    # here (tf2_ros is not on PyPI), answering only for stamp 100 s
+    import rclpy
+    from geometry_msgs.msg import PointStamped
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+    from finers_ros.depth3d import Target3D
+    from finers_ros.msg import Detection
+    from finers_ros.rigid_transform import RigidTransform
+    from finers_ros.ros.target_frame import POINT_TOPIC, TargetFramePublisher
+
+    client = rig[0]
+    node = rclpy.create_node("target_frame_test", namespace="/tf_test", context=client.context)
+    client.executor.add_node(node)
+    asked, received = [], []
+    body = RigidTransform.from_quaternion((0.1, 0.0, 0.5), (-0.5, 0.5, -0.5, 0.5))
+
+    def lookup(header):
+        asked.append((header.frame_id, header.stamp.sec, header.stamp.nanosec))
+        return (body, "") if header.stamp.sec == 100 else (None, "no transform at that stamp")
+
+    publisher = TargetFramePublisher(node, "base_link", lookup, vision=False)
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    node.create_subscription(PointStamped, POINT_TOPIC, client._keep(received), latched)
+    detection = Detection(found=True, instruction="find it", request_id="r1",
+                          box=[10.0, 10.0, 20.0, 20.0])
+    detection.header.frame_id = "camera_color_optical_frame"
+    detection.header.stamp.sec, detection.header.stamp.nanosec = 100, 5
+    target = Target3D(point=(0.2, 0.1, 1.0), extent_min=(0.18, 0.09, 0.99),
+                      extent_max=(0.22, 0.11, 1.01), valid_pixels=40)
+    try:
+        publisher.publish(detection, target)
+        assert client.wait_until(lambda: received, TIMEOUT)
+        (point,) = received
+        assert (point.header.frame_id, point.header.stamp.sec, point.header.stamp.nanosec) == (
+            "base_link", 100, 5)
+        assert (point.point.x, point.point.y, point.point.z) == pytest.approx((1.1, -0.2, 0.4))
+        detection.header.stamp.sec = 101  # no transform at this stamp: no point
+        publisher.publish(detection, target)
+        publisher.publish(detection, Target3D.none("no depth"))  # nothing to move: not asked
+        time.sleep(1.0)
+        assert len(received) == 1
+        assert asked == [("camera_color_optical_frame", 100, 5),
+                         ("camera_color_optical_frame", 101, 5)]
+    finally:
+        publisher.close()
+        client.executor.remove_node(node)
+        node.destroy_node()

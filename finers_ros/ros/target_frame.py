@@ -18,7 +18,7 @@ every ROS install but not on PyPI: without it, ``target_frame`` is reported and 
 from __future__ import annotations
 
 import threading
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 from geometry_msgs.msg import PointStamped
 from rclpy.duration import Duration
@@ -48,21 +48,16 @@ def rigid_transform(transform) -> RigidTransform:
     return RigidTransform.from_quaternion((t.x, t.y, t.z), (q.x, q.y, q.z, q.w))
 
 
-class TargetFramePublisher:
-    """Looks the colour frame up in ``frame`` at its stamp and publishes the moved 3D result."""
+class Tf2Lookup:
+    """Transforms from tf2 (``/tf``, ``/tf_static``) into ``frame``, at a header's stamp."""
 
-    def __init__(self, node, frame: str, timeout_s: float, vision: bool):
-        self._node = node
+    def __init__(self, node, frame: str, timeout_s: float):
         self.frame = frame
         self.timeout = Duration(seconds=float(timeout_s))
-        self._lock = threading.Lock()
         self._buffer = tf2_ros.Buffer()
         self._listener = tf2_ros.TransformListener(self._buffer, node)
-        self._point = node.create_publisher(PointStamped, POINT_TOPIC, LATCHED)
-        self._detections = node.create_publisher(
-            vision_outputs.Detection3DArray, DETECTIONS_3D_TOPIC, LATCHED) if vision else None
 
-    def lookup(self, header) -> Tuple[Optional[RigidTransform], str]:
+    def __call__(self, header) -> Tuple[Optional[RigidTransform], str]:
         """``(transform into frame, "")`` at ``header``'s stamp, or ``(None, why)``."""
         try:
             stamped = self._buffer.lookup_transform(self.frame, header.frame_id,
@@ -71,6 +66,29 @@ class TargetFramePublisher:
             return None, f"no transform {header.frame_id!r} -> {self.frame!r} at the frame's " \
                          f"stamp: {' '.join(str(exc).split())[:300]}"
         return rigid_transform(stamped.transform), ""
+
+    def close(self) -> None:
+        unregister = getattr(self._listener, "unregister", None)
+        if unregister is not None:
+            unregister()
+
+
+class TargetFramePublisher:
+    """
+    Publishes each 3D answer moved into ``frame``.
+
+    ``lookup(header)`` gives ``(RigidTransform or None, why)``: the transform from the
+    header's frame into ``frame`` at its stamp (``Tf2Lookup`` on a ROS install).
+    """
+
+    def __init__(self, node, frame: str, lookup: Callable, vision: bool):
+        self._node = node
+        self.frame = frame
+        self.lookup = lookup
+        self._lock = threading.Lock()
+        self._point = node.create_publisher(PointStamped, POINT_TOPIC, LATCHED)
+        self._detections = node.create_publisher(
+            vision_outputs.Detection3DArray, DETECTIONS_3D_TOPIC, LATCHED) if vision else None
 
     def publish(self, detection, target: Target3D) -> None:
         """Publish a Detection's 3D result in ``frame`` (worker thread)."""
@@ -101,9 +119,9 @@ class TargetFramePublisher:
                 if publisher is not None:
                     self._node.destroy_publisher(publisher)
             self._point = self._detections = None
-        unregister = getattr(self._listener, "unregister", None)
-        if unregister is not None:
-            unregister()
+        close = getattr(self.lookup, "close", None)
+        if close is not None:
+            close()
 
 
 def target_frame_publisher(node, settings) -> Optional[TargetFramePublisher]:
@@ -120,4 +138,5 @@ def target_frame_publisher(node, settings) -> Optional[TargetFramePublisher]:
             f"install ros-$ROS_DISTRO-tf2-ros")
         return None
     vision = bool(settings.publish_vision_msgs and vision_outputs.AVAILABLE)
-    return TargetFramePublisher(node, frame, settings.target_frame_timeout_s, vision)
+    return TargetFramePublisher(node, frame, Tf2Lookup(node, frame,
+                                                       settings.target_frame_timeout_s), vision)
