@@ -28,6 +28,8 @@ from .data import (
     read_rows,
     set_hash,
 )
+from .evaluation import check_apart, eval_callback, save_policy
+from .monitor import report_targets, tensorboard_callbacks
 from .rewards import make_reward_terms
 
 OFFLINE_ONLY_TERMS = ("gse_region_l1", "gse_region_iou")  # need best_region
@@ -127,8 +129,9 @@ def grpo_args(config: TrainConfig, weights: List[float], **extra):
         model_init_kwargs={"dtype": policy_dtype(config)},
         reward_weights=weights,
         seed=config.seed,
-        report_to="none",
+        report_to=report_targets(config)[0],
         remove_unused_columns=False,
+        **vllm_args(config),
     )
     if config.gradient_checkpointing:
         args["gradient_checkpointing"] = True
@@ -137,6 +140,20 @@ def grpo_args(config: TrainConfig, weights: List[float], **extra):
     if bf16 and not _cuda():
         args["use_cpu"] = True  # bf16 autocast on the CPU (tests); transformers asks for it
     return GRPOConfig(**{**args, **extra})
+
+
+def vllm_args(config: TrainConfig) -> dict:
+    """Return the GRPOConfig keys of generation through vLLM (none unless ``use_vllm``)."""
+    if not config.use_vllm:
+        return {}
+    args = dict(use_vllm=True, vllm_mode=config.vllm_mode)
+    if config.vllm_mode == "server":
+        args.update(vllm_server_host=config.vllm_server_host,
+                    vllm_server_port=config.vllm_server_port)
+    else:
+        args.update(vllm_gpu_memory_utilization=config.vllm_gpu_memory_utilization,
+                    vllm_tensor_parallel_size=config.vllm_tensor_parallel_size)
+    return args
 
 
 def _sha256(path: Path) -> str:
@@ -252,6 +269,13 @@ def build_trainer(config: TrainConfig, rows_path: Path, **extra):
         peft_config=peft_config,
     )
     trainer.add_callback(_log_callback(Path(config.output_dir) / "log.jsonl"))
+    callbacks, writer = (tensorboard_callbacks(config, rows_path, trainer)
+                         if report_targets(config)[1] else ([], None))
+    for callback in callbacks:
+        trainer.add_callback(callback)
+    if config.eval_annotations:
+        trainer.add_callback(eval_callback(
+            config, trainer, lambda folder: save_policy(trainer, config, folder), writer))
     if _zero_stage(trainer) == 3:
         # Loaded under ZeRO-3 init, the model records a key conversion that saving reverts
         # wrongly (model.model.* instead of model.*: the node would load random weights).
@@ -363,6 +387,7 @@ def train(config: TrainConfig) -> Path:
     """Build the data, run GRPO (resuming from the newest checkpoint), save; returns output_dir."""
     config.validate()
     check_inputs(config, config.stage)
+    check_apart(config)
     Path(config.output_dir).mkdir(parents=True, exist_ok=True)
     from accelerate import PartialState
 
