@@ -5,7 +5,9 @@ The node runs as its own process (as on a robot); this script plays a moving 4K 
 at 10 Hz (a pan over a synthetic scene, back and forth so it never jumps), asks for one
 target with ``"track": true`` (then eight), and measures over a fixed window: the node's
 CPU time (all threads, intake included) as a share of one core, the Track messages per
-frame sent, and the node's RSS at the start and end of the window. Also the idle node
+frame sent and per frame the tracker processed (frames that arrive while it is busy are
+dropped and counted), and the node's RSS at the start, peak and end of the window (the
+one-track window lasts 1,000 frames). Also the idle node
 (streaming, nothing asked) for reference. Writes ``tracking_node.json`` and merges a
 ``tracking_node`` section into ``latest.json``.
 
@@ -26,6 +28,7 @@ import psutil
 HERE = Path(__file__).resolve().parent
 HZ = 10.0
 FRAMES = 30
+RSS_FRAMES = 1000  # the one-track window covers at least this many frames (memory growth)
 
 
 class Camera:
@@ -56,21 +59,47 @@ class Camera:
         self._thread.join(5)
 
 
-def window(node_process, client, camera, seconds: float) -> dict:
-    """Measure the node over ``seconds``: CPU share of one core, RSS, tracks per frame."""
+def window(node_process, client, camera, seconds: float, min_frames: int = 0) -> dict:
+    """
+    Measure the node: CPU share of one core, RSS, tracks per frame.
+
+    Over ``seconds``, and on until the camera sent ``min_frames`` (at most 4x as long: a
+    loaded machine sends fewer than 10 a second).
+    """
     process = psutil.Process(node_process.process.pid)
     cpu0, rss0 = sum(process.cpu_times()[:2]), process.memory_info().rss
     sent0, tracks0 = camera.sent, len(client.tracks)
+    processed0, dropped0 = tracker_counts(client)
     start = time.monotonic()
-    time.sleep(seconds)
+    rss_peak = rss0
+    while True:
+        elapsed = time.monotonic() - start
+        if elapsed >= 4 * seconds or (elapsed >= seconds and camera.sent - sent0 >= min_frames):
+            break
+        time.sleep(0.5 if elapsed >= seconds else min(1.0, seconds - elapsed))
+        rss_peak = max(rss_peak, process.memory_info().rss)
     wall = time.monotonic() - start
     cpu1, rss1 = sum(process.cpu_times()[:2]), process.memory_info().rss
+    time.sleep(1.5)  # the next status message (1 s period) counts the window's last frames
+    processed1, dropped1 = tracker_counts(client)
     frames = camera.sent - sent0
+    messages = len(client.tracks) - tracks0
     return {"seconds": round(wall, 1), "frames_sent": frames,
             "cpu_share_of_one_core": round((cpu1 - cpu0) / wall, 3),
-            "track_messages": len(client.tracks) - tracks0,
+            "track_messages": messages,
+            "tracker_frames_processed": processed1 - processed0,
+            "tracker_frames_dropped": dropped1 - dropped0,
             "rss_mb_start": round(rss0 / 2 ** 20, 1), "rss_mb_end": round(rss1 / 2 ** 20, 1),
+            "rss_mb_peak": round(rss_peak / 2 ** 20, 1),
             "rss_growth_mb": round((rss1 - rss0) / 2 ** 20, 1)}
+
+
+def tracker_counts(client) -> tuple:
+    """Return (frames processed, frames dropped) of the node's tracker, from its status."""
+    status = client.status
+    if status is None:
+        return 0, 0
+    return int(status.track_frames_processed), int(status.track_frames_dropped)
 
 
 def main(argv=None) -> int:
@@ -113,9 +142,15 @@ def main(argv=None) -> int:
                                                and m.request_id.startswith(
                                                    f"bench-{count}-")}) == count, 60)
                 time.sleep(3.0)  # warm-up
-                result = window(node, client, camera, args.seconds)
+                # one track: long enough to see the memory of RSS_FRAMES tracked frames
+                result = window(node, client, camera, args.seconds,
+                                RSS_FRAMES if count == 1 else 0)
                 result["track_messages_per_frame"] = round(
                     result["track_messages"] / max(1, result["frames_sent"]), 2)
+                # frames that arrived while the worker was busy are dropped (counted); every
+                # processed frame gives one message per track
+                result["track_messages_per_processed_frame"] = round(
+                    result["track_messages"] / max(1, result["tracker_frames_processed"]), 2)
                 states = [m.state for m in client.tracks[-count * 10:]]
                 result["tracking_share_last"] = round(states.count("tracking") / len(states), 2)
                 report[f"tracks_{count}"] = result
