@@ -1,18 +1,26 @@
 """
 Episode recording: each answered instruction into a rosbag2 MCAP bag, off the hot path.
 
-An episode is three messages, written with the topic names the node uses, so the bag reads
-(and ``ros2 bag play`` replays it) like one recorded with ``ros2 bag record``:
+An episode is the messages of one answered instruction, written on the topics they came
+from, so the bag reads (and ``ros2 bag play`` replays it) like one recorded with
+``ros2 bag record``:
 
-- the camera topic: the frame the instruction was answered on, ``sensor_msgs/msg/Image``
-  rgb8 with the frame's own header (only that frame: a 4K stream is 250 MB/s; once per bag
-  when several instructions were answered on it);
+- the camera topic: the frame the instruction was answered on, exactly as the camera sent
+  it (the message's own bytes: bayer, 16-bit, yuv or ``sensor_msgs/msg/CompressedImage`` on
+  the ``.../compressed`` topic it came from). Only that frame: a 4K stream is 250 MB/s; once
+  per bag when several instructions were answered on it. A frame without its message (the
+  core's own callers) is written as rgb8 ``sensor_msgs/msg/Image`` on the camera topic;
+- with depth on: the aligned depth image paired with that frame and the CameraInfo, as
+  received, on their topics, so a 3D episode replays;
 - the command topic: the instruction, ``std_msgs/msg/String`` (JSON with the request id);
 - the detections topic: the node's ``finers_ros/msg/Detection``.
 
-Log times are wall-clock receive times (command, then frame, then the outcome), as
-``ros2 bag record`` stamps them. Bags are written with ``rosbags`` (its MCAP writer embeds
-every message definition, including the Detection's, with the same RIHS01 hashes as rosidl).
+Log times are receive times on the node's clock (sim time with ``use_sim_time``): command,
+then CameraInfo, depth and frame, then the outcome, as ``ros2 bag record`` stamps them. Each
+topic's metadata carries the QoS profiles its publishers offered (as ``ros2 bag record``
+writes them, so ``ros2 bag play`` offers the same). Bags are written with ``rosbags`` (its
+MCAP writer embeds every message definition, including the Detection's, with the same RIHS01
+hashes as rosidl).
 
 Bounded: ``record()`` only enqueues (a bounded queue; a full queue drops the episode and
 counts it), a writer thread serialises and writes, a bag that would pass ``max_bag_bytes``
@@ -34,10 +42,12 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 from rclpy.serialization import serialize_message
+from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness,
+                                QosReliability, QosTime)
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
@@ -47,6 +57,8 @@ from .paths import share_dir
 
 DETECTION_TYPE = "finers_ros/msg/Detection"
 IMAGE_TYPE = "sensor_msgs/msg/Image"
+COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
+INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 STRING_TYPE = "std_msgs/msg/String"
 MB = 1 << 20
 
@@ -84,6 +96,38 @@ def episode_typestore():
     return store
 
 
+def msgtype_of(message) -> str:
+    """Return the ROS type name of an rclpy message (``sensor_msgs/msg/Image``)."""
+    module = type(message).__module__.split(".")  # sensor_msgs.msg._image
+    return f"{module[0]}/msg/{type(message).__name__}"
+
+
+INFINITE_S = 0x7FFFFFFF  # how rosbag2 writes an infinite duration: 2147483647 s 4294967295 ns
+
+
+def _qos_time(duration) -> QosTime:
+    nanoseconds = int(duration.nanoseconds)
+    if nanoseconds <= 0:
+        return QosTime(0, 0)
+    sec, nsec = divmod(nanoseconds, 1_000_000_000)
+    return QosTime(sec, nsec) if sec < INFINITE_S else QosTime(INFINITE_S, 0xFFFFFFFF)
+
+
+def bag_qos(profile) -> Qos:
+    """Return an rclpy QoSProfile as rosbags' ``Qos`` (the enums share rmw's numbers)."""
+    return Qos(QosHistory(int(profile.history)), int(profile.depth),
+               QosReliability(int(profile.reliability)), QosDurability(int(profile.durability)),
+               _qos_time(profile.deadline), _qos_time(profile.lifespan),
+               QosLiveliness(int(profile.liveliness)),
+               _qos_time(profile.liveliness_lease_duration),
+               bool(profile.avoid_ros_namespace_conventions))
+
+
+def offered_qos(node, topic: str) -> List[Qos]:
+    """Return the QoS profiles the publishers of ``topic`` offer now (``ros2 bag record``'s)."""
+    return [bag_qos(info.qos_profile) for info in node.get_publishers_info_by_topic(topic)]
+
+
 @dataclass
 class _Episode:
     command: str
@@ -92,6 +136,8 @@ class _Episode:
     frame_ns: int
     detection: object  # finers_ros.msg.Detection (rclpy), header = the frame's header
     detection_ns: int
+    frame_source: Optional[Tuple[str, object]] = None  # (topic, message) the camera sent
+    inputs: Sequence[Tuple[str, object]] = ()  # (topic, message): CameraInfo, depth
 
 
 class EpisodeRecorder:
@@ -101,7 +147,9 @@ class EpisodeRecorder:
                  detections_topic: str, max_bag_bytes: int = 1024 * MB,
                  min_free_bytes: int = 1024 * MB, queue_limit: int = 4,
                  idle_finish_s: float = 30.0, warn: Optional[Callable[[str], None]] = None,
-                 info: Optional[Callable[[str], None]] = None):
+                 info: Optional[Callable[[str], None]] = None,
+                 now_ns: Callable[[], int] = time.time_ns,
+                 qos_of: Callable[[str], List[Qos]] = lambda topic: []):
         self.directory = Path(directory).expanduser()
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -118,6 +166,8 @@ class EpisodeRecorder:
         self.max_bag_bytes = max_bag_bytes
         self.idle_finish_s = idle_finish_s
         self.min_free_bytes = min_free_bytes
+        self._now_ns = now_ns  # the node's clock: sim time when the node uses it
+        self._qos_of = qos_of
         self._warn = warn or logging.getLogger(__name__).warning
         self._info = info or logging.getLogger(__name__).info
         self._store = episode_typestore()
@@ -127,7 +177,7 @@ class EpisodeRecorder:
         self._writer: Optional[Writer] = None
         self._connections: dict = {}
         self._bag_bytes = 0
-        self._bag_frames: set = set()  # (sec, nanosec, frame_id) of the frames in the bag
+        self._bag_frames: set = set()  # (topic, sec, nanosec, frame_id) of frames in the bag
         self.bags: list[Path] = []
         self.episodes = 0
         self.dropped = 0
@@ -139,9 +189,12 @@ class EpisodeRecorder:
         atexit.register(self.close)
 
     # -- caller side (the node's worker thread): never blocks -----------------------------
-    def record(self, outcome: Outcome, detection) -> bool:
+    def record(self, outcome: Outcome, detection,
+               inputs: Sequence[Tuple[str, object]] = ()) -> bool:
         """
         Queue one episode; False (and counted in ``dropped``) when it cannot be kept.
+
+        ``inputs``: ``(topic, message)`` of what else the answer used (depth, CameraInfo).
 
         An outcome without a frame (empty instruction, no frame in time, ...) is no episode:
         nothing to learn from; it is counted in ``without_frame`` and not written.
@@ -153,15 +206,15 @@ class EpisodeRecorder:
         if self._closed or self.stopped:
             return self._drop()
         try:
-            return self._enqueue(outcome, detection)
+            return self._enqueue(outcome, detection, inputs)
         except Exception as exc:  # whatever happens here must not reach the node's worker
             return self._drop(f"{type(exc).__name__}: {exc}")
 
-    def _enqueue(self, outcome: Outcome, detection) -> bool:
-        now_ns, now = time.time_ns(), time.monotonic()
+    def _enqueue(self, outcome: Outcome, detection, inputs) -> bool:
+        now_ns, now = int(self._now_ns()), time.monotonic()
 
-        def wall(monotonic: float) -> int:
-            return now_ns - max(0, int((now - monotonic) * 1e9))
+        def wall(monotonic: float) -> int:  # a monotonic instant on the node's clock
+            return max(0, now_ns - max(0, int((now - monotonic) * 1e9)))
 
         request = outcome.request
         episode = _Episode(
@@ -169,7 +222,8 @@ class EpisodeRecorder:
                                  request.request_id, request.track),
             command_ns=wall(request.received),
             image=outcome.image, frame_ns=wall(outcome.frame.received),
-            detection=detection, detection_ns=now_ns)
+            detection=detection, detection_ns=now_ns,
+            frame_source=getattr(outcome.frame, "source", None), inputs=tuple(inputs))
         try:
             self._queue.put_nowait(episode)
         except queue.Full:
@@ -227,17 +281,33 @@ class EpisodeRecorder:
                 self._drop()
         self._finish_bag()
 
+    def _frame_parts(self, episode: _Episode) -> list:
+        """``(topic, type, log ns, CDR)`` of the frame, then the inputs logged before it."""
+        header = episode.detection.header
+        if episode.frame_source is not None:
+            topic, message = episode.frame_source
+            frame = (topic, msgtype_of(message), episode.frame_ns, serialize_message(message))
+        else:
+            frame = (self.topics["camera"], IMAGE_TYPE, episode.frame_ns,
+                     self._image_cdr(episode.image, header))
+        inputs = [(topic, msgtype_of(message), episode.frame_ns - 1 - offset,
+                   serialize_message(message))
+                  for offset, (topic, message) in enumerate(reversed(episode.inputs))]
+        return [frame] + inputs
+
     def _write(self, episode: _Episode) -> None:
         detection = episode.detection
         header = detection.header
-        frame_key = (header.stamp.sec, header.stamp.nanosec, header.frame_id)
+        camera_topic = (episode.frame_source or (self.topics["camera"],))[0]
+        frame_key = (camera_topic, header.stamp.sec, header.stamp.nanosec, header.frame_id)
         command = self._store.types[STRING_TYPE](data=episode.command)
-        parts = [(self.topics["command"], episode.command_ns,
+        parts = [(self.topics["command"], STRING_TYPE, episode.command_ns,
                   self._serialize(command, STRING_TYPE)),
-                 (self.topics["detections"], episode.detection_ns, serialize_message(detection))]
+                 (self.topics["detections"], DETECTION_TYPE, episode.detection_ns,
+                  serialize_message(detection))]
+        frame_parts = self._frame_parts(episode)
         if frame_key not in self._bag_frames:  # a frame already in this bag is not repeated
-            parts.append((self.topics["camera"], episode.frame_ns,
-                          self._image_cdr(episode.image, header)))
+            parts += frame_parts
         size = sum(len(data) for *_, data in parts)
         free = shutil.disk_usage(self.directory).free
         if free - size < self.min_free_bytes:
@@ -251,12 +321,11 @@ class EpisodeRecorder:
             self._open_bag()
         if frame_key not in self._bag_frames:
             if len(parts) == 2:  # the frame was in the bag just finished: this one needs it
-                parts.append((self.topics["camera"], episode.frame_ns,
-                              self._image_cdr(episode.image, header)))
-                size += len(parts[-1][2])
+                parts += frame_parts
+                size += sum(len(data) for *_, data in frame_parts)
             self._bag_frames.add(frame_key)
-        for topic, stamp_ns, data in sorted(parts, key=lambda part: part[1]):
-            self._writer.write(self._connections[topic], stamp_ns, data)
+        for topic, msgtype, stamp_ns, data in sorted(parts, key=lambda part: part[2]):
+            self._writer.write(self._connection(topic, msgtype), stamp_ns, data)
         self._bag_bytes += size
         with self._lock:
             self.episodes += 1
@@ -283,19 +352,25 @@ class EpisodeRecorder:
             path = path.with_name(path.name + "_")
         writer = Writer(path, version=Writer.VERSION_LATEST, storage_plugin=StoragePlugin.MCAP)
         writer.open()
-        self._connections = {
-            self.topics["command"]: writer.add_connection(
-                self.topics["command"], STRING_TYPE, typestore=self._store),
-            self.topics["camera"]: writer.add_connection(
-                self.topics["camera"], IMAGE_TYPE, typestore=self._store),
-            self.topics["detections"]: writer.add_connection(
-                self.topics["detections"], DETECTION_TYPE, typestore=self._store),
-        }
+        self._connections = {}
         self._writer = writer
         self._bag_bytes = 0
         self._bag_frames = set()
         with self._lock:
             self.bags.append(path)
+
+    def _connection(self, topic: str, msgtype: str):
+        """Return the connection of ``topic`` (added on its first message, with offered QoS)."""
+        key = (topic, msgtype)
+        if key not in self._connections:
+            try:
+                qos = list(self._qos_of(topic))
+            except Exception as exc:  # the graph query failed: the bag is still usable
+                self._warn(f"episode recorder: no offered QoS for {topic}: {exc}")
+                qos = []
+            self._connections[key] = self._writer.add_connection(
+                topic, msgtype, typestore=self._store, offered_qos_profiles=qos)
+        return self._connections[key]
 
     def _finish_bag(self) -> None:
         writer, self._writer = self._writer, None
@@ -334,7 +409,8 @@ def start_recorder(node, camera_topic: str, command_topic: str,
             max_bag_bytes=int(settings.record_max_bag_mb) * MB,
             min_free_bytes=int(settings.record_min_free_mb) * MB,
             queue_limit=int(settings.record_queue_limit), warn=logger.warning,
-            info=logger.info)
+            info=logger.info, now_ns=lambda: node.get_clock().now().nanoseconds,
+            qos_of=lambda topic: offered_qos(node, topic))
     except RecorderError as exc:
         logger.error(f"episodes are not recorded: {exc}")
         return None
