@@ -70,7 +70,7 @@ def main(argv: list) -> int:
             print(json.dumps({"error": "never ready", "launcher": launcher.wait()}))
             return 1
         time.sleep(0.2)
-    started = {pid: _segments(pid) for pid in _descendants(launcher.pid)}
+    started = {pid: _segments(pid) for pid in [launcher.pid, *_descendants(launcher.pid)]}
     launcher.send_signal(getattr(signal, signame))
     result = {"launcher": launcher.wait(30), "orphans": {}, "segments": started}
     deadline = time.monotonic() + wait_s
