@@ -8,6 +8,7 @@ are wider than tall and move by different amounts in x and y, so a swapped axis 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from types import SimpleNamespace
@@ -311,7 +312,7 @@ class Reports:
             self.items.append(report)
             self.cond.notify_all()
 
-    def wait(self, predicate, timeout=10.0):
+    def wait(self, predicate, timeout=5.0):
         with self.cond:
             return self.cond.wait_for(lambda: predicate(self.items), timeout)
 
@@ -320,7 +321,7 @@ class Reports:
             return [report for report in self.items if report.track_id == track_id]
 
 
-def until(condition, timeout=10.0) -> bool:
+def until(condition, timeout=5.0) -> bool:
     """Wait for ``condition()`` to hold (the worker runs in its own thread)."""
     deadline = time.monotonic() + timeout
     while not condition():
@@ -426,7 +427,9 @@ def test_a_track_exactly_at_max_tracks_starts_one_more_does_not(running):
     refused = reports.items[-1]
     assert refused.track_id == "" and refused.request_id == "d"
     assert refused.update.reason == "too many tracks (3 running); stop one first"
-    assert refused.frame_size == (WIDTH, HEIGHT)
+    assert refused.frame_size == (WIDTH, HEIGHT) and refused.instruction == "the red tag"
+    assert refused.update.state is TrackState.ENDED and refused.update.box is None
+    assert refused.update.confidence == 0.0 and refused.frame.seq == 0
 
 
 def test_a_track_refused_without_a_frame_reports_no_size(running):
@@ -450,12 +453,14 @@ def test_a_frame_that_cannot_be_decoded_is_skipped_and_the_track_goes_on(running
         raise ValueError("16UC1 is not a colour encoding")
 
     with caplog.at_level(logging.WARNING, logger="finers_ros.tracking.service"):
-        service.put_frame(TrackFrame(undecodable, header(1), 1, 10, 1))
-        assert until(lambda: service.counters.errors == 1)
-        service.put_frame(sent(scene(path(2)), 2))
-        assert reports.wait(lambda items: items[-1].frame.seq == 2)
-    assert reports.items[-1].update.box == box_at(*path(2))
-    assert service.counters.errors == 1
+        for seq in (1, 2):
+            service.put_frame(TrackFrame(undecodable, header(seq), seq, 10, seq))
+            assert reports.wait(lambda items: items[-1].frame.seq == seq)
+            assert reports.items[-1].update.box == box_at(*path(0))  # the last known box
+        service.put_frame(sent(scene(path(3)), 3))
+        assert reports.wait(lambda items: items[-1].frame.seq == 3)
+    assert reports.items[-1].update.box == box_at(*path(3))
+    assert service.counters.errors == 2
     assert "frame 1 not tracked: 16UC1 is not a colour encoding" in caplog.text
 
 
@@ -476,13 +481,158 @@ def test_a_frame_stamped_at_the_same_time_goes_on_an_earlier_one_ends_the_track(
     track_id = start(service)
     assert reports.wait(lambda items: items)
     service.put_frame(sent(scene(path(1)), 1, stamp_ns=7 * 10 ** 9))
+    assert reports.wait(lambda items: len(items) == 2)
     service.put_frame(sent(scene(path(2)), 2, stamp_ns=7 * 10 ** 9))
-    assert reports.wait(lambda items: len(items) == 3 or items[-1].frame.seq == 2)
-    assert reports.items[-1].update.box == box_at(*path(2))
+    assert reports.wait(lambda items: len(items) == 3)
+    assert reports.items[2].update.tracking and reports.items[2].frame.seq == 2
+    assert reports.items[2].update.box == box_at(*path(2))
     service.put_frame(sent(scene(path(3)), 3, stamp_ns=7 * 10 ** 9 - 1))
     assert reports.wait(lambda items: items[-1].update.state is TrackState.ENDED)
     assert reports.items[-1].track_id == track_id
+    assert reports.items[-1].update.reason == "camera time went backwards (a replayed or " \
+        "restarted stream): track ended"
+
+
+def test_a_resumed_track_runs_on_from_the_time_of_its_new_answer(running):
+    service, reports = running(reacquire="cascade", config=TrackerConfig(lost_after=1))
+    track_id = start(service)
+    service.put_frame(sent(scene(), 1))
+    assert reports.wait(lambda items: items and items[-1].update.state is TrackState.LOST)
+    at = (150, 40)
+    assert service.resume(track_id, scene(at), 2, header(9 * 10 ** 9), box_at(*at),
+                          np.all(scene(at) == RED, axis=2))
+    service.put_frame(sent(scene((152, 42)), 3, stamp_ns=8 * 10 ** 9))
+    assert reports.wait(lambda items: items[-1].update.state is TrackState.ENDED)
     assert reports.items[-1].update.reason.startswith("camera time went backwards")
+
+
+def test_frames_one_at_a_time_are_each_tracked_once_counted_and_timed(running):
+    service, reports = running()
+    track_id = start(service)
+    assert reports.wait(lambda items: items)
+    for seq in range(1, 6):
+        time.sleep(0.05)
+        service.put_frame(sent(scene(path(seq)), seq))
+        assert reports.wait(lambda items: len(items) == seq + 1)
+        report = reports.items[-1]
+        assert report.frame.seq == seq and report.frames_tracked == seq + 1
+        assert report.update.box == box_at(*path(seq)) and report.catch_up_frames == 0
+        if seq == 2:
+            assert service.counters.fps > 0  # a rate from the first two frames on
+    assert service.counters.frames_processed == 5 and service.counters.frames_dropped == 0
+    assert 1.0 < service.counters.fps <= 20.5  # five frames at least 0.05 s apart
+    assert service.counters.last_update_ms == reports.items[-1].update_ms > 0
+    assert service.stop(track_id) == 1
+    assert reports.wait(lambda items: items[-1].update.state is TrackState.ENDED)
+    ended = reports.items[-1]
+    assert ended.update.reason == "stopped by client" and ended.update.confidence == 0.0
+    assert ended.update.box == box_at(*path(5)) and ended.frame.seq == 5
+    assert ended.track_id == track_id
+    assert (ended.request_id, ended.instruction) == ("r1", "the red tag")
+    assert ended.frame_size == (WIDTH, HEIGHT) and ended.frames_tracked == 6
+    assert service.counters.fps == 0.0  # nothing is tracked any more
+
+
+def test_ending_one_of_two_tracks_keeps_the_other_and_its_rate(running):
+    service, reports = running()
+    first, second = start(service, "a"), start(service, "b")
+    for seq in (1, 2, 3):
+        time.sleep(0.02)
+        service.put_frame(sent(scene(path(seq)), seq))
+        assert reports.wait(lambda items: {(r.track_id, r.frame.seq) for r in items}
+                            >= {(first, seq), (second, seq)})
+    assert service.stop("track-404") == 0 and service.stop(first) == 1
+    assert reports.wait(lambda items: items[-1].update.state is TrackState.ENDED)
+    assert reports.items[-1].track_id == first and service.track_ids() == [second]
+    assert service.counters.fps > 0
+    service.put_frame(sent(scene(path(4)), 4))
+    assert reports.wait(lambda items: items[-1].frame.seq == 4)
+    assert reports.items[-1].track_id == second and reports.items[-1].update.tracking
+
+
+def test_a_silent_camera_flags_the_track_lost_once_then_tracking_goes_on(running):
+    service, reports = running(stall_s=0.3)
+    track_id = start(service)
+    service.put_frame(sent(scene(path(1)), 1))
+    assert reports.wait(lambda items: len(items) == 2)
+    assert reports.wait(lambda items: items[-1].update.state is TrackState.LOST, 5)
+    stalled = reports.items[-1]
+    assert stalled.track_id == track_id
+    assert (stalled.request_id, stalled.instruction) == ("r1", "the red tag")
+    assert re.fullmatch(r"camera stopped: no frame for \d+\.\d s", stalled.update.reason)
+    assert stalled.update.box == box_at(*path(1)) and stalled.update.confidence == 0.0
+    assert stalled.frame.seq == 1 and stalled.frame_size == (WIDTH, HEIGHT)
+    assert stalled.frames_tracked == 2
+    assert service.counters.losses == 1 and service.counters.fps == 0.0
+    time.sleep(0.6)
+    assert len(reports.items) == 3  # said once, not at every check
+    service.put_frame(sent(scene(path(2)), 2))
+    assert reports.wait(lambda items: items[-1].frame.seq == 2)
+    assert reports.items[-1].update.tracking and service.counters.reacquired == 1
+
+
+def test_the_ring_is_kept_until_every_waiting_request_has_its_answer(running):
+    service, _ = running()
+    service.expect()
+    service.expect()
+    service.put_frame(sent(scene(), 1))
+    service.settle()
+    service.put_frame(sent(scene(), 2))
+    assert [frame.seq for frame in service.ring.after(0)] == [1, 2]
+    service.settle()
+    assert len(service.ring) == 0
+    service.settle()  # an answer nobody waited for
+    service.put_frame(sent(scene(), 3))
+    assert len(service.ring) == 0
+    service.expect()
+    service.put_frame(sent(scene(), 4))
+    assert [frame.seq for frame in service.ring.after(0)] == [4]
+
+
+def test_stopping_refuses_the_tracks_still_waiting_to_start():
+    gate = threading.Event()
+
+    def slow_tracker(config):
+        gate.wait(5)  # the worker is busy building the first track's tracker
+        return build_tracker(config)
+
+    reports = Reports()
+    service = TrackingService(reports, tracker_factory=slow_tracker)
+    service.start_worker()
+    first = start(service, "a")
+    assert until(lambda: service.active == 0)  # taken by the worker, not yet running
+    second = start(service, "b")
+    assert service.active == 1
+    threading.Timer(0.3, gate.set).start()
+    service.stop_worker("node deactivated")
+    refused = reports.of(second)
+    assert len(refused) == 1 and refused[0].request_id == "b"
+    assert refused[0].instruction == "the red tag" and refused[0].frame is None
+    assert refused[0].update.state is TrackState.ENDED and refused[0].update.box is None
+    assert refused[0].update.reason == "node deactivated" and refused[0].frame_size == (0, 0)
+    assert reports.wait(lambda items: any(r.track_id == first and r.update.state
+                                          is TrackState.ENDED for r in items), 5)
+    assert reports.of(first)[-1].update.reason == "node deactivated"
+    assert service.active == 0
+
+
+def test_a_stopped_service_ends_its_tracks_and_takes_late_answers_quietly():
+    reports = Reports()
+    service = TrackingService(reports)
+    service.start_worker()
+    track_id = start(service)
+    assert reports.wait(lambda items: items)
+    service.expect()
+    service.stop_worker()
+    last = reports.of(track_id)[-1]
+    assert last.update.state is TrackState.ENDED and last.update.reason == "tracking stopped"
+    service.settle()  # the answer of a request made before the stop
+    assert not service.resume(track_id, scene(), 1, header(1), box_at(1, 1),
+                              np.ones((HEIGHT, WIDTH), bool))
+    assert service.counters.errors == 0 and service.active == 0
+    service.start_worker()
+    assert start(service, "again") is not None  # a node activated again tracks again
+    service.stop_worker()
 
 
 def test_search_mode_keeps_a_lost_track_and_counts_the_loss_and_the_return(running):
@@ -511,18 +661,25 @@ def test_cascade_mode_asks_once_per_loss_and_a_resume_keeps_the_id(running):
         service.put_frame(sent(scene(), seq))
         assert reports.wait(lambda items: items[-1].frame.seq == seq)
     assert asked == [(track_id, "r1", "the red tag")]
-    assert not service.resume("track-0", scene(), 3, header(3), box_at(1, 1), None)
-    assert not service.resume(track_id, scene(), 3, header(3), None, None)
     at = (150, 40)
-    assert service.resume(track_id, scene(at), 3, header(3), box_at(*at),
-                          np.all(scene(at) == RED, axis=2))
+    mask = np.all(scene(at) == RED, axis=2)
+    assert not service.resume("track-0", scene(at), 3, header(3), box_at(*at), mask)
+    assert not service.resume(track_id, scene(at), 3, header(3), None, mask)
+    assert not service.resume(track_id, scene(at), 3, header(3), box_at(*at), None)
+    service.put_frame(sent(scene(), 3))
+    assert reports.wait(lambda items: items[-1].frame.seq == 3)
+    assert len(asked) == 2  # no new answer: asked again at the next lost frame
+    assert service.resume(track_id, scene(at), 3, header(3), box_at(*at), mask)
     service.put_frame(sent(scene((152, 42)), 4))
     assert reports.wait(lambda items: items[-1].frame.seq == 4 and items[-1].update.tracking)
-    assert reports.items[-1].track_id == track_id
-    assert reports.items[-1].update.box == box_at(152, 42)
+    back = reports.items[-1]
+    assert (back.track_id, back.request_id, back.instruction) == (track_id, "r1",
+                                                                  "the red tag")
+    assert back.update.box == box_at(152, 42) and back.frames_tracked == 3
+    assert service.counters.tracks_started == 1 and service.counters.reacquired == 1
     service.put_frame(sent(scene(), 5))
     assert reports.wait(lambda items: items[-1].frame.seq == 5)
-    assert len(asked) == 2 and service.counters.losses == 2  # a new loss asks again
+    assert len(asked) == 3 and service.counters.losses == 2  # a new loss asks again
 
 
 def test_off_mode_ends_the_track_on_its_first_lost_frame(running):

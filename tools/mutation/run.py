@@ -160,15 +160,23 @@ def prepare(modules: list[Module], work: Path) -> None:
         if module.skip:
             copied = work / module.work_path
             copied.write_text(mark_skipped(copied.read_text(), module.skip))
+    copy_tests(modules, work)
+
+
+def copy_tests(modules: list[Module], work: Path) -> None:
+    """Copy test/ and the test resources into the work folder; write mutmut's setup.cfg."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     tests = list(dict.fromkeys(test for module in modules for test in module.tests))
-    shutil.copytree(ROOT / "test", work / "test", ignore=ignore)
-    for resource in TEST_RESOURCES:
+    for resource in ["test", *TEST_RESOURCES]:
         source, target = ROOT / resource, work / resource
+        if target.is_dir():
+            shutil.rmtree(target)
         target.parent.mkdir(parents=True, exist_ok=True)
         if source.is_dir():
             shutil.copytree(source, target, ignore=ignore)
         else:
             shutil.copy2(source, target)
+    package = modules[0].package
     lines = [
         "[mutmut]",
         f"source_paths={package.name}",
@@ -185,14 +193,45 @@ def prepare(modules: list[Module], work: Path) -> None:
     (work / "setup.cfg").write_text("\n".join(lines) + "\n")
 
 
-def run_mutmut(work: Path, jobs: int, log: Path) -> None:
-    """Run ``mutmut run`` in the work folder; its output goes to ``log``."""
+def uncaught(modules: list[Module], work: Path, equivalent: dict[str, dict]) -> list[str]:
+    """
+    Return the last run's mutants of ``modules`` that no test caught (or it never reached).
+
+    Listed equivalent mutants are left out: no test can catch them.
+    """
+    from mutmut.stats import status_by_exit_code
+
+    names = []
+    for module in modules:
+        meta = json.loads((work / "mutants" / f"{module.work_path}.meta").read_text())
+        for name, code in meta["exit_code_by_key"].items():
+            status = status_by_exit_code[code]
+            if status != "killed" and status not in TIMEOUT_STATUSES and name not in equivalent:
+                names.append(name)
+    return names
+
+
+def check_unchanged(modules: list[Module], work: Path) -> None:
+    """Refuse ``--again`` when a module's code differs from the one its last run mutated."""
+    for module in modules:
+        source = (ROOT / module.path).read_text()
+        if module.skip:
+            source = mark_skipped(source, module.skip)
+        copied = work / module.work_path
+        if not copied.exists() or copied.read_text() != source:
+            raise SystemExit(f"{module.path} changed since its last run (or never ran): "
+                             "run it without --again")
+
+
+def run_mutmut(work: Path, jobs: int, log: Path, names: list[str] | None = None) -> None:
+    """Run ``mutmut run`` in the work folder (only ``names`` when given); output to ``log``."""
     mutmut = Path(sys.executable).parent / "mutmut"
     environment = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
                        CUDA_VISIBLE_DEVICES="", PYTHONDONTWRITEBYTECODE="1")
     with log.open("w") as output:
-        run = subprocess.run([str(mutmut), "run", "--max-children", str(jobs)], cwd=work,
-                             env=environment, stdout=output, stderr=subprocess.STDOUT)
+        run = subprocess.run([str(mutmut), "run", "--max-children", str(jobs), *(names or [])],
+                             cwd=work, env=environment, stdout=output,
+                             stderr=subprocess.STDOUT)
     if run.returncode != 0:
         tail = log.read_text().splitlines()[-15:]
         raise SystemExit(f"mutmut failed in {work} (exit {run.returncode}); last lines of "
@@ -341,6 +380,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated module paths or dotted names (default: all)")
     parser.add_argument("--no-run", action="store_true",
                         help="report the results already in the work folders (no mutmut run)")
+    parser.add_argument("--again", action="store_true",
+                        help="rerun only the mutants the last run did not catch, against the "
+                             "tests as they are now (the modules' code must be unchanged); "
+                             "the run times add up")
     args = parser.parse_args(argv)
     modules = load_modules()
     wanted = [item for item in args.modules.split(",") if item]
@@ -365,7 +408,18 @@ def main(argv: list[str] | None = None) -> int:
             continue
         work = args.work / name
         started = time.monotonic()
-        if not args.no_run:
+        timed = work / "run_time_s"
+        earlier = 0.0
+        if args.again:
+            check_unchanged(members, work)
+            earlier = float(timed.read_text()) if timed.exists() else 0.0
+            again = uncaught(members, work, equivalent)
+            print(f"{', '.join(m.path for m in members)}: {len(again)} uncaught mutants again",
+                  flush=True)
+            if again:
+                copy_tests(members, work)
+                run_mutmut(work, args.jobs, args.work / f"{name}.again.log", again)
+        elif not args.no_run:
             tests = sorted({test for m in members for test in m.tests})
             print(f"{', '.join(m.path for m in members)}: mutating against {' '.join(tests)}",
                   flush=True)
@@ -373,9 +427,8 @@ def main(argv: list[str] | None = None) -> int:
             run_mutmut(work, args.jobs, args.work / f"{name}.log")
         outcomes = [Outcome(module, *read_results(module, work, set(equivalent)), 0.0)
                     for module in members]
-        timed = work / "run_time_s"
         if not args.no_run:
-            timed.write_text(f"{time.monotonic() - started:.1f}\n")
+            timed.write_text(f"{earlier + time.monotonic() - started:.1f}\n")
         seconds = float(timed.read_text()) if timed.exists() else 0.0
         for outcome in outcomes:
             outcome.seconds = seconds
