@@ -14,7 +14,6 @@ from finers_training import data as D
 from finers_training.config import TrainConfig, TrainConfigError, config_from_dict
 from finers_training.retrospective import (
     OnlineRetrospectiveReward,
-    candidate_windows,
     lpr_native_box,
 )
 
@@ -119,13 +118,6 @@ def test_unreadable_image_is_skipped_and_counted(scenes, tmp_path):
     assert counts == {"samples": 2, "skipped": 1}
 
 
-def test_candidate_windows_centred_first_all_holding_the_box():
-    box = (1000.0, 600.0, 1030.0, 620.0)
-    windows = candidate_windows(box, (3840, 2160), 512, np.random.default_rng(0))
-    assert len(windows) == 5 and all(w.contains_box(box) for w in windows)
-    assert windows[0] == geo.crop_for_region(box, (3840, 2160), 512)
-
-
 def test_lpr_answer_maps_back_to_native_pixels():
     window = geo.CropWindow(1000, 500, 512, 512)
     text = (
@@ -188,10 +180,9 @@ def test_search_counts_unparsable_output_and_resumes(scenes, tiny_qwen_dir, tmp_
     records = load_annotations(out)  # image paths still resolve next to the new JSON
     for record, item in zip(records, first):
         native = (1280, 720)
-        centred = geo.crop_for_region(D.gt_box(record), native, 512)
-        assert item["best_region"] == [
-            round(v, 2) for v in geo.native_to_gse_box(centred.box, native, (1920, 1080))
-        ]
+        gt = D.gse_gt_box(D.gt_box(record), native, (1920, 1080))
+        centred = geo.crop_for_region(gt, (1920, 1080), 257)  # the 256 region centred on it
+        assert item["best_region"] == [float(v) for v in centred.box]
     partial = out.with_name(out.name + ".partial.jsonl")
     partial.write_text(partial.read_text().splitlines()[0] + "\n")  # interrupted after one sample
     out.unlink()

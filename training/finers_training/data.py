@@ -120,6 +120,16 @@ def lpr_sample(
     return crop, row
 
 
+def gse_gt_box(box: geo.Box, native: geo.Size, gse_size: geo.Size) -> geo.Box:
+    """
+    Map a native inclusive GT box to the GSE frame, clipped to that frame's last pixel.
+
+    Scaled, native pixel ``W - 1`` lands at ``gse_w - gse_w / W`` (1919.5 from a 4K frame):
+    past the frame's last pixel, so that no region inside the frame could contain it.
+    """
+    return geo.clip_box(geo.native_to_gse_box(box, native, gse_size), gse_size)
+
+
 def gse_sample(record: Record, image: np.ndarray, options: DataOptions) -> Tuple[np.ndarray, dict]:
     """(GSE-frame image, row): the whole frame at ``gse_size``, GT box and best_region there."""
     native = (image.shape[1], image.shape[0])
@@ -130,7 +140,7 @@ def gse_sample(record: Record, image: np.ndarray, options: DataOptions) -> Tuple
         stage="gse",
         native_size=list(native),
         gt_box_native=[round(v, 2) for v in box],
-        gt_box=[round(v, 2) for v in geo.native_to_gse_box(box, native, options.gse_size)],
+        gt_box=[round(v, 2) for v in gse_gt_box(box, native, options.gse_size)],
         best_region=[float(v) for v in best] if best is not None else None,
     )
     return geo.resize_image(image, options.gse_size), row

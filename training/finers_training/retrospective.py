@@ -2,10 +2,17 @@
 The retrospective target: which GSE region lets the trained LPR find the object best.
 
 Offline (``search``, reference section 4): for each sample the LPR answers 5 candidate
-native windows (4 random placements holding the GT box, 1 centred on it); the window whose
-mapped-back LPR box has the highest IoU with the GT box becomes ``best_region``, stored in
-the nominal GSE frame (1920x1080). Ties go to the centred window (listed first), so a
-sample on which the LPR finds nothing keeps a region that holds the target.
+regions (1 centred on the GT box, 4 random placements holding it); the region whose
+mapped-back LPR box has the highest IoU with the GT box becomes ``best_region``. Ties go to
+the centred region (listed first), so a sample on which the LPR finds nothing keeps a
+region that holds the target.
+
+A candidate is what the GSE is asked to answer: a 256x256 box of the nominal GSE frame
+(1920x1080) holding the GT box, and the LPR answers the node's crop of it
+(``geometry.crop_for_region``: 512 native px, or the region itself where that is larger).
+The reference searched 512-native windows and scaled them to the GSE frame: 256 px there
+only for 3840-wide frames (511 px at 1080p, 128 px at 8K), so on other frames answering
+``best_region`` exactly failed the size term. On a 3840x2160 frame both are the same.
 
 Online (``OnlineRetrospectiveReward``): each GSE rollout's region is cropped from the native
 frame the way the node crops it, a frozen LPR answers the crop, and the reward is the IoU of
@@ -27,19 +34,36 @@ from finers_ros.parsing import ParseError, parse_gse, parse_lpr
 from finers_ros.prompts import lpr_prompt
 
 from .config import TrainConfig
-from .data import gt_box, random_window
+from .data import gse_gt_box, gt_box, random_window
 from .generation import FrozenModel, lpr_token_budget
-from .rewards import completion_text, rows
+from .rewards import GSE_REGION_PX, completion_text, rows
 
 RANDOM_WINDOWS = 4
 
 
-def candidate_windows(
-    box: geo.Box, native: geo.Size, crop_size: int, rng: np.random.Generator
-) -> List[geo.CropWindow]:
-    """List the centred window first, then ``RANDOM_WINDOWS`` random ones, all holding ``box``."""
-    centred = geo.crop_for_region(box, native, crop_size)
-    return [centred] + [random_window(box, native, crop_size, rng) for _ in range(RANDOM_WINDOWS)]
+def candidate_regions(
+    box: geo.Box, native: geo.Size, gse_size: geo.Size, rng: np.random.Generator
+) -> List[geo.Box]:
+    """
+    List the GSE-frame regions to try for a native GT ``box``: the centred one, then random.
+
+    Each is ``[x, y, x + 256, y + 256]`` in the GSE frame (the prompt's and the size term's
+    region) holding the GT box, inside the frame; an object larger than 256 GSE px gets a
+    square as large as it.
+    """
+    gt = gse_gt_box(box, native, gse_size)
+    side = GSE_REGION_PX + 1  # pixels: an inclusive box [x, x + 256] spans 257
+    centred = geo.crop_for_region(gt, gse_size, side)
+    if not centred.contains_box(gt):  # rounding at the object's own size
+        centred = random_window(gt, gse_size, side, rng)
+    windows = [centred] + [random_window(gt, gse_size, side, rng) for _ in range(RANDOM_WINDOWS)]
+    return [tuple(float(v) for v in w.box) for w in windows]
+
+
+def region_crop(region: geo.Box, native: geo.Size, config: TrainConfig) -> geo.CropWindow:
+    """Return the node's LPR crop (native window) for a GSE-frame region."""
+    native_region = geo.gse_to_native_box(region, native, config.gse_size)
+    return geo.crop_for_region(native_region, native, config.crop_size)
 
 
 def lpr_native_box(
@@ -132,7 +156,7 @@ def search(config: TrainConfig, out_path: Path, progress: bool = True) -> dict:
             sink.write("\n")  # end a line cut by a kill, so the next entry stays whole
         for start in range(0, len(todo), max(1, config.search_batch_size)):
             batch = todo[start:start + config.search_batch_size]
-            images, prompts, owners, windows, natives, targets = [], [], [], {}, {}, {}
+            images, prompts, owners, windows, regions, targets = [], [], [], {}, {}, {}
             for index in batch:
                 record = records[index]
                 try:
@@ -146,8 +170,8 @@ def search(config: TrainConfig, out_path: Path, progress: bool = True) -> dict:
                     counts["skipped"] += 1
                     continue
                 rng = np.random.default_rng([config.data_seed, index])
-                windows[index] = candidate_windows(targets[index], native, config.crop_size, rng)
-                natives[index] = native
+                regions[index] = candidate_regions(targets[index], native, config.gse_size, rng)
+                windows[index] = [region_crop(r, native, config) for r in regions[index]]
                 prompt = lpr_prompt(record.question, record.q_type, record.options)
                 for window in windows[index]:
                     images.append(lpr_image(image, window, config.lpr_size))
@@ -164,8 +188,7 @@ def search(config: TrainConfig, out_path: Path, progress: bool = True) -> dict:
                     counts["windows"] += 1
                     if status != "ok":
                         counts[status] += 1
-                best = windows[index][_best(ious)]
-                region = geo.native_to_gse_box(best.box, natives[index], config.gse_size)
+                region = regions[index][_best(ious)]
                 entry = {
                     "index": index,
                     "best_region": [round(v, 2) for v in region],

@@ -46,7 +46,8 @@ Term = Callable[..., Optional[float]]
 # Thresholds of reference section 4 (GSE frame pixels for GSE, LPR frame pixels for LPR).
 GSE_REGION_L1_PX = 20.0
 GSE_REGION_IOU = 0.9
-GSE_REGION_SIDE = (241.0, 271.0)  # 256 +- 15
+GSE_REGION_PX = 256  # the region side the GSE prompt asks for ("a 256*256 bounding box")
+GSE_REGION_SIDE = (GSE_REGION_PX - 15.0, GSE_REGION_PX + 15.0)
 LPR_IOU = 0.5
 LPR_BOX_L1_PX = 10.0
 LPR_POINT_DIST_PX = 100.0
