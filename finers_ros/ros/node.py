@@ -451,8 +451,9 @@ class PerceptionNode(LifecycleNode):
             request.on_done(Outcome(request, error_result(request, *refusal)))
             return
         intake = self._intake
-        if intake is not None and request.instruction.strip():  # the newest held frame first
-            intake.demand(lambda: server.submit(request))
+        if intake is not None and request.instruction.strip():  # frames from now on
+            intake.demand(lambda: server.submit(request),
+                          take_held=server.frame_policy == "latest")
         else:
             server.submit(request)
         self._publish_status()
@@ -646,7 +647,10 @@ class PerceptionNode(LifecycleNode):
         self._expire_goals()
         intake = self._intake
         if intake is not None and intake.settle():  # idle: a look at the newest frame now and then
-            intake.peek()
+            try:
+                intake.peek(sum(sub.get_publisher_count() for sub in intake.subscriptions))
+            except Exception:  # destroyed meanwhile
+                pass
         watch = self._frame_watch
         subscriptions = list(self._frame_subs)
         if watch is None or not subscriptions:

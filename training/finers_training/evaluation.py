@@ -105,15 +105,11 @@ def save_policy(trainer, config: TrainConfig, folder: Path) -> None:
     if not config.lora:
         trainer.save_model(str(folder))
         return
-    from .lora import adapters_fp32, merged_copy
+    from .train import merged_lora_model
 
-    plugin = trainer.accelerator.state.deepspeed_plugin
-    zero3 = plugin is not None and int(plugin.zero_stage) == 3
-    peft_model = trainer.accelerator.unwrap_model(trainer.model)
-    adapters = adapters_fp32(peft_model, zero3)
-    if trainer.accelerator.is_main_process:
-        merged_copy(peft_model, config.base_model, adapters).save_pretrained(
-            str(folder), safe_serialization=True)
+    merged = merged_lora_model(trainer, config)
+    if merged is not None:
+        merged.save_pretrained(str(folder), safe_serialization=True)
         trainer.processing_class.save_pretrained(str(folder))
 
 

@@ -325,37 +325,19 @@ def merged_lora_model(trainer, config: TrainConfig):
     """
     Return the LoRA run's adapters merged into its base model (None off the main process).
 
-    Under ZeRO-3 every rank holds only its partition of each weight and ``merge_and_unload``
-    fails on them: the adapters are gathered first (every rank takes part), then merged into
-    the base checkpoint loaded whole in fp32 (the frozen base is unchanged by training).
+    Merged in fp32 into the base checkpoint loaded whole (``lora.py``): merged into a bf16
+    base, a small update rounds away. Under ZeRO-3 every rank holds only its partition of
+    each weight: the adapters are gathered first (every rank takes part).
     """
-    accelerator = trainer.accelerator
-    peft_model = accelerator.unwrap_model(trainer.model)
-    if _zero_stage(trainer) != 3:
-        return peft_model.merge_and_unload()
-    import deepspeed
-    import torch
-    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
-
     from .generation import outside_zero3
+    from .lora import adapters_fp32, merged_copy
 
-    trained = [p for p in peft_model.parameters() if p.requires_grad]
-    with deepspeed.zero.GatheredParameters(trained):
-        adapters = {
-            k: v.detach().to("cpu", torch.float32, copy=True)
-            for k, v in get_peft_model_state_dict(peft_model).items()
-        }
-    if not accelerator.is_main_process:
+    peft_model = trainer.accelerator.unwrap_model(trainer.model)
+    adapters = adapters_fp32(peft_model, _zero_stage(trainer) == 3)
+    if not trainer.accelerator.is_main_process:
         return None
     with outside_zero3():
-        base = type(peft_model.get_base_model()).from_pretrained(
-            config.base_model, dtype=torch.float32, local_files_only=True
-        )
-    fresh = get_peft_model(base, peft_model.peft_config["default"])
-    loaded = set_peft_model_state_dict(fresh, adapters)
-    if loaded.unexpected_keys:
-        raise RuntimeError(f"gathered adapters do not fit the base: {loaded.unexpected_keys}")
-    return fresh.merge_and_unload()
+        return merged_copy(peft_model, config.base_model, adapters)
 
 
 def save_final(trainer, config: TrainConfig, rows_path: Path) -> Path:
