@@ -364,3 +364,23 @@ def test_target_frame_publishes_the_answer_moved_with_the_transform_at_its_stamp
         publisher.close()
         client.executor.remove_node(node)
         node.destroy_node()
+
+
+def test_a_broken_vision_msgs_install_costs_only_its_topics(domain, vision_msgs_install, rig):
+    # its Python modules found but not its type support libraries: the node serves the rest
+    from finers_ros.ros.launcher import NodeProcess
+
+    client = rig[0]
+    python_only = {"PYTHONPATH": interface_builds.environment(vision_msgs_install)["PYTHONPATH"]}
+    node = NodeProcess(domain, parameters={"depth_enabled": True},
+                       ros_args=("-r", "__ns:=/broken"), env=python_only)
+    try:
+        assert _serving(node), node.log()[-3000:]
+        assert client.wait_until(
+            lambda: client.node.count_publishers("/broken/finers/detections") == 1, TIMEOUT)
+        assert client.node.count_publishers("/broken/finers/detections_2d") == 0
+    finally:
+        assert node.stop() == 0, node.log()[-2000:]
+    said = [line for line in node.log().splitlines() if "vision_msgs cannot be used" in line]
+    assert len(said) == 1 and "ERROR" in said[0], node.log()[-3000:]
+    assert "rosidl_typesupport_c" in said[0]

@@ -86,9 +86,10 @@ class TargetFramePublisher:
         self.frame = frame
         self.lookup = lookup
         self._lock = threading.Lock()
-        self._point = node.create_publisher(PointStamped, POINT_TOPIC, LATCHED)
+        # the vision_msgs one first: when its type support fails, nothing was created
         self._detections = node.create_publisher(
             vision_outputs.Detection3DArray, DETECTIONS_3D_TOPIC, LATCHED) if vision else None
+        self._point = node.create_publisher(PointStamped, POINT_TOPIC, LATCHED)
 
     def publish(self, detection, target: Target3D) -> None:
         """Publish a Detection's 3D result in ``frame`` (worker thread)."""
@@ -138,5 +139,13 @@ def target_frame_publisher(node, settings) -> Optional[TargetFramePublisher]:
             f"install ros-$ROS_DISTRO-tf2-ros")
         return None
     vision = bool(settings.publish_vision_msgs and vision_outputs.AVAILABLE)
-    return TargetFramePublisher(node, frame, Tf2Lookup(node, frame,
-                                                       settings.target_frame_timeout_s), vision)
+    try:
+        lookup = Tf2Lookup(node, frame, settings.target_frame_timeout_s)
+        try:
+            return TargetFramePublisher(node, frame, lookup, vision)
+        except Exception:  # vision_msgs without its type support: the point alone
+            return TargetFramePublisher(node, frame, lookup, False)
+    except Exception as exc:  # a broken tf2_ros install
+        node.get_logger().error(f"target_frame {frame!r} is ignored: {type(exc).__name__}: "
+                                f"{' '.join(str(exc).split())[:300]}")
+        return None

@@ -153,4 +153,10 @@ def vision_publisher(node, settings) -> Optional[VisionPublisher]:
             f"{DETECTIONS_2D_TOPIC} and {DETECTIONS_3D_TOPIC} topics are not published "
             f"(install ros-$ROS_DISTRO-vision-msgs)")
         return None
-    return VisionPublisher(node, bool(settings.depth_enabled))
+    try:
+        return VisionPublisher(node, bool(settings.depth_enabled))
+    except Exception as exc:  # its Python modules, but not its type support libraries
+        node.get_logger().error(
+            f"publish_vision_msgs: vision_msgs cannot be used ({type(exc).__name__}: "
+            f"{' '.join(str(exc).split())[:300]}); its topics are not published")
+        return None
