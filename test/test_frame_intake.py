@@ -114,15 +114,15 @@ def test_while_serving_every_frame_is_taken_then_idle_again(node_and_client):
         assert detection is not None and not detection.error_stage, detection.error
         stamp = detection.header.stamp
         assert stamp.sec * 10 ** 9 + stamp.nanosec >= sent_ns
-        time.sleep(1.0 + IDLE_PEEK_S)  # the watch closes the intake within 0.5 s
+        time.sleep(1.0)  # the watch closes the intake within 0.5 s
         before = fresh_status(client, time.time())
-        time.sleep(3.0)
+        time.sleep(4.0)
         after = fresh_status(client, time.time())
     finally:
         client.stop_stream()
         set_parameter(client, "frame_policy", "latest")
-    assert after.frames_taken - before.frames_taken <= 3.0 / IDLE_PEEK_S + 2
-    assert after.frames_received - before.frames_received >= 20
+    assert after.frames_taken - before.frames_taken <= 4.0 / IDLE_PEEK_S + 1  # not 40
+    assert after.frames_decoded == before.frames_decoded
 
 
 def test_arrivals_count_skipped_frames_of_one_publisher():

@@ -12,14 +12,17 @@ Why on demand: taking a 4K frame from the middleware into Python costs ~13-18 ms
 While the node is idle (no instruction waiting or running, no track) the frame subscriptions
 are left out of the executor's wait set (a gated callback group): the middleware keeps the
 newest frame (history depth ``frame_depth``, 1 by default) and nothing is copied into Python.
-An instruction first takes what the middleware holds (``demand``: the newest frame, in the
-command's own callback, before the request is queued, so ``after_request`` still waits for a
-frame received after it) and opens the gate: from then on every frame is taken as it arrives,
-until the node is idle again (``settle``, from the node's periodic watch).
+An instruction opens the gate (``demand``): from then on every frame is taken as it arrives,
+until the node is idle again (``settle``, from the node's periodic watch). With
+``frame_policy: latest`` the frame the middleware holds is taken first, in the command's own
+callback, before the request is queued: it is the newest frame. With ``after_request`` that
+frame (received before the instruction) cannot answer it: it is dropped when the executor
+takes it (by its receive time), off the request's path.
 
-While idle the newest frame is still looked at once per ``IDLE_PEEK_S`` (``peek``), so the
-status' ``frames_received`` and the no-frames warning keep working: frames in between are
-counted from the publisher's sequence numbers, not taken. ``frame_intake: every_frame``
+While idle the newest frame is still looked at now and then (``peek``, one frame): after a
+camera matched, every watch period until one came (so the no-frames warning stays right),
+then once per ``IDLE_PEEK_S``. The status' ``frames_received`` counts the frames in between
+from the publisher's sequence numbers, not by taking them. ``frame_intake: every_frame``
 takes every frame all the time (the behaviour before this module; benchmarks compare both).
 """
 from __future__ import annotations
@@ -35,7 +38,7 @@ TRANSPORTS = ("raw", "compressed")
 INTAKE_MODES = ("on_demand", "every_frame")
 CAMERA_TOPIC = "camera/image_raw"
 COMPRESSED_TOPIC = "camera/image_raw/compressed"
-IDLE_PEEK_S = 2.0  # while idle, the newest frame is taken this often (counters, no-frames watch)
+IDLE_PEEK_S = 5.0  # while idle, the newest frame is taken this often (counters, last stamp)
 
 
 class GatedGroup(MutuallyExclusiveCallbackGroup):
@@ -121,7 +124,10 @@ class FrameIntake:
         self.mode = mode
         self._lock = threading.Lock()
         self._gate = GatedGroup(is_open=mode == "every_frame")
-        self._last_take = 0.0  # time.monotonic() of the last frame taken
+        self._last_take = 0.0  # time.monotonic() of the last frame taken (or peek tried)
+        self._skip_before_ns = 0  # frames received before this (system ns) are dropped
+        self._seen_since_match = False  # a frame was taken since a camera (re)matched
+        self._matched = 0
         self.subscriptions = [
             node.create_subscription(kind, topic, self._callback, qos,
                                      callback_group=self._gate, event_callbacks=event_callbacks)
@@ -136,17 +142,29 @@ class FrameIntake:
 
     def _callback(self, msg, info) -> None:
         self._last_take = time.monotonic()
+        self._seen_since_match = True
+        if self._skip_before_ns and info and \
+                int(info.get("received_timestamp") or 0) < self._skip_before_ns:
+            return  # older than the request (its arrival is counted with the next frame's)
         self._on_frame(msg, info, self.topic_of.get(type(msg), ""))
 
-    def demand(self, then: Callable[[], object] = lambda: None) -> int:
+    def demand(self, then: Callable[[], object] = lambda: None, take_held: bool = True) -> int:
         """
-        Take the frames the middleware holds, open the gate, run ``then``; the number taken.
+        Open the gate and run ``then`` (which queues the request); the number of frames taken.
 
-        ``then`` queues the request: the newest frame is the node's before the request's
-        ``after_request`` threshold is set, and the gate cannot close in between.
+        ``take_held``: first take the frames the middleware holds, so the newest one is the
+        node's before the request is queued (``latest``); else frames received before now
+        are dropped as the executor takes them (``after_request``). The gate cannot close
+        between opening and ``then``.
         """
         with self._lock:
-            taken = 0 if self._gate.is_open else self._take_held()
+            taken = 0
+            if not self._gate.is_open:
+                if take_held:
+                    self._skip_before_ns = 0
+                    taken = self._take_held()
+                else:
+                    self._skip_before_ns = time.time_ns()
             self._open()
             then()
         return taken
@@ -159,10 +177,10 @@ class FrameIntake:
         if executor is not None:  # rebuild its wait set with the frame subscriptions
             executor.wake()
 
-    def _take_held(self) -> int:
+    def _take_held(self, most: int = 1 << 30) -> int:
         taken = 0
         for subscription in self.subscriptions:
-            while True:
+            while taken < most:
                 try:
                     with subscription.handle:
                         got = subscription.handle.take_message(subscription.msg_type,
@@ -184,14 +202,23 @@ class FrameIntake:
                 self._gate.is_open = False
             return not self._gate.is_open
 
-    def peek(self, now: Optional[float] = None) -> int:
-        """While idle, take the newest frame once per ``IDLE_PEEK_S``; the number taken."""
+    def peek(self, matched: int, now: Optional[float] = None) -> int:
+        """
+        While idle, take one frame now and then (see the module docstring); 0 or 1.
+
+        ``matched``: the camera publishers matched now (none: nothing to look at).
+        """
         now = time.monotonic() if now is None else now
         with self._lock:
-            if self._gate.is_open or now - self._last_take < IDLE_PEEK_S:
+            if matched and not self._matched:
+                self._seen_since_match = False
+            self._matched = matched
+            period = IDLE_PEEK_S if self._seen_since_match else 0.0
+            if not matched or self._gate.is_open or now - self._last_take < period:
                 return 0
             self._last_take = now  # also when nothing came: one try per period
-            return self._take_held()
+            self._skip_before_ns = 0
+            return self._take_held(most=1)
 
     def close(self) -> None:
         """Destroy the subscriptions (the node's deactivate)."""
