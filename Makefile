@@ -36,13 +36,15 @@ test: interfaces vllm-venv
 	$(MAKE) train-smoke
 
 # Quality on synthetic scenes, then speed (node, transport, SAM runtimes), 3D, tracking in moving
-# 4K scenes (merged into latest.json/latest.md after bench_speed rewrites them): ~23 min on 2 cores.
+# 4K scenes (merged into latest.json/latest.md after bench_speed rewrites them), an idle node's
+# cost under a 4K camera (idle.json, ~5 min): ~28 min on 2 cores.
 bench: interfaces
 	$(PY) benchmarks/bench_pipeline.py --out benchmarks/results
 	$(PY) benchmarks/bench_speed.py --out benchmarks/results
 	$(PY) benchmarks/bench_depth3d.py --out benchmarks/results
 	$(PY) benchmarks/bench_tracking.py --out benchmarks/results
 	$(PY) benchmarks/bench_tracking_node.py --out benchmarks/results
+	$(PY) benchmarks/bench_idle.py --out benchmarks/results
 
 # The training loop on CPU: LPR -> best-region search -> GSE (offline and online reward) ->
 # finers-segment / finers-eval on the trained checkpoints (runs/smoke; README: Training).

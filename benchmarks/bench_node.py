@@ -74,11 +74,17 @@ def _cpu_s(process) -> float:
 
 
 def intake_cpu(domain: int, image, tuned: bool, seconds: float = 15.0, hz: float = 10.0) -> Dict:
-    """Node CPU per received frame: CPU while streaming minus CPU while idle, same duration."""
+    """
+    Node CPU per received frame: CPU while streaming minus CPU while idle, same duration.
+
+    Every frame taken into the node (``frame_intake: every_frame``), as while it serves or
+    tracks; what an idle node with on-demand intake costs is ``bench_idle.py``'s.
+    """
     import psutil
 
     env = {} if tuned else {"FINERS_MALLOC_TUNING": "0"}
-    with running_node(domain, env=env) as (node, client):
+    with running_node(domain, parameters={"frame_intake": "every_frame"},
+                      env=env) as (node, client):
         process = psutil.Process(node.process.pid)
         time.sleep(1.0)
         idle_start = _cpu_s(process)
