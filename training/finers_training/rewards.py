@@ -16,16 +16,14 @@ Parsing is the core's (``finers_ros.parsing``): the ``<answer>`` block first, do
 single-quoted JSON, never evaluated. A completion that does not parse scores 0 on every
 term that needs its answer. Non-finite numbers (NaN, inf) never score.
 
-Our fixes of the reference are the default; ``reference=True`` restores the reference's
-numbers where they differ (option letters: the article "a" counts as option A; open
-answers: case-sensitive match).
+Our fixes of the reference are the default; ``reference=True`` scores every term with the
+reference's own rules instead (``reference_rewards.py``; training/README.md lists each
+difference).
 """
 
 from __future__ import annotations
 
-import difflib
 import math
-import re
 from functools import lru_cache
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
@@ -108,21 +106,6 @@ def think_format(completion: str, sample: Sample) -> float:
     return 1.0 if has_think_answer_format(completion) else 0.0
 
 
-def _reference_option(response: str, answer: str) -> bool:
-    letter = answer.strip()[:1]
-    return (
-        bool(letter)
-        and re.search(rf"\b{re.escape(letter)}\b", response, re.IGNORECASE) is not None
-    )
-
-
-def _reference_open(response: str, answer: str, threshold: float = 0.8) -> bool:
-    return any(
-        difflib.SequenceMatcher(None, word, answer.strip()).ratio() >= threshold
-        for word in response.split()
-    )
-
-
 def answer_text(
     completion: str, sample: Sample, *, lpr: bool = False, reference: bool = False
 ) -> float:
@@ -130,7 +113,12 @@ def answer_text(
     R_text: referring "is found"/"is detected"; option: the GT letter; open: a close word.
 
     With ``lpr`` the non-referring answers must also be at most three words long.
+    ``reference``: the reference's rules (``reference_rewards.answer_text``).
     """
+    if reference:
+        from . import reference_rewards
+
+        return reference_rewards.answer_text(completion, sample, lpr=lpr)
     response = _response(completion)
     if response is None:
         return 0.0
@@ -144,10 +132,7 @@ def answer_text(
         return 1.0 if ("is found" in lowered or "is detected" in lowered) else 0.0
     if lpr and len(response.split()) > LPR_MAX_ANSWER_WORDS:
         return 0.0
-    if kind == "option":
-        ok = _reference_option(response, answer) if reference else option_correct(response, answer)
-    else:
-        ok = _reference_open(response, answer) if reference else open_correct(response, answer)
+    ok = option_correct(response, answer) if kind == "option" else open_correct(response, answer)
     return 1.0 if ok else 0.0
 
 
@@ -294,7 +279,6 @@ _TERMS: Dict[str, Dict[str, Term]] = {
         "gse_size": gse_size,
     },
 }
-_REFERENCE_AWARE = {"lpr_text", "gse_text"}
 
 
 def term_names(stage: str) -> List[str]:
@@ -333,8 +317,10 @@ class RewardTerm:
         self.reference = reference
 
     def score(self, completion: str, sample: Sample) -> Optional[float]:
-        if self.__name__ in _REFERENCE_AWARE:
-            return self.term(completion, sample, reference=self.reference)
+        if self.reference:
+            from .reference_rewards import TERMS
+
+            return TERMS[self.__name__](completion, sample)
         return self.term(completion, sample)
 
     def __call__(self, prompts=None, completions=(), **columns) -> List[Optional[float]]:
