@@ -29,6 +29,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--base-model", help="checkpoint directory to start from")
     parser.add_argument("--annotations", help="FineRS-4k JSON")
     parser.add_argument("--images-dir", help="image folder (default: the JSON's folder)")
+    parser.add_argument("--eval-annotations",
+                        help="val split evaluated every eval_steps (finers-dataset split)")
     parser.add_argument("--output-dir", help="run directory (lpr, gse)")
     parser.add_argument("--max-steps", type=int)
     parser.add_argument("--max-samples", type=int)
@@ -61,6 +63,7 @@ def main(argv=None) -> int:
         base_model=_absolute(args.base_model),
         annotations=_absolute(args.annotations),
         images_dir=_absolute(args.images_dir),
+        eval_annotations=_absolute(args.eval_annotations),
         output_dir=_absolute(args.output_dir),
         online_lpr_checkpoint=_absolute(args.online_lpr_checkpoint),
         search_checkpoint=_absolute(args.search_checkpoint),
