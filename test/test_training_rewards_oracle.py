@@ -319,8 +319,11 @@ def test_the_reference_rules_that_differ_from_ours():
     assert ref["lpr_text"].score(said("I think it is A"), option) == 1.0
     assert ours["lpr_text"].score(said("I think it is A"), option) == 0.0
     assert ref["lpr_text"].score(said("I think it is red"), open_q) == 0.0
-    # an empty response fails the format term
-    assert ref["lpr_format"].score(said(""), open_q) == 0.0
+    # an empty response fails the format term, in both modes
+    for terms in (ref, ours):
+        assert terms["lpr_format"].score(said(""), open_q) == 0.0
+        assert terms["lpr_format"].score(said("  "), open_q) == 0.0
+        assert terms["lpr_format"].score(said("red"), open_q) == 1.0
     # sides measured x2 - x1 + 1: a 240-wide box written [0, 0, 240, 240] is 241
     gse = {t.__name__: t for t in R.make_reward_terms("gse", reference=True)}
     assert gse["gse_size"].score(said("x", "[0, 0, 240, 240]"), {}) == 1.0

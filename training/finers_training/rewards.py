@@ -193,15 +193,17 @@ def gse_size(completion: str, sample: Sample) -> float:
 
 # -- LPR terms (LPR frame, 512x512 crop pixels) ----------------------------------------------
 def lpr_format(completion: str, sample: Sample) -> float:
-    """R_fmt: ``bbox`` (4), ``points_1`` and ``points_2`` (2 each), string ``response``."""
+    """R_fmt: ``bbox`` (4), ``points_1`` and ``points_2`` (2 each), a non-blank ``response``."""
     data = _answer_dict(completion)
     if data is None:
         return 0.0
+    response = data.get("response")
     ok = (
         _numbers(data.get("bbox"), 4)
         and _numbers(data.get("points_1"), 2)
         and _numbers(data.get("points_2"), 2)
-        and isinstance(data.get("response"), str)
+        and isinstance(response, str)
+        and response.strip() != ""
     )
     return 1.0 if ok else 0.0
 
