@@ -19,14 +19,18 @@ rm -rf "$OUT"
 mkdir -p "$OUT"
 
 "$BIN/finers-make-scenes" --out "$OUT/scenes" --count 4 --width 1920 --height 1080 --seed 5
+# The val split: other scenes, evaluated during the LPR run (best checkpoint kept in lpr/best).
+"$BIN/finers-make-scenes" --out "$OUT/val" --count 1 --width 1920 --height 1080 --seed 6
 "$BIN/python" -c "import sys; from finers_ros.testing.tiny_qwen import build_tiny_qwen; build_tiny_qwen(sys.argv[1])" \
   "$OUT/base"
 
 "$BIN/finers-train" lpr --config "$CONFIGS/smoke_lpr.yaml" --base-model "$OUT/base" \
-  --annotations "$OUT/scenes/annotations.json" --output-dir "$OUT/lpr"
+  --annotations "$OUT/scenes/annotations.json" --output-dir "$OUT/lpr" \
+  --eval-annotations "$OUT/val/annotations.json"
 # Resume: one more step continues from checkpoint-2 (optimizer, scheduler and RNG state).
 "$BIN/finers-train" lpr --config "$CONFIGS/smoke_lpr.yaml" --base-model "$OUT/base" \
-  --annotations "$OUT/scenes/annotations.json" --output-dir "$OUT/lpr" --max-steps 3 | tee "$OUT/lpr_resume.log"
+  --annotations "$OUT/scenes/annotations.json" --output-dir "$OUT/lpr" --max-steps 3 \
+  --eval-annotations "$OUT/val/annotations.json" | tee "$OUT/lpr_resume.log"
 grep -q "resuming from .*checkpoint-2" "$OUT/lpr_resume.log"
 grep -q '"steps": 3' "$OUT/lpr/finers_train_hashes.json"
 # The multi-GPU path on CPUs: 2 processes, DeepSpeed ZeRO-2, gloo over loopback.
@@ -70,6 +74,14 @@ assert all((zero3[k] - zero2[k]).abs().max() < 1e-6 for k in base), "ZeRO-3 and 
 assert any((zero2[k] - base[k]).abs().max() > 0 for k in base), "training changed nothing"
 best = json.loads((out / "searched/annotations.json").read_text())["annotations"]
 assert all(len(r["best_region"]) == 4 for r in best)
+# TensorBoard, read back with its own reader: per-term rewards and the val metric
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+events = EventAccumulator(str(out / "lpr" / "tensorboard"))
+events.Reload()
+assert "train/rewards/lpr_iou/mean" in events.Tags()["scalars"], events.Tags()["scalars"]
+assert [e.step for e in events.Scalars("eval/gIoU")] == [2, 3], "no eval at steps 2, 3"
+assert json.loads((out / "lpr/best/finers_best.json").read_text())["metric"] == "gIoU"
 print("train-smoke: runs, logs and checkpoints in place")
 EOF
 
@@ -78,7 +90,7 @@ torch.manual_seed(0); save_sam(build_tiny_sam(), sys.argv[1])" "$OUT/sam_tiny.sa
 cat > "$OUT/pipeline.yaml" <<EOF
 # The smoke's trained checkpoints in the node's pipeline config (paths relative to this file).
 gse: {backend: qwen2_5_vl, checkpoint: gse, max_new_tokens: 24}
-lpr: {backend: qwen2_5_vl, checkpoint: lpr, max_new_tokens: 24}
+lpr: {backend: qwen2_5_vl, checkpoint: lpr/best, max_new_tokens: 24}
 segmenter: {backend: sam, model_type: tiny, checkpoint: sam_tiny.safetensors}
 EOF
 IMAGE=$(ls "$OUT"/scenes/images/*.png | head -n 1)
