@@ -3,10 +3,12 @@
 # Qwen2.5-VL, then the trained checkpoints loaded by finers-segment, finers-eval and the
 # ROS node (training/smoke_node.py).
 #   LPR (2 steps) -> best-region search with that LPR -> GSE (2 steps, offline best_region
-#   reward) and GSE (2 steps, online reward with the frozen LPR) -> pipeline config -> CLI.
-# Also: LPR resumed for one more step, and LPR as 2 DeepSpeed ZeRO-2 and ZeRO-3 processes
-# (CPU, gloo, loopback).
-# Leaves runs/smoke/{lpr,lpr_zero2,lpr_zero3,gse,gse_online}; pass a folder to use instead of runs/smoke.
+#   reward) and GSE (2 steps, online reward with the frozen LPR, as 2 DeepSpeed ZeRO-3
+#   processes: the README's GSE recipe) -> pipeline config -> CLI.
+# Also: LPR resumed for one more step, LPR as 2 DeepSpeed ZeRO-2 and ZeRO-3 processes, and a
+# LoRA LPR under ZeRO-3 merged and saved (CPU, gloo, loopback).
+# Leaves runs/smoke/{lpr,lpr_zero2,lpr_zero3,lpr_lora_zero3,gse,gse_online}; pass a folder to
+# use instead of runs/smoke.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${VENV:-.venv}/bin
@@ -45,11 +47,19 @@ test -d "$OUT/lpr_zero2/checkpoint-2/global_step2" && test -f "$OUT/lpr_zero2/ch
   --main_process_ip 127.0.0.1 --main_process_port "$PORT" -m finers_training.cli lpr \
   --config "$CONFIGS/smoke_lpr.yaml" --base-model "$OUT/base" \
   --annotations "$OUT/scenes/annotations.json" --output-dir "$OUT/lpr_zero3"
+# LoRA under ZeRO-3: the adapters are gathered from the partitions, then merged and saved.
+"$BIN/accelerate" launch --config_file "$CONFIGS/accelerate/zero3.yaml" --num_processes 2 \
+  --main_process_ip 127.0.0.1 --main_process_port "$PORT" -m finers_training.cli lpr \
+  --config "$CONFIGS/smoke_lpr_lora.yaml" --base-model "$OUT/base" \
+  --annotations "$OUT/scenes/annotations.json" --output-dir "$OUT/lpr_lora_zero3"
 "$BIN/finers-train" search --config "$CONFIGS/smoke_gse.yaml" --lpr "$OUT/lpr" \
   --annotations "$OUT/scenes/annotations.json" --out "$OUT/searched/annotations.json"
 "$BIN/finers-train" gse --config "$CONFIGS/smoke_gse.yaml" --base-model "$OUT/base" \
   --annotations "$OUT/searched/annotations.json" --output-dir "$OUT/gse"
-"$BIN/finers-train" gse --config "$CONFIGS/smoke_gse.yaml" --base-model "$OUT/base" \
+# The online reward's frozen LPR under ZeRO-3 (loaded whole, outside the partitioning).
+"$BIN/accelerate" launch --config_file "$CONFIGS/accelerate/zero3.yaml" --num_processes 2 \
+  --main_process_ip 127.0.0.1 --main_process_port "$PORT" -m finers_training.cli gse \
+  --config "$CONFIGS/smoke_gse.yaml" --base-model "$OUT/base" \
   --annotations "$OUT/searched/annotations.json" --output-dir "$OUT/gse_online" \
   --gse-reward online --online-lpr-checkpoint "$OUT/lpr"
 
@@ -72,6 +82,10 @@ base, zero2, zero3 = (load_file(out / run / "model.safetensors") for run in ("ba
 assert set(zero3) == set(zero2) == set(base), "ZeRO-3 saved other weight names"
 assert all((zero3[k] - zero2[k]).abs().max() < 1e-6 for k in base), "ZeRO-3 and ZeRO-2 disagree"
 assert any((zero2[k] - base[k]).abs().max() > 0 for k in base), "training changed nothing"
+lora = load_file(out / "lpr_lora_zero3" / "model.safetensors")
+assert set(lora) == set(base), "the merged LoRA checkpoint has other weight names"
+moved = [k for k in base if (lora[k].float() - base[k].float()).abs().max() > 0]
+assert moved and all("_proj." in k for k in moved), moved  # only LoRA's target modules
 best = json.loads((out / "searched/annotations.json").read_text())["annotations"]
 assert all(len(r["best_region"]) == 4 for r in best)
 # TensorBoard, read back with its own reader: per-term rewards and the val metric
