@@ -113,6 +113,12 @@ def test_vllm_generation_is_reachable_from_the_config():
                                    "vllm_gpu_memory_utilization": 0.4,
                                    "vllm_tensor_parallel_size": 2}
     assert vllm_args(TrainConfig()) == {}
+    from finers_training.train import grpo_args
+
+    grpo = grpo_args(server, [1.0] * 6, output_dir="unused")  # what TRL's trainer reads
+    assert (grpo.use_vllm, grpo.vllm_mode, grpo.vllm_server_host, grpo.vllm_server_port) == (
+        True, "server", "10.0.0.2", 8001)
+    assert grpo_args(TrainConfig(), [1.0] * 6, output_dir="unused").use_vllm is False
     with pytest.raises(TrainConfigError, match="vllm_mode='remote'"):
         config_from_dict({"vllm_mode": "remote"})
 
