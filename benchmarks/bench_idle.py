@@ -82,7 +82,8 @@ def idle_cpu(domain: int, mode: str, seconds: float, camera: bool = True,
     from bench_node import camera_process, running_node
 
     parameters = {"frame_intake": mode, "image_transport": transport}
-    with running_node(domain, parameters=parameters) as (node, client):
+    with running_node(domain, parameters=parameters, camera=transport == "raw") as \
+            (node, client):
         process = psutil.Process(node.process.pid)
         streaming = None
         if camera:

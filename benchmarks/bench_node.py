@@ -19,8 +19,14 @@ FRAME_BYTES = 3840 * 2160 * 3
 
 
 @contextmanager
-def running_node(domain: int, parameters: Optional[dict] = None, env: Optional[dict] = None):
-    """(NodeProcess, PerceptionClient) for one node started fresh; both closed afterwards."""
+def running_node(domain: int, parameters: Optional[dict] = None, env: Optional[dict] = None,
+                 camera: bool = True):
+    """
+    (NodeProcess, PerceptionClient) for one node started fresh; both closed afterwards.
+
+    ``camera``: also wait until the node's frame subscription matched the client's raw
+    camera publisher (not with ``image_transport: compressed``).
+    """
     import os
 
     from finers_ros.ros.client import PerceptionClient
@@ -32,7 +38,7 @@ def running_node(domain: int, parameters: Optional[dict] = None, env: Optional[d
     client = None
     try:
         client = PerceptionClient(domain_id=domain, name="bench_node_client")
-        if not client.wait_for_node(90):
+        if not client.wait_for_node(90, camera=camera):
             raise RuntimeError(f"node did not come up: {node.log()[-1500:]}")
         yield node, client
     finally:
