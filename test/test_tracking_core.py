@@ -234,9 +234,11 @@ def test_a_hidden_target_is_searched_for_then_lost_after_exactly_lost_after_fram
         assert update.box == box_at(60, 80) and update.confidence == 0.0
         assert update.mask is None and not update.tracking
     if lost_after > 1:
-        assert "widening the search" in updates[0].reason
-    assert f"target not seen for {lost_after} frames" in updates[lost_after - 1].reason
-    assert f"target not seen for {lost_after + 1} frames" in updates[-1].reason
+        assert re.fullmatch(r"target not seen \(best match -?[01]\.\d\d\); widening the "
+                            r"search", updates[0].reason)
+    assert re.fullmatch(rf"target not seen for {lost_after} frames \(best match -?[01]\.\d\d\)",
+                        updates[lost_after - 1].reason)
+    assert f"target not seen for {lost_after + 1} frames (best match" in updates[-1].reason
 
 
 def test_a_lost_target_is_found_again_far_from_where_it_was():
@@ -266,6 +268,25 @@ def test_a_target_that_cannot_be_told_from_its_twin_is_not_taken():
 def test_seeds_that_cannot_be_tracked_are_refused(box, message):
     with pytest.raises(TrackerError, match=message):
         build_tracker().seed(FrameView(scene((60, 80))), box, None)
+
+
+def test_a_one_pixel_wide_or_tall_box_is_a_seed():
+    frame = FrameView(scene((60, 80)))
+    for box in ((66.0, 80.0, 66.0, 89.0), (60.0, 84.0, 73.0, 84.0)):
+        update = build_tracker().seed(frame, box, None)
+        assert update.tracking and update.box == box
+
+
+def test_a_box_just_past_the_edge_is_off_the_frame_one_pixel_less_is_not():
+    frame = FrameView(scene())
+    with pytest.raises(TrackerError, match="is off the 240x160 frame"):
+        build_tracker().seed(frame, (WIDTH + 7.0, 10.0, WIDTH + 8.0, 12.0), None)
+    with pytest.raises(TrackerError, match="the seed mask has no pixel near box"):
+        build_tracker().seed(frame, (WIDTH + 6.0, 10.0, WIDTH + 8.0, 12.0), None)
+    with pytest.raises(TrackerError, match="is off the 240x160 frame"):
+        build_tracker().seed(frame, (10.0, HEIGHT + 7.0, 12.0, HEIGHT + 8.0), None)
+    with pytest.raises(TrackerError, match="the seed mask has no pixel near box"):
+        build_tracker().seed(frame, (10.0, HEIGHT + 6.0, 12.0, HEIGHT + 8.0), None)
 
 
 def test_a_seed_mask_of_another_size_or_empty_near_the_box_is_refused():
@@ -551,24 +572,31 @@ def test_ending_one_of_two_tracks_keeps_the_other_and_its_rate(running):
 
 
 def test_a_silent_camera_flags_the_track_lost_once_then_tracking_goes_on(running):
-    service, reports = running(stall_s=0.3)
+    service, reports = running(stall_s=0.3, config=TrackerConfig(lost_after=1))
     track_id = start(service)
-    service.put_frame(sent(scene(path(1)), 1))
+    service.put_frame(sent(scene(), 1))  # a loss before the camera stops
     assert reports.wait(lambda items: len(items) == 2)
+    assert reports.items[-1].update.state is TrackState.LOST
+    service.put_frame(sent(scene(path(2)), 2))
+    assert reports.wait(lambda items: len(items) == 3)
     assert reports.wait(lambda items: items[-1].update.state is TrackState.LOST, 5)
     stalled = reports.items[-1]
     assert stalled.track_id == track_id
     assert (stalled.request_id, stalled.instruction) == ("r1", "the red tag")
     assert re.fullmatch(r"camera stopped: no frame for \d+\.\d s", stalled.update.reason)
-    assert stalled.update.box == box_at(*path(1)) and stalled.update.confidence == 0.0
-    assert stalled.frame.seq == 1 and stalled.frame_size == (WIDTH, HEIGHT)
+    assert stalled.update.box == box_at(*path(2)) and stalled.update.confidence == 0.0
+    assert stalled.frame.seq == 2 and stalled.frame_size == (WIDTH, HEIGHT)
     assert stalled.frames_tracked == 2
-    assert service.counters.losses == 1 and service.counters.fps == 0.0
+    assert service.counters.losses == 2 and service.counters.fps == 0.0
     time.sleep(0.6)
-    assert len(reports.items) == 3  # said once, not at every check
-    service.put_frame(sent(scene(path(2)), 2))
-    assert reports.wait(lambda items: items[-1].frame.seq == 2)
-    assert reports.items[-1].update.tracking and service.counters.reacquired == 1
+    assert len(reports.items) == 4  # said once, not at every check
+    service.put_frame(sent(scene(), 3))  # still lost: not a new loss
+    assert reports.wait(lambda items: items[-1].frame.seq == 3)
+    assert reports.items[-1].update.state is TrackState.LOST
+    assert service.counters.losses == 2
+    service.put_frame(sent(scene(path(4)), 4))
+    assert reports.wait(lambda items: items[-1].frame.seq == 4)
+    assert reports.items[-1].update.tracking and service.counters.reacquired == 2
 
 
 def test_the_ring_is_kept_until_every_waiting_request_has_its_answer(running):
@@ -669,7 +697,10 @@ def test_cascade_mode_asks_once_per_loss_and_a_resume_keeps_the_id(running):
     service.put_frame(sent(scene(), 3))
     assert reports.wait(lambda items: items[-1].frame.seq == 3)
     assert len(asked) == 2  # no new answer: asked again at the next lost frame
-    assert service.resume(track_id, scene(at), 3, header(3), box_at(*at), mask)
+    assert service.resume(track_id, scene(at), 3, header(3), (-50.0, -50.0, 300.0, 300.0),
+                          mask)  # a loose box: the answer's mask says where the target is
+    assert reports.wait(lambda items: items[-1].frame.seq == 3 and items[-1].update.tracking)
+    assert reports.items[-1].update.box == box_at(*at) and reports.items[-1].track_id == track_id
     service.put_frame(sent(scene((152, 42)), 4))
     assert reports.wait(lambda items: items[-1].frame.seq == 4 and items[-1].update.tracking)
     back = reports.items[-1]
@@ -680,6 +711,23 @@ def test_cascade_mode_asks_once_per_loss_and_a_resume_keeps_the_id(running):
     service.put_frame(sent(scene(), 5))
     assert reports.wait(lambda items: items[-1].frame.seq == 5)
     assert len(asked) == 3 and service.counters.losses == 2  # a new loss asks again
+
+
+def test_a_resume_that_cannot_be_tracked_keeps_the_lost_track_and_asks_again(running):
+    asked = []
+    service, reports = running(reacquire="cascade", config=TrackerConfig(lost_after=1),
+                               on_reacquire=lambda *args: asked.append(args))
+    track_id = start(service)
+    service.put_frame(sent(scene(), 1))
+    assert reports.wait(lambda items: items and items[-1].update.state is TrackState.LOST)
+    off = (400.0, 10.0, 420.0, 20.0)
+    assert service.resume(track_id, scene(), 2, header(2), off, np.ones((HEIGHT, WIDTH), bool))
+    service.put_frame(sent(scene(), 3))
+    assert reports.wait(lambda items: items[-1].frame.seq == 3)
+    assert [r.update.state for r in reports.of(track_id)] == [TrackState.TRACKING,
+                                                              TrackState.LOST, TrackState.LOST]
+    assert len(asked) == 2 and service.track_ids() == [track_id]
+    assert service.counters.tracks_started == 1 and service.counters.tracks_ended == 0
 
 
 def test_off_mode_ends_the_track_on_its_first_lost_frame(running):
