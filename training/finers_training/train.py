@@ -284,6 +284,34 @@ def build_trainer(config: TrainConfig, rows_path: Path, **extra):
     return trainer
 
 
+def resume_weights_by_name(trainer) -> None:
+    """
+    Make the Trainer reload a checkpoint's weights through the model's own loader.
+
+    transformers' Trainer reloads ``checkpoint-N`` with a plain ``load_state_dict``, but a
+    Qwen2.5-VL checkpoint is written under other names than its modules carry (``visual.*``
+    for ``model.visual.*``, ...): a resumed run kept the base model's weights (every tensor of
+    the tiny test model) under the trained run's optimizer state. The checkpoint is read by
+    ``from_pretrained``, which maps the names, and copied in strictly. DeepSpeed (engine
+    checkpoints) and LoRA (adapter files) runs keep the Trainer's own loading.
+    """
+    from peft import PeftModel
+
+    original = trainer._load_from_checkpoint
+
+    def load(resume_from_checkpoint, model=None):
+        target = trainer.model if model is None else model
+        if trainer.is_deepspeed_enabled or isinstance(target, PeftModel):
+            return original(resume_from_checkpoint, model)
+        dtype = next(target.parameters()).dtype
+        saved = type(target).from_pretrained(
+            resume_from_checkpoint, dtype=dtype, local_files_only=True
+        )
+        target.load_state_dict(saved.state_dict(), strict=True)
+
+    trainer._load_from_checkpoint = load
+
+
 def last_checkpoint(output_dir: str | Path) -> Optional[str]:
     """
     Find the newest complete ``checkpoint-N``.
@@ -387,5 +415,7 @@ def train(config: TrainConfig) -> Path:
         print(f"resuming from {resume}")
         if state.is_main_process:
             trim_log(Path(config.output_dir) / "log.jsonl", int(resume.rsplit("-", 1)[1]))
+    if resume:
+        resume_weights_by_name(trainer)
     trainer.train(resume_from_checkpoint=resume)
     return save_final(trainer, config, rows_path)
