@@ -14,7 +14,10 @@ node, the behaviour before on-demand intake):
 - latency: instruction -> Detection minus the pipeline's own time (``total``), for requests
   sent after the node has been idle for a while (``idle_gap_s``), with ``frame_policy``
   latest (answered on the newest frame the middleware holds: on demand it is taken then)
-  and after_request (waits for the next frame in both modes).
+  and after_request (waits for the next frame in both modes); and what on-demand intake
+  puts on a ``latest`` request's path, measured directly: taking one held 4K frame from
+  the middleware into Python (wall and CPU time of ``take_message``, this process, the
+  node's malloc settings).
 
 Prints the figures and writes ``<out>/idle.json``.
 
@@ -116,6 +119,51 @@ def idle_cpu(domain: int, mode: str, seconds: float, camera: bool = True,
             "frames_decoded": int(status.frames_decoded - decoded0)}
 
 
+def held_take_ms(domain: int, repeats: int = 15) -> dict:
+    """Wall and CPU ms of taking one held 4K frame, as ``demand`` does for ``latest``."""
+    import os
+
+    import rclpy
+    from bench_node import camera_process
+    from rclpy.context import Context
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    from finers_ros.ros.launcher import ros_environment
+    from finers_ros.ros.memory import tune_malloc
+
+    tune_malloc()
+    saved = dict(os.environ)
+    os.environ.update(ros_environment(domain))
+    context = Context()
+    rclpy.init(context=context, domain_id=domain)
+    walls, cpus = [], []
+    try:
+        node = rclpy.create_node("held_take", context=context)
+        qos = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
+                         reliability=ReliabilityPolicy.BEST_EFFORT)
+        subscription = node.create_subscription(Image, "/camera/image_raw", lambda m: None,
+                                                qos)  # never spun: frames wait, as when idle
+        with camera_process(domain, HZ):
+            deadline = time.monotonic() + 60
+            while len(walls) < repeats + 2 and time.monotonic() < deadline:
+                time.sleep(0.35)
+                cpu, wall = time.process_time(), time.perf_counter()
+                with subscription.handle:
+                    taken = subscription.handle.take_message(Image, False)
+                if taken is not None:
+                    walls.append((time.perf_counter() - wall) * 1000.0)
+                    cpus.append((time.process_time() - cpu) * 1000.0)
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
+        os.environ.clear()
+        os.environ.update(saved)
+    walls, cpus = walls[2:], cpus[2:]  # the first takes map fresh buffers
+    return {"takes": len(walls), "wall_ms_median": round(statistics.median(walls), 1),
+            "cpu_ms_median": round(statistics.median(cpus), 1)}
+
+
 def latencies(domain: int, mode: str, policy: str, requests: int, idle_gap_s: float) -> dict:
     """Instruction -> Detection minus the pipeline, each request after ``idle_gap_s`` idle."""
     from bench_node import camera_process, running_node
@@ -172,6 +220,8 @@ def main() -> int:
                                                           transport="compressed")
         print(f"idle, on_demand, compressed: {report['idle']['on_demand_compressed']}",
               flush=True)
+        report["held_take"] = held_take_ms(domain)
+        print(f"taking one held 4K frame: {report['held_take']}", flush=True)
         report["latency"] = {}
         for policy in ("latest", "after_request"):
             for mode in MODES:
@@ -195,7 +245,9 @@ def main() -> int:
           f"(target <= {TARGET_IDLE_PCT:g} %), every_frame "
           f"{report['idle_pct_every_frame']:.1f} %; on-demand latency cost: latest "
           f"{report['on_demand_latency_cost_ms_latest']:+.1f} ms, after_request "
-          f"{report['on_demand_latency_cost_ms_after_request']:+.1f} ms; wrote {path}")
+          f"{report['on_demand_latency_cost_ms_after_request']:+.1f} ms end to end, one "
+          f"held frame taken on a latest request's path "
+          f"{report['held_take']['wall_ms_median']:.1f} ms; wrote {path}")
     return 0
 
 

@@ -122,7 +122,7 @@ class FrameIntake:
         self._on_frame = on_frame
         self._wanted = wanted
         self.mode = mode
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # ``then`` may answer at once, publishing under it
         self._gate = GatedGroup(is_open=mode == "every_frame")
         self._last_take = 0.0  # time.monotonic() of the last frame taken (or peek tried)
         self._skip_before_ns = 0  # frames received before this (system ns) are dropped
