@@ -221,3 +221,30 @@ def test_clean_shm_command_removes_only_what_appeared_since_the_snapshot(shm_fil
     assert done.stdout.startswith("removed ") and "segment(s) from /dev/shm (" in done.stdout
     assert not crashed.exists() and not semaphore.exists()
     assert earlier.exists() and not_python.exists()
+
+
+# Maps ``argv[1]``, says so, and exits after ``argv[2]`` seconds (a process still finishing).
+BRIEF_HOLDER = r"""
+import mmap, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR)
+mapped = mmap.mmap(fd, 4096)
+os.close(fd)
+print("ready", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_a_segment_let_go_a_moment_after_the_cleanup_started_is_removed_when_settling(
+        shm_files):
+    """A dying holder's segment: kept by a single pass, removed by one that settles."""
+    before = segment_names(owner=os.geteuid())
+    for settle_s, gone in ((0.0, False), (10.0, True)):
+        segment = shm_files(f"brief_{settle_s:g}")
+        holder = _started([BRIEF_HOLDER, str(segment), "1.0"])
+        try:
+            assert holder.stdout.readline().strip() == "ready"
+            done = remove_new_unheld(before, owner=os.geteuid(), settle_s=settle_s)
+        finally:
+            holder.wait(20)
+        assert (segment.name in done.removed) is gone and (segment.name in done.kept) is not gone
+        assert segment.exists() is not gone

@@ -435,7 +435,7 @@ def test_killed_server_then_down_then_restarted(vllm_server, shm_before_server):
     finally:
         vllm_server.log = log
     left = sorted(path for path in segments if Path(path).exists())
-    assert not left, f"the killed server left {left} in /dev/shm"
+    assert not left, f"the killed server left {left} in /dev/shm; the wrapper said {said}"
     cleanup = vllm_server.last_cleanup
     assert {Path(path).name for path in segments} <= set(cleanup.removed)
     assert said == [f"vLLM server on port {vllm_server.port} ended: {cleanup.line()}"], said

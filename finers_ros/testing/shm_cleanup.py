@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, Optional, Set
@@ -199,8 +200,25 @@ def write_snapshot(path: Path, names: Iterable[str]) -> Path:
 
 
 def remove_new_unheld(
-    before: Set[str], directory: Path = SHM_DIR, owner: Optional[int] = None
+    before: Set[str],
+    directory: Path = SHM_DIR,
+    owner: Optional[int] = None,
+    settle_s: float = 0.0,
 ) -> Cleanup:
-    """Remove the Python segments of ``owner`` in ``directory`` not in ``before`` and unheld."""
+    """
+    Remove the Python segments of ``owner`` in ``directory`` not in ``before`` and unheld.
+
+    ``settle_s``: how long to keep trying the ones still held. A killed process lets go of
+    its files only once the kernel has finished its exit (on a loaded machine the last close
+    is deferred), and an engine process outside the killed group notices its parent's death
+    a moment later; a segment still held after ``settle_s`` is kept.
+    """
     names = segment_names(directory, owner=owner) - set(before)
-    return remove_unheld(directory / name for name in sorted(names))
+    done = remove_unheld(directory / name for name in sorted(names))
+    deadline = time.monotonic() + settle_s
+    while done.kept and time.monotonic() < deadline:
+        time.sleep(0.1)
+        again = remove_unheld(directory / name for name in sorted(done.kept))
+        done.removed.update(again.removed)
+        done.kept = again.kept
+    return done

@@ -55,6 +55,9 @@ IMPORT_CHECK = (
 # vLLM's CPU attention needs a head size of 32 or more: 128 hidden / 4 heads.
 TINY_HIDDEN_SIZE = 128
 SERVED_NAME = "finers-tiny-qwen"
+# after the server's processes died: how long its segments may still be held while the
+# kernel finishes their exits (deferred closes on a loaded machine) before they are kept
+SHM_SETTLE_S = 15.0
 
 
 class ServerBuildError(RuntimeError):
@@ -354,7 +357,8 @@ class VLLMServer:
         survivors = end_process_group(self.process.pid)
         self.process.wait(10)
         self.process = None
-        cleanup = remove_new_unheld(self.segments_before, owner=os.geteuid())
+        cleanup = remove_new_unheld(self.segments_before, owner=os.geteuid(),
+                                    settle_s=SHM_SETTLE_S)
         self.last_cleanup = cleanup
         if survivors:
             self.log(f"vLLM server on port {self.port}: pids {sorted(survivors)} outlived SIGKILL")
