@@ -61,7 +61,7 @@ test -d "$OUT/lpr_zero2/checkpoint-2/global_step2" && test -f "$OUT/lpr_zero2/ch
   --main_process_ip 127.0.0.1 --main_process_port "$PORT" -m finers_training.cli gse \
   --config "$CONFIGS/smoke_gse.yaml" --base-model "$OUT/base" \
   --annotations "$OUT/searched/annotations.json" --output-dir "$OUT/gse_online" \
-  --gse-reward online --online-lpr-checkpoint "$OUT/lpr"
+  --gse-reward online --online-lpr-checkpoint "$OUT/lpr" | tee "$OUT/gse_online.log"
 
 "$BIN/python" - "$OUT" <<'EOF'
 """Check what the runs left: per-term logs, constant lr from step 1, config + hashes."""
@@ -82,6 +82,10 @@ base, zero2, zero3 = (load_file(out / run / "model.safetensors") for run in ("ba
 assert set(zero3) == set(zero2) == set(base), "ZeRO-3 saved other weight names"
 assert all((zero3[k] - zero2[k]).abs().max() < 1e-6 for k in base), "ZeRO-3 and ZeRO-2 disagree"
 assert any((zero2[k] - base[k]).abs().max() > 0 for k in base), "training changed nothing"
+# Each ZeRO-3 rank loaded the frozen LPR whole (a partitioned one counts 0 weights).
+import re
+loaded = re.findall(r"frozen LPR .* loaded, (\d+) weights", (out / "gse_online.log").read_text())
+assert [int(n) for n in loaded] == [sum(t.numel() for t in base.values())] * 2, loaded
 lora = load_file(out / "lpr_lora_zero3" / "model.safetensors")
 assert set(lora) == set(base), "the merged LoRA checkpoint has other weight names"
 moved = [k for k in base if (lora[k].float() - base[k].float()).abs().max() > 0]

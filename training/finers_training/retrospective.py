@@ -237,6 +237,11 @@ class OnlineRetrospectiveReward:
                 self.config.device,
                 lpr_token_budget(checkpoint, self.config.online_lpr_max_new_tokens),
             )
+            weights = sum(p.numel() for p in self._model.model.parameters())
+            print(  # a model built inside ZeRO-3's partitioning would count 0 here
+                f"online reward: frozen LPR {checkpoint} loaded, {weights} weights "
+                f"on {self._model.device}"
+            )
         return self._model
 
     def _frame(self, path: str) -> np.ndarray:
@@ -259,6 +264,7 @@ class OnlineRetrospectiveReward:
             return None
 
     def __call__(self, prompts=None, completions=(), **columns) -> List[float]:
+        model = self.model  # at the first call, rollouts with a region or not
         samples = rows(columns, len(completions))
         rewards = [0.0] * len(completions)
         images, prompts_lpr, jobs = [], [], []
@@ -274,7 +280,7 @@ class OnlineRetrospectiveReward:
             images.append(lpr_image(frame, window, self.config.lpr_size))
             prompts_lpr.append(lpr_prompt(sample["question"], sample["q_type"], options))
             jobs.append((i, window, tuple(sample["gt_box_native"])))
-        texts = self.model.answer(images, prompts_lpr) if images else []
+        texts = model.answer(images, prompts_lpr) if images else []
         boxes = 0
         for (i, window, gt), text in zip(jobs, texts):
             box, status = lpr_native_box(text, window, self.config.lpr_size)
