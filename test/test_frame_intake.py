@@ -135,3 +135,41 @@ def test_arrivals_count_skipped_frames_of_one_publisher():
     assert counter.count(other) == 1
     assert counter.count(dict(one, publication_sequence_number=10)) == 1
     assert counter.count({}) == 1 and counter.count(None) == 1
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"image_transport": "theora"}, r"image_transport='theora' \(raw \| compressed\)"),
+    ({"frame_intake": "sometimes"}, r"frame_intake='sometimes' \(on_demand \| every_frame\)"),
+])
+def test_an_unknown_transport_or_intake_is_named(change, message):
+    from finers_ros.ros.params import NodeSettings, ParameterError, parameter_defaults
+
+    with pytest.raises(ParameterError, match=message):
+        NodeSettings(**{**parameter_defaults(), **change}).validate()
+
+
+def test_the_compressed_topic_follows_the_remapped_raw_topic(domain):
+    """As image_transport names it: ``<raw topic>/compressed``, unless remapped itself."""
+    import rclpy
+    from rclpy.context import Context
+
+    from finers_ros.ros.frame_intake import compressed_topic, transport_topics
+
+    names = {}
+    for case, remaps in {"plain": [], "raw": ["-r", "camera/image_raw:=/rs/color/image_raw"],
+                         "own": ["-r", "camera/image_raw:=/rs/color/image_raw",
+                                 "-r", "camera/image_raw/compressed:=/jpeg"]}.items():
+        context = Context()
+        rclpy.init(context=context, domain_id=domain, args=["--ros-args", *remaps])
+        try:
+            node = rclpy.create_node("names", namespace="robot", context=context)
+            names[case] = compressed_topic(node)
+            kinds = [kind.__name__ for kind, _ in transport_topics(node, "raw", True)]
+            assert kinds == ["Image", "CompressedImage"]
+            assert [k.__name__ for k, _ in transport_topics(node, "compressed")] == \
+                ["CompressedImage"]
+            node.destroy_node()
+        finally:
+            rclpy.try_shutdown(context=context)
+    assert names == {"plain": "/robot/camera/image_raw/compressed",
+                     "raw": "/rs/color/image_raw/compressed", "own": "/jpeg"}
