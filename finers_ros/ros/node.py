@@ -645,12 +645,6 @@ class PerceptionNode(LifecycleNode):
     def _watch(self) -> None:
         """Periodic checks: goal deadlines, idle frame intake, frames from matched cameras."""
         self._expire_goals()
-        intake = self._intake
-        if intake is not None and intake.settle():  # idle: a look at the newest frame now and then
-            try:
-                intake.peek(sum(sub.get_publisher_count() for sub in intake.subscriptions))
-            except Exception:  # destroyed meanwhile
-                pass
         watch = self._frame_watch
         subscriptions = list(self._frame_subs)
         if watch is None or not subscriptions:
@@ -664,3 +658,6 @@ class PerceptionNode(LifecycleNode):
         warning = watch.update(matched, frames, time.monotonic())
         if warning:
             self.get_logger().warning(warning)
+        intake = self._intake  # after the watch: a frame it takes counts as after the match
+        if intake is not None and intake.settle():  # idle: a look at the newest frame now and then
+            intake.peek(matched)
