@@ -46,7 +46,8 @@ test -d "$OUT/lpr_zero2/checkpoint-2/global_step2" && test -f "$OUT/lpr_zero2/ch
 "$BIN/accelerate" launch --config_file "$CONFIGS/accelerate/zero3.yaml" --num_processes 2 \
   --main_process_ip 127.0.0.1 --main_process_port "$PORT" -m finers_training.cli lpr \
   --config "$CONFIGS/smoke_lpr.yaml" --base-model "$OUT/base" \
-  --annotations "$OUT/scenes/annotations.json" --output-dir "$OUT/lpr_zero3"
+  --annotations "$OUT/scenes/annotations.json" --output-dir "$OUT/lpr_zero3" \
+  --eval-annotations "$OUT/val/annotations.json"  # saved gathered, evaluated by rank 0
 # LoRA under ZeRO-3: the adapters are gathered from the partitions, then merged and saved.
 "$BIN/accelerate" launch --config_file "$CONFIGS/accelerate/zero3.yaml" --num_processes 2 \
   --main_process_ip 127.0.0.1 --main_process_port "$PORT" -m finers_training.cli lpr \
@@ -82,6 +83,8 @@ base, zero2, zero3 = (load_file(out / run / "model.safetensors") for run in ("ba
 assert set(zero3) == set(zero2) == set(base), "ZeRO-3 saved other weight names"
 assert all((zero3[k] - zero2[k]).abs().max() < 1e-6 for k in base), "ZeRO-3 and ZeRO-2 disagree"
 assert any((zero2[k] - base[k]).abs().max() > 0 for k in base), "training changed nothing"
+best3 = load_file(out / "lpr_zero3" / "best" / "model.safetensors")  # evaluated at step 2
+assert set(best3) == set(zero3) and all((best3[k] == zero3[k]).all() for k in zero3)
 # Each ZeRO-3 rank loaded the frozen LPR whole (a partitioned one counts 0 weights).
 import re
 loaded = re.findall(r"frozen LPR .* loaded, (\d+) weights", (out / "gse_online.log").read_text())

@@ -82,11 +82,16 @@ def evaluate_checkpoint(config: TrainConfig, checkpoint: Path, out: Path) -> dic
     from finers_ros.cli.evaluate import evaluate
     from finers_ros.pipeline import FineRSPipeline
 
+    from .generation import outside_zero3
+
     records = load_annotations(config.eval_annotations, config.eval_images_dir)
     if config.eval_max_samples is not None:
         records = records[: config.eval_max_samples]
-    pipeline = FineRSPipeline.from_config(pipeline_config(config, checkpoint))
-    return evaluate(pipeline, records, out, bringup_banner(pipeline), examples=0)
+    # One process loads and runs it whole while the others wait: no ZeRO-3 partitioning at
+    # load, no generation synced across processes that are not generating.
+    with outside_zero3():
+        pipeline = FineRSPipeline.from_config(pipeline_config(config, checkpoint))
+        return evaluate(pipeline, records, out, bringup_banner(pipeline), examples=0)
 
 
 def flat_metrics(metrics: dict) -> dict:
