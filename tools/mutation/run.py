@@ -83,6 +83,7 @@ class Outcome:
     seconds: float
     equivalent: dict[str, str] = field(default_factory=dict)
     stale_equivalent: list[str] = field(default_factory=list)
+    changed: bool = False  # the module's code changed after the run: its figures are old
 
 
 def load_modules() -> list[Module]:
@@ -211,14 +212,19 @@ def uncaught(modules: list[Module], work: Path, equivalent: dict[str, dict]) -> 
     return names
 
 
+def changed_since(module: Module, work: Path) -> bool:
+    """Return True when the module's code differs from the copy its last run mutated."""
+    source = (ROOT / module.path).read_text()
+    if module.skip:
+        source = mark_skipped(source, module.skip)
+    copied = work / module.work_path
+    return not copied.exists() or copied.read_text() != source
+
+
 def check_unchanged(modules: list[Module], work: Path) -> None:
     """Refuse ``--again`` when a module's code differs from the one its last run mutated."""
     for module in modules:
-        source = (ROOT / module.path).read_text()
-        if module.skip:
-            source = mark_skipped(source, module.skip)
-        copied = work / module.work_path
-        if not copied.exists() or copied.read_text() != source:
+        if changed_since(module, work):
             raise SystemExit(f"{module.path} changed since its last run (or never ran): "
                              "run it without --again")
 
@@ -306,6 +312,7 @@ def summary(outcome: Outcome) -> dict:
         "survivors": survivors,
         "stale_equivalent": sorted(outcome.stale_equivalent),
         "not_mutated": outcome.module.skip,
+        "code_changed_since_run": outcome.changed,
     }
 
 
@@ -361,6 +368,8 @@ def table(results: dict) -> list[str]:
             when = f"{m['run_time_s'] / 60:.1f} min"
             if sizes[m["run"]] > 1:
                 when += f" ({m['run']}: {sizes[m['run']]} modules)"
+        if m.get("code_changed_since_run"):
+            when += ", code changed since"
         lines.append(f"| `{m['module']}` | {m['mutants']} | {m['killed']} | {m['timeouts']} "
                      f"| {m['survived']} | {m['no_tests']} | {m['equivalent']} | {score} "
                      f"| {when} |")
@@ -432,6 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds = float(timed.read_text()) if timed.exists() else 0.0
         for outcome in outcomes:
             outcome.seconds = seconds
+            outcome.changed = changed_since(outcome.module, work)
             mark_equivalent(outcome, equivalent)
             done[outcome.module.path] = result = summary(outcome)
             print(f"    {outcome.module.path}: {result['mutants']} mutants, {result['killed']} "
