@@ -126,8 +126,14 @@ def test_ring_keeps_exactly_max_frames():
 
 @pytest.mark.parametrize("frames, nbytes", [(0, 10), (3, 0)])
 def test_ring_refuses_bounds_that_hold_nothing(frames, nbytes):
-    with pytest.raises(ValueError, match="must be positive"):
+    with pytest.raises(ValueError, match="^max_frames and max_bytes must be positive$"):
         FrameRing(frames, nbytes)
+
+
+def test_a_new_ring_holds_30_frames_or_256_mib_and_has_held_nothing():
+    ring = FrameRing()
+    assert (ring.max_frames, ring.max_bytes) == (30, 256 * 2 ** 20)
+    assert (len(ring), ring.nbytes, ring.peak_bytes) == (0, 0, 0)
 
 
 # -- the template tracker ------------------------------------------------------------------
@@ -171,6 +177,22 @@ def test_a_fast_target_is_found_where_its_velocity_puts_it():
     for step in range(1, 8):
         update = tracker.update(FrameView(scene((20 + 25 * step, 100 - 6 * step))))
         assert update.box == box_at(20 + 25 * step, 100 - 6 * step), step
+
+
+def test_a_target_with_a_hole_is_followed_with_the_hole_filled():
+    def holed(x, y):
+        frame = scene()
+        frame[y:y + 12, x:x + 16] = RED
+        frame[y + 4:y + 8, x + 5:x + 11] = BACKGROUND[y + 4:y + 8, x + 5:x + 11]
+        return frame
+
+    tracker = build_tracker()
+    tracker.seed(FrameView(holed(60, 80)), (60.0, 80.0, 75.0, 91.0), None)
+    for step in (1, 2, 3):
+        update = tracker.update(FrameView(holed(60 + 3 * step, 80 - 2 * step)))
+        assert update.box == box_at(60 + 3 * step, 80 - 2 * step, (16, 12))
+        assert update.mask[4:8, 5:11].all()  # without the hole: 24 of 192 pixels missing
+        assert update.mask.mean() > 0.95
 
 
 def test_the_same_scene_in_bgr_is_tracked_the_same():

@@ -109,13 +109,19 @@ class DepthInput:
         self.colour_topic = node.resolve_topic_name(colour_topic)  # remapped
         self.image, self.image_rule = image_kind(camera_image, self.colour_topic)
 
-    def subscribe(self) -> None:
-        """Start taking depth frames and CameraInfo (the node's activate)."""
+    def subscribe(self, callback_group=None) -> None:
+        """
+        Start taking depth frames and CameraInfo (the node's activate).
+
+        ``callback_group``: the depth subscription's, the colour frames' gated group with
+        on-demand intake, so depth frames are taken only while colour frames are.
+        """
         if self._subscriptions:
             return
         self._subscriptions = [
             self._node.create_subscription(
-                Image, DEPTH_TOPIC, self._on_depth, qos_profile_sensor_data
+                Image, DEPTH_TOPIC, self._on_depth, qos_profile_sensor_data,
+                callback_group=callback_group,
             ),
             self._node.create_subscription(
                 CameraInfo, CAMERA_INFO_TOPIC, self._on_info, qos_profile_sensor_data
@@ -290,8 +296,8 @@ class DepthStage:
         )
         self.outputs = TargetPublisher(node, cloud=bool(settings.publish_target_points))
 
-    def subscribe(self) -> None:
-        self.input.subscribe()
+    def subscribe(self, callback_group=None) -> None:
+        self.input.subscribe(callback_group)
 
     def unsubscribe(self) -> None:
         self.input.unsubscribe()
