@@ -138,6 +138,16 @@ def test_track_and_stop_track_commands():
     assert command_text("find it") == "find it"
 
 
+def test_a_json_command_of_megabytes_keeps_its_id():
+    """Its instruction is refused as too long under its id; its client hears back."""
+    import json
+
+    from finers_ros.commands import parse_command
+
+    command = parse_command(json.dumps({"instruction": "x" * 3_000_000, "id": "big-1"}))
+    assert command["request_id"] == "big-1" and len(command["instruction"]) == 3_000_000
+
+
 def test_json_command_without_a_string_instruction_keeps_its_id():
     """
     Answer such a command as an empty instruction under its id (an input error).

@@ -215,3 +215,28 @@ def test_deactivate_mid_track_ends_it_and_says_why(client, wide_scene, node):
         count = len(of(client, "deact-1"))
         time.sleep(1.0)
         assert len(of(client, "deact-1")) == count  # nothing left running after the end
+
+
+def test_stop_all_also_stops_a_track_whose_answer_is_still_coming(client, wide_scene):
+    with PanningCamera(client, wide_scene) as camera:
+        ask_to_track(client, camera.record["Q"], "early-stop")
+        client.send(json.dumps({"stop_track": "all"}))  # before the cascade answered
+        assert client.wait_until(lambda: of(client, "early-stop"), TIMEOUT)
+        time.sleep(1.0)  # frames keep coming: no track may start
+    (msg,) = of(client, "early-stop")
+    assert msg.state == "ended" and msg.track_id == ""
+    assert "stopped by client (stop_track all)" in msg.reason, msg.reason
+
+
+def test_a_lost_target_is_logged_once_not_on_every_frame(client, wide_scene, node):
+    with PanningCamera(client, wide_scene) as camera:
+        ask_to_track(client, camera.record["Q"], "gone-1")
+        assert client.wait_until(lambda: len(of(client, "gone-1")) >= 2, TIMEOUT)
+        camera.image = np.full_like(camera.image, 127)  # the target is gone from the view
+        assert client.wait_until(
+            lambda: sum(m.state == "lost" for m in of(client, "gone-1")) >= 6, TIMEOUT)
+        track_id = of(client, "gone-1")[0].track_id
+        client.send(json.dumps({"stop_track": track_id}))
+        assert client.wait_until(lambda: of(client, "gone-1")[-1].state == "ended", TIMEOUT)
+    lines = [line for line in node.log().splitlines() if f"{track_id} lost:" in line]
+    assert len(lines) == 1, lines

@@ -185,7 +185,7 @@ def test_a_frame_that_cannot_be_decoded_is_skipped_and_the_track_goes_on(running
         assert reports.wait(lambda items: items[-1].frame.seq == 3)
     assert reports.items[-1].update.box == box_at(*path(3))
     assert service.counters.errors == 2
-    assert "frame 1 not tracked: 16UC1 is not a colour encoding" in caplog.text
+    assert "frame 1 not tracked: 16UC1 is not a colour encoding" in caplog.messages
 
 
 def test_a_frame_of_another_size_ends_the_track_with_the_tracker_reason(running):
@@ -321,9 +321,10 @@ def test_the_ring_is_kept_until_every_waiting_request_has_its_answer(running):
 
 
 def test_stopping_refuses_the_tracks_still_waiting_to_start():
-    gate = threading.Event()
+    gate, entered = threading.Event(), threading.Event()
 
     def slow_tracker(config):
+        entered.set()
         gate.wait(5)  # the worker is busy building the first track's tracker
         return build_tracker(config)
 
@@ -331,9 +332,10 @@ def test_stopping_refuses_the_tracks_still_waiting_to_start():
     service = TrackingService(reports, tracker_factory=slow_tracker)
     service.start_worker()
     first = start(service, "a")
-    assert until(lambda: service.active == 0)  # taken by the worker, not yet running
+    assert entered.wait(5)  # taken by the worker, not yet running
+    assert service.active == 1  # still counted: the node keeps taking frames for it
     second = start(service, "b")
-    assert service.active == 1
+    assert service.active == 2
     threading.Timer(0.3, gate.set).start()
     service.stop_worker("node deactivated")
     refused = reports.of(second)
@@ -357,12 +359,19 @@ def test_a_stopped_service_ends_its_tracks_and_takes_late_answers_quietly():
     service.stop_worker()
     last = reports.of(track_id)[-1]
     assert last.update.state is TrackState.ENDED and last.update.reason == "tracking stopped"
+    service.put_frame(sent(scene(path(1)), 1))  # frames still arrive: nobody waits for them
+    assert len(service.ring) == 0
     service.settle()  # the answer of a request made before the stop
     assert not service.resume(track_id, scene(), 1, header(1), box_at(1, 1),
                               np.ones((HEIGHT, WIDTH), bool))
     assert service.counters.errors == 0 and service.active == 0
-    service.start_worker()
-    assert start(service, "again") is not None  # a node activated again tracks again
+    service.start_worker()  # a node activated again tracks again
+    again = start(service, "again")
+    assert reports.wait(lambda items: items[-1].track_id == again)
+    assert reports.items[-1].update.tracking and service.counters.errors == 0
+    service.put_frame(sent(scene(path(2)), 2))
+    assert reports.wait(lambda items: items[-1].frame.seq == 2)
+    assert reports.items[-1].update.box == box_at(*path(2))
     service.stop_worker()
 
 
@@ -397,23 +406,21 @@ def test_cascade_mode_asks_once_per_loss_and_a_resume_keeps_the_id(running):
     assert not service.resume("track-0", scene(at), 3, header(3), box_at(*at), mask)
     assert not service.resume(track_id, scene(at), 3, header(3), None, mask)
     assert not service.resume(track_id, scene(at), 3, header(3), box_at(*at), None)
-    service.put_frame(sent(scene(), 3))
-    assert reports.wait(lambda items: items[-1].frame.seq == 3)
-    assert len(asked) == 2  # no new answer: asked again at the next lost frame
+    # no new answer: asked again at a later lost frame
+    assert blank_frames_until(service, reports, lambda: len(asked) == 2, 3) < 100
     assert service.resume(track_id, scene(at), 3, header(3), (-50.0, -50.0, 300.0, 300.0),
                           mask)  # a loose box: the answer's mask says where the target is
     assert reports.wait(lambda items: items[-1].frame.seq == 3 and items[-1].update.tracking)
     assert reports.items[-1].update.box == box_at(*at) and reports.items[-1].track_id == track_id
-    service.put_frame(sent(scene((152, 42)), 4))
-    assert reports.wait(lambda items: items[-1].frame.seq == 4 and items[-1].update.tracking)
+    service.put_frame(sent(scene((152, 42)), 100))
+    assert reports.wait(lambda items: items[-1].frame.seq == 100 and items[-1].update.tracking)
     back = reports.items[-1]
     assert (back.track_id, back.request_id, back.instruction) == (track_id, "r1",
                                                                   "the red tag")
     assert back.update.box == box_at(152, 42) and back.frames_tracked == 3
     assert service.counters.tracks_started == 1 and service.counters.reacquired == 1
-    service.put_frame(sent(scene(), 5))
-    assert reports.wait(lambda items: items[-1].frame.seq == 5)
-    assert len(asked) == 3 and service.counters.losses == 2  # a new loss asks again
+    assert blank_frames_until(service, reports, lambda: len(asked) == 3, 101) < 200
+    assert service.counters.losses == 2  # a new loss asks again
 
 
 def test_a_resume_that_cannot_be_tracked_keeps_the_lost_track_and_asks_again(running):
@@ -425,12 +432,21 @@ def test_a_resume_that_cannot_be_tracked_keeps_the_lost_track_and_asks_again(run
     assert reports.wait(lambda items: items and items[-1].update.state is TrackState.LOST)
     off = (400.0, 10.0, 420.0, 20.0)
     assert service.resume(track_id, scene(), 2, header(2), off, np.ones((HEIGHT, WIDTH), bool))
-    service.put_frame(sent(scene(), 3))
-    assert reports.wait(lambda items: items[-1].frame.seq == 3)
-    assert [r.update.state for r in reports.of(track_id)] == [TrackState.TRACKING,
-                                                              TrackState.LOST, TrackState.LOST]
-    assert len(asked) == 2 and service.track_ids() == [track_id]
+    assert blank_frames_until(service, reports, lambda: len(asked) == 2, 3) < 100
+    states = {r.update.state for r in reports.of(track_id)[1:]}
+    assert states == {TrackState.LOST} and service.track_ids() == [track_id]
     assert service.counters.tracks_started == 1 and service.counters.tracks_ended == 0
+
+
+def blank_frames_until(service, reports, condition, seq: int) -> int:
+    """Send target-less frames 0.1 s apart until ``condition()`` (5 s at most); next seq."""
+    deadline = time.monotonic() + 5.0
+    while not condition() and time.monotonic() < deadline:
+        service.put_frame(sent(scene(), seq))
+        assert reports.wait(lambda items: items[-1].frame.seq == seq)
+        seq += 1
+        time.sleep(0.1)
+    return seq if condition() else 10 ** 6
 
 
 def test_off_mode_ends_the_track_on_its_first_lost_frame(running):

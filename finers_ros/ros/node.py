@@ -599,8 +599,8 @@ class PerceptionNode(LifecycleNode):
         if tracking is None:
             self.get_logger().warning(f"stop_track {shown}: node is not configured")
             return
-        count = tracking.service.stop(None if which == "all" else which)
-        if not count:
+        count = tracking.stop(None if which == "all" else which)
+        if not count and which != "all":
             self.get_logger().warning(f"stop_track {shown}: no such track running "
                                       f"(running: {', '.join(tracking.service.track_ids())})")
 

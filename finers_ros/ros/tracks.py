@@ -10,6 +10,7 @@ enabled, every tracked frame's mask is located in 3D as the Detection's is.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Callable, Optional
 
 import numpy as np
@@ -64,6 +65,8 @@ class NodeTracking:
         self._depth = depth
         self._outputs = outputs  # StandardOutputs: tracked frames as vision_msgs too
         self._lock = threading.Lock()
+        self._stop_all_at = float("-inf")  # time.monotonic() of the last stop_track "all"
+        self._logged_state: dict = {}  # track id -> the state last logged (one line a change)
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
                          history=HistoryPolicy.KEEP_LAST)
         self._publisher = node.create_publisher(Track, TRACKS_TOPIC, qos)
@@ -82,12 +85,26 @@ class NodeTracking:
         self.service.put_frame(TrackFrame(view, header, seq, nbytes,
                                           int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)))
 
+    def stop(self, track_id: Optional[str]) -> int:
+        """
+        End one track, or (None) all: also those asked for and still being answered.
+
+        Returns how many running tracks will end.
+        """
+        if track_id is None:
+            self._stop_all_at = time.monotonic()
+        return self.service.stop(track_id)
+
     def start_from(self, outcome: Outcome) -> None:
         """Start (or refuse, with an ended report) the track a ``track`` request asked for."""
         result = outcome.result
         frame = outcome.frame
-        if result.error or not result.found or outcome.image is None or frame is None:
+        stopped = outcome.request.received <= self._stop_all_at
+        if stopped or result.error or not result.found or outcome.image is None or \
+                frame is None:
             why = result.error and f"[{result.error_stage}] {result.error}"
+            if stopped:
+                why = "stopped by client (stop_track all) before the answer came"
             self.service.start(outcome.request.request_id, outcome.request.instruction,
                                outcome.image, frame.seq if frame is not None else 0,
                                frame.header if frame is not None else None, None, None,
@@ -132,9 +149,7 @@ class NodeTracking:
                 msg.reason_3d = f"3D failed: {type(exc).__name__}: {exc}"[:500]
         if depth is not None:
             self._display.markers(report, header, target)
-        if report.update.state.value in ("lost", "ended"):
-            self._node.get_logger().info(f"{report.track_id or report.request_id} "
-                                         f"{report.update.state.value}: {report.update.reason}")
+        self._log_change(report)
         with self._lock:
             if self._publisher is not None:
                 self._publisher.publish(msg)
@@ -144,6 +159,18 @@ class NodeTracking:
                 outputs.publish_track(msg, target)
             except Exception as exc:  # publishing after cleanup began, for example
                 self._node.get_logger().warning(f"track not published as vision_msgs: {exc}")
+
+    def _log_change(self, report: TrackReport) -> None:
+        """Log a track that gets lost or ends, once per change (not every frame it stays so)."""
+        key = report.track_id or report.request_id
+        state = report.update.state.value
+        previous = self._logged_state.get(key)
+        if state == "ended":
+            self._logged_state.pop(key, None)
+        elif state in ("lost", "tracking"):
+            self._logged_state[key] = state
+        if state in ("lost", "ended") and state != previous:
+            self._node.get_logger().info(f"{key} {state}: {report.update.reason}")
 
     def close(self, reason: str) -> None:
         """End every track (reported) and stop; the publisher goes last."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -40,6 +41,9 @@ from .ring import FrameRing, TrackFrame
 log = logging.getLogger(__name__)
 REACQUIRE_MODES = ("search", "cascade", "off")
 _TRACK_NUMBERS = itertools.count(1)  # per process: a reconfigured node never reuses an id
+# per process start: a restarted node's ids differ from those its clients still hold
+_RUN = os.urandom(3).hex()
+REACQUIRE_RETRY_S = 2.0  # track_reacquire cascade: ask again this long after a "not found"
 
 
 @dataclass
@@ -72,6 +76,7 @@ class _Track:
     frames_tracked: int = 0
     state: TrackState = TrackState.TRACKING
     reacquire_asked: bool = False
+    reacquire_after: float = 0.0  # time.monotonic() before which the cascade is not re-asked
     last_stamp_ns: int = 0  # newest camera stamp this track ran on (0: unknown)
     last_frame: Optional[TrackFrame] = None
     last_update: Optional[TrackUpdate] = None
@@ -88,6 +93,7 @@ class _Seed:
     box: Box
     mask: Optional[np.ndarray]
     resume: bool = False
+    counted_out: bool = False  # no longer among the service's seeding ones
 
 
 @dataclass
@@ -138,6 +144,8 @@ class TrackingService:
         self._seeds: List[_Seed] = []
         self._ends: List[tuple] = []  # (track_id or None for all, reason)
         self._pending = 0  # tracking requests waiting for their answer: keep the ring
+        self._seeding = 0  # seeds the worker took and has not registered (or refused) yet
+        self._stop_reason = "tracking stopped"
         self._newest: Optional[TrackFrame] = None
         self._newest_taken = 0  # seq of the newest frame the worker took
         self._last_frame_time = time.monotonic()
@@ -163,6 +171,7 @@ class TrackingService:
         """End every track (each reported as ended with ``reason``) and stop the worker."""
         with self._cond:
             self._ends.append((None, reason))
+            self._stop_reason = reason
             refused = list(self._seeds)
             self._seeds.clear()
             self._pending = 0
@@ -203,7 +212,7 @@ class TrackingService:
         """Note that a tracking request got its answer (found or not)."""
         with self._cond:
             self._pending = max(0, self._pending - 1)
-            clear = self._pending == 0 and not self._seeds
+            clear = self._pending == 0 and not self._seeds and not self._seeding
         if clear:
             self.ring.clear()
 
@@ -228,7 +237,7 @@ class TrackingService:
             elif len(self._tracks) + len(self._seeds) >= self.max_tracks:
                 why = f"too many tracks ({self.max_tracks} running); stop one first"
             else:
-                track_id = f"track-{next(self._ids)}"
+                track_id = f"track-{_RUN}-{next(self._ids)}"
                 self._seeds.append(_Seed(track_id, request_id, instruction, image, seq,
                                          header, box, mask))
                 self._cond.notify_all()
@@ -247,8 +256,9 @@ class TrackingService:
         with self._cond:
             track = self._tracks.get(track_id)
             if track is None or not self._running or box is None or mask is None:
-                if track is not None:
-                    track.reacquire_asked = False  # try again at the next loss
+                if track is not None:  # not found: ask again a little later
+                    track.reacquire_asked = False
+                    track.reacquire_after = time.monotonic() + REACQUIRE_RETRY_S
                 return False
             self._seeds.append(_Seed(track_id, track.request_id, track.instruction, image, seq,
                                      header, box, mask, resume=True))
@@ -272,9 +282,9 @@ class TrackingService:
 
     @property
     def active(self) -> int:
-        """How many tracks are running or starting."""
+        """How many tracks are running or starting (also while the worker seeds one)."""
         with self._cond:
-            return len(self._tracks) + len(self._seeds)
+            return len(self._tracks) + len(self._seeds) + self._seeding
 
     # -- worker ----------------------------------------------------------------------
     def _loop(self, generation: int) -> None:
@@ -287,6 +297,7 @@ class TrackingService:
                 if not self._running or generation != self._generation:
                     return
                 seeds, self._seeds = self._seeds, []
+                self._seeding += len(seeds)
                 ends, self._ends = self._ends, []
                 frame = self._newest if (self._newest is not None
                                          and self._newest.seq > self._newest_taken) else None
@@ -295,7 +306,10 @@ class TrackingService:
             try:
                 self._apply_ends(ends)
                 for seed in seeds:
-                    self._seed(seed)
+                    try:
+                        self._seed(seed, generation)
+                    finally:
+                        self._seeded(seed)
                 if frame is not None:
                     self._track_frame(frame)
                 self._expire()
@@ -329,7 +343,18 @@ class TrackingService:
             else:
                 self._end(track_id, reason)
 
-    def _seed(self, seed: _Seed) -> None:
+    def _seeded(self, seed: _Seed) -> None:
+        """Count ``seed`` out of the seeding ones (once: at its registration, else after)."""
+        with self._cond:
+            if not seed.counted_out:
+                seed.counted_out = True
+                self._seeding -= 1
+
+    def _current(self, generation: int) -> bool:
+        """Tell whether the worker of ``generation`` is still the running one (under lock)."""
+        return self._running and generation == self._generation
+
+    def _seed(self, seed: _Seed, generation: int) -> None:
         started = time.perf_counter()
         frame = TrackFrame(lambda: FrameView(seed.image), seed.header, seed.seq,
                            seed.image.nbytes)
@@ -356,21 +381,37 @@ class TrackingService:
                        frames_tracked=0 if old is None else old.frames_tracked,
                        state=TrackState.TRACKING if old is None else old.state,
                        last_stamp_ns=_stamp_ns(seed.header),
-                       last_update=None if old is None else old.last_update)
+                       last_update=None if old is None else old.last_update,
+                       last_frame=frame)  # an end during its catch-up is on a camera frame
+        with self._cond:  # registered first: a replay step that ends it reports it
+            stopped = not self._current(generation) or (
+                old is not None and self._tracks.get(seed.track_id) is not old)
+            if not stopped:
+                if old is None:
+                    self.counters.tracks_started += 1
+                self._tracks[track.track_id] = track
+                self._stall_reported = False
+            seed.counted_out = True
+            self._seeding -= 1
+            reason = self._stop_reason
+        if stopped:  # stopped (or ended) while it was seeded: its one end is reported here
+            tracker.close()
+            if old is None:
+                self._report_never_started(seed.track_id, seed.request_id, seed.instruction,
+                                           reason, size, frame)
+            return
         if old is not None:
             old.tracker.close()
-        with self._cond:  # registered first: a replay step that ends it reports it
-            if old is None:
-                self.counters.tracks_started += 1
-            self._tracks[track.track_id] = track
-            self._stall_reported = False
         replay = self.ring.after(seed.seq)
         replayed = 0
         track.frames_tracked += 1  # the answered frame
         for older in replay:
+            if not self._holds(track, generation):
+                return  # ended or stopped during its catch-up: that end was reported
             update, ok = self._step(track, older, update)
             if not ok:
                 return
+            track.last_frame = older
             track.frames_tracked += int(update.tracking)
             replayed += 1
         if old is None:
@@ -379,10 +420,15 @@ class TrackingService:
         track.frames_tracked -= int(update.tracking)  # _report counts the reported frame
         self._report(track, update, last, (time.perf_counter() - started) * 1000.0, replayed)
 
+    def _holds(self, track: _Track, generation: int) -> bool:
+        """Tell whether ``track`` is still running in the worker of ``generation``."""
+        with self._cond:
+            return self._current(generation) and self._tracks.get(track.track_id) is track
+
     def settle_ring_if_idle(self) -> None:
         """Free the ring once no request waits for a catch-up."""
         with self._cond:
-            idle = self._pending == 0 and not self._seeds
+            idle = self._pending == 0 and not self._seeds and not self._seeding
         if idle:
             self.ring.clear()
 
@@ -390,11 +436,13 @@ class TrackingService:
         """One tracker update on ``frame`` (returns the update and whether the track goes on)."""
         try:
             view = frame.view()
-        except Exception as exc:  # an undecodable frame: skip it, the track goes on
+        except Exception as exc:  # an undecodable frame: not seen in it, the track goes on
             with self._cond:
                 self.counters.errors += 1
             log.warning("frame %d not tracked: %s", frame.seq, exc)
-            return previous, True
+            box = previous.box if previous is not None else None
+            return TrackUpdate(TrackState.SEARCHING, box, 0.0,
+                               reason=f"frame not readable: {exc}"[:300]), True
         if frame.stamp_ns and frame.stamp_ns < track.last_stamp_ns:
             self._end(track.track_id, "camera time went backwards (a replayed or restarted "
                       "stream): track ended")
@@ -424,9 +472,10 @@ class TrackingService:
                 continue  # already there (its catch-up replayed this frame)
             started = time.perf_counter()
             update, ok = self._step(track, frame, track.last_update)
-            if ok:
-                reports.append(self._report(track, update, frame,
-                                            (time.perf_counter() - started) * 1000.0))
+            report = self._report(track, update, frame,
+                                  (time.perf_counter() - started) * 1000.0) if ok else None
+            if report is not None:
+                reports.append(report)
         if reports and self.on_frame is not None:
             try:
                 self.on_frame(frame, reports)
@@ -434,7 +483,10 @@ class TrackingService:
                 log.exception("frame display failed")
 
     def _report(self, track: _Track, update: TrackUpdate, frame: TrackFrame, ms: float,
-                replayed: int = 0) -> TrackReport:
+                replayed: int = 0) -> Optional[TrackReport]:
+        with self._cond:
+            if self._tracks.get(track.track_id) is not track:
+                return None  # ended meanwhile (stopped, deactivated): its end was reported
         if update.tracking:
             if track.state is not TrackState.TRACKING:
                 self.counters.reacquired += 1
@@ -451,7 +503,8 @@ class TrackingService:
         if update.state is TrackState.LOST:
             if self.reacquire == "off":
                 self._end(track.track_id, "target lost (track_reacquire: off)")
-            elif self.reacquire == "cascade" and not track.reacquire_asked:
+            elif self.reacquire == "cascade" and not track.reacquire_asked and \
+                    time.monotonic() >= track.reacquire_after:
                 track.reacquire_asked = True
                 try:
                     self.on_reacquire(track.track_id, track.request_id, track.instruction)
