@@ -268,6 +268,15 @@ def test_a_lost_target_is_found_again_far_from_where_it_was():
     assert tracker.update(FrameView(scene((172, 31)))).box == box_at(172, 31)
 
 
+def test_a_look_alike_close_above_does_not_take_the_track():
+    twin = (100, 50)  # 30 px above, inside the search radius
+    tracker = build_tracker()
+    tracker.seed(FrameView(scene((100, 80), twin)), box_at(100, 80), None)
+    for step in range(1, 6):
+        update = tracker.update(FrameView(scene((100 + 2 * step, 80), twin)))
+        assert update.box == box_at(100 + 2 * step, 80), step
+
+
 def test_a_target_that_cannot_be_told_from_its_twin_is_not_taken():
     tracker, _ = seeded(60, 80)
     update = tracker.update(FrameView(scene((150, 30), (150, 120))))
