@@ -136,6 +136,11 @@ class FrameIntake:
         self.topic_of = {s.msg_type: s.topic_name for s in self.subscriptions}
 
     @property
+    def group(self) -> GatedGroup:
+        """Return the gated callback group (other inputs taken only with the frames: depth)."""
+        return self._gate
+
+    @property
     def is_open(self) -> bool:
         """Tell whether every frame is taken now (serving or tracking, or every_frame)."""
         return self._gate.is_open
