@@ -137,7 +137,7 @@ class FrameIntake:
 
     @property
     def group(self) -> GatedGroup:
-        """Return the gated callback group (other inputs taken only with the frames: depth)."""
+        """Return the gated callback group: other inputs taken only with the frames (depth)."""
         return self._gate
 
     @property
