@@ -127,6 +127,8 @@ class NodeTracking:
         result = outcome.result
         frame = outcome.frame
         found = not result.error and result.found and frame is not None
+        if not found:  # not found (yet): the service asks again a little later
+            self.service.resume(track_id, outcome.image, 0, None, None, None)
         if not found or not self.service.resume(track_id, outcome.image, frame.seq,
                                                 frame.header, result.box, result.mask):
             self._node.get_logger().info(f"{track_id} not re-acquired by the cascade: "
