@@ -302,3 +302,66 @@ def test_the_reference_mcap_reader_decodes_every_message_from_the_embedded_schem
     assert bytes(frame.data) == outcome.image.tobytes()
     assert decoded["/finers/command"][1].data == '{"instruction": "find the red screw 3", ' \
         '"question_type": "referring", "id": "cmd-3"}'
+
+
+def test_the_cameras_own_message_depth_and_camera_info_are_written_as_received(tmp_path):
+    """Keep a CompressedImage on its topic, depth and CameraInfo before it, on the given clock."""
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from rclpy.serialization import serialize_message
+    from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+
+    from finers_ros.ros.recorder import bag_qos
+
+    outcome, detection = episode(7)
+    jpeg = CompressedImage(header=detection.header, format="jpeg", data=b"\xff\xd8not-really")
+    depth = Image(header=detection.header, height=2, width=2, encoding="16UC1", step=4,
+                  data=bytes(range(8)))
+    info = CameraInfo(header=detection.header, width=64, height=48,
+                      k=[500.0, 0.0, 32.0, 0.0, 500.0, 24.0, 0.0, 0.0, 1.0])
+    outcome.frame.source = ("/cam/image_raw/compressed", jpeg)
+    offered = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT,
+                         durability=DurabilityPolicy.VOLATILE)
+    asked = []
+
+    def qos_of(topic):
+        asked.append(topic)
+        return [bag_qos(offered)]
+
+    sim_ns = 42 * 10 ** 9  # a simulation clock, far from the wall clock
+    recorder = EpisodeRecorder(tmp_path, now_ns=lambda: sim_ns, qos_of=qos_of, **TOPICS)
+    assert recorder.record(outcome, detection, [("/cam/camera_info", info),
+                                                ("/cam/depth/image_raw", depth)])
+    recorder.close()
+    data = read_bag(recorder.bags[0])
+    conns, messages = data["connections"], data["messages"]
+    assert conns["/cam/image_raw/compressed"].msgtype == "sensor_msgs/msg/CompressedImage"
+    assert "/camera/image_raw" not in conns  # nothing re-encoded as rgb8
+    ((frame_ns, frame),) = messages["/cam/image_raw/compressed"]
+    assert frame.format == "jpeg" and bytes(frame.data) == bytes(jpeg.data)
+    ((depth_ns, stored_depth),) = messages["/cam/depth/image_raw"]
+    ((info_ns, stored_info),) = messages["/cam/camera_info"]
+    assert bytes(stored_depth.data) == bytes(depth.data) and stored_depth.encoding == "16UC1"
+    assert list(stored_info.k) == list(info.k)
+    assert info_ns < depth_ns < frame_ns  # CameraInfo, depth, colour: a driver's order
+    ((detection_ns, _),) = messages["/finers/detections"]
+    assert frame_ns <= detection_ns == sim_ns  # the node's clock, not time.time_ns()
+    assert all(0 < t <= sim_ns for entries in messages.values() for t, _ in entries)
+    assert sorted(set(asked)) == sorted(conns)  # every topic's offered QoS, once per bag
+    (qos,) = conns["/cam/image_raw/compressed"].ext.offered_qos_profiles
+    assert (qos.reliability.name, qos.durability.name, qos.depth) == (
+        "BEST_EFFORT", "VOLATILE", 5)
+    assert serialize_message(jpeg)  # the message itself is left as it was
+
+
+def test_offered_qos_durations_as_rosbag2_writes_them():
+    from rclpy.duration import Duration
+    from rclpy.qos import QoSProfile
+
+    from finers_ros.ros.recorder import INFINITE_S, bag_qos
+
+    profile = QoSProfile(depth=1, deadline=Duration(seconds=1, nanoseconds=500),
+                         lifespan=Duration(seconds=3 * 10 ** 9))  # past 2^31 s
+    qos = bag_qos(profile)
+    assert (qos.deadline.sec, qos.deadline.nsec) == (1, 500)
+    assert (qos.lifespan.sec, qos.lifespan.nsec) == (INFINITE_S, 0xFFFFFFFF)
+    assert (qos.liveliness_lease_duration.sec, qos.liveliness_lease_duration.nsec) == (0, 0)
