@@ -35,7 +35,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="finers-demo", description=__doc__.strip().split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"))
-    parser.add_argument("--instruction", default=INSTRUCTION)
+    parser.add_argument("--instruction", default=None,
+                        help=f"default: {INSTRUCTION!r}; with --track, the moving target's "
+                             "colour (\"find the <colour> screw\")")
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--track", action="store_true",
                         help="ask once with \"track\": true, then follow the target on a "
@@ -44,7 +46,8 @@ def main(argv=None) -> int:
     if args.track:
         from .demo_track import run
 
-        return run(args.out, args.timeout)
+        return run(args.out, args.timeout, args.instruction)
+    args.instruction = args.instruction or INSTRUCTION
 
     from domain_coordinator import domain_id
 

@@ -13,6 +13,7 @@ import json
 import os
 import threading
 import time
+from typing import Optional
 from pathlib import Path
 
 import cv2
@@ -30,8 +31,8 @@ def instruction_for(sequence) -> str:
     return f"find the {classify_rgb(sequence.target_rgb)[0]} screw"
 
 
-def run(out: Path, timeout: float = 120.0) -> int:
-    """Run the tracked demo; 0 when the target was tracked on the moving frames."""
+def run(out: Path, timeout: float = 120.0, instruction: Optional[str] = None) -> int:
+    """Run the tracked demo (``instruction``: default, the target's colour); 0 when tracked."""
     from domain_coordinator import domain_id
 
     from ..data.moving import moving_sequence
@@ -40,7 +41,7 @@ def run(out: Path, timeout: float = 120.0) -> int:
     out.mkdir(parents=True, exist_ok=True)
     sequence = moving_sequence(SCENARIO, seed=0, frames=FRAMES)
     frames = [(sequence.seed_frame, sequence.seed_truth)] + list(sequence)
-    instruction = instruction_for(sequence)
+    instruction = instruction or instruction_for(sequence)
     with domain_id() as domain:
         os.environ.update(ros_environment(domain))
         from .client import PerceptionClient
@@ -129,7 +130,8 @@ def _report(out: Path, frames, sent: dict, tracks, instruction: str, code: int) 
           f"{np.mean(ious):.3f} (min {min(ious):.3f}), tracker {np.median(ms):.1f} ms per "
           f"frame (median); last state {rows[-1]['state']} ({rows[-1]['reason']})")
     print(f"finers-demo: wrote {out}/track_*.png and tracks.json (node exited with {code})")
-    return 0 if np.mean(ious) > 0.8 else 1
+    # a demo that tracked a few frames well is no success: most moving frames must be tracked
+    return 0 if np.mean(ious) > 0.8 and len(tracked) >= 0.8 * (len(frames) - 1) else 1
 
 
 def _track_mask(msg) -> np.ndarray:
