@@ -45,3 +45,23 @@ def test_token_counts_are_not_reported_as_milliseconds():
     values = {kv.key: kv.value for kv in diagnostic_array(status, "node").status[0].values}
     assert values["latency_ms/gse"] == "81.0" and values["tokens/gse_prompt_tokens"] == "2882"
     assert "latency_ms/gse_prompt_tokens" not in values
+
+
+def test_a_clients_bad_input_is_not_a_health_warning_but_a_stage_failure_is():
+    """An empty or too long instruction is the client's error: the node stays OK."""
+    from builtin_interfaces.msg import Time
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    from finers_ros.ros.diagnostics import Counters, diagnostic_array, status_message
+
+    def level(last_error):
+        status = status_message("active", None, None, 0, Counters(last_error=last_error),
+                                Time())
+        status.model_loaded = True
+        return diagnostic_array(status, "node").status[0]
+
+    input_error = level("[input] empty instruction")
+    assert input_error.level == DiagnosticStatus.OK
+    assert input_error.message == "ok (last client input error: [input] empty instruction)"
+    assert level("[gse] model output unparsable").level == DiagnosticStatus.WARN
+    assert level("").level == DiagnosticStatus.OK

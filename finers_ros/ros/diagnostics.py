@@ -60,9 +60,17 @@ def status_message(state: str, pipeline, server, queue_limit: int, counters: Cou
 
 
 def diagnostic_array(status: Status, node_name: str) -> DiagnosticArray:
-    """Report the same health to diagnostic aggregators: ERROR with no model, WARN after errors."""
+    """
+    Report the same health to diagnostic aggregators.
+
+    ERROR with no model, WARN after a failed request (not after a client's bad input).
+    """
+    # a client's malformed request ([input]: empty, too long, bad fields) is not the node's
+    # health: it stays OK and says so
+    client_error = status.last_error.startswith("[input]")
     if status.model_loaded:
-        level = DiagnosticStatus.WARN if status.last_error else DiagnosticStatus.OK
+        level = DiagnosticStatus.WARN if status.last_error and not client_error else \
+            DiagnosticStatus.OK
     else:
         level = DiagnosticStatus.ERROR
     values = [KeyValue(key=k, value=str(v)) for k, v in (
@@ -78,6 +86,8 @@ def diagnostic_array(status: Status, node_name: str) -> DiagnosticArray:
     values += [KeyValue(key=f"latency_ms/{k}", value=f"{v:.1f}") for k, v in latency.items()]
     values += [KeyValue(key=f"tokens/{k}", value=str(v)) for k, v in counts.items()]
     message = status.last_error[:200] or ("ok" if status.model_loaded else "model not loaded")
+    if client_error and status.model_loaded:
+        message = f"ok (last client input error: {status.last_error[:160]})"
     return DiagnosticArray(header=Header(stamp=status.stamp), status=[DiagnosticStatus(
         level=level, name=f"{node_name}: FineRS perception", hardware_id="finers_ros",
         message=message, values=values)])

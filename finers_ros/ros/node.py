@@ -556,10 +556,11 @@ class PerceptionNode(LifecycleNode):
                 self.counters.requests_failed += 1
                 self.counters.last_error = f"[{result.error_stage}] {result.error}"
             self.counters.last_timings = dict(result.timings_ms)
-        if result.error:
-            self.get_logger().error(f"instruction {request.request_id} "
-                                    f"{request.instruction[:80]!r} failed "
-                                    f"[{result.error_stage}]: {result.error}")
+        if result.error:  # a client's bad input is a warning, a failed stage an error
+            say = self.get_logger().warning if result.error_stage == "input" else \
+                self.get_logger().error
+            say(f"instruction {request.request_id} {request.instruction[:80]!r} failed "
+                f"[{result.error_stage}]: {result.error}")
         else:
             self.get_logger().info(
                 f"instruction {request.request_id} {request.instruction[:80]!r}: "
