@@ -112,3 +112,12 @@ def test_sam2_node_parameters_reach_the_tracker_settings():
     assert (config.backend, config.sam2.checkpoint, config.sam2.device, config.sam2.crop_size,
             config.sam2.memory_frames, config.sam2.model_config) == (
         "sam2", "/w/sam2.pt", "cuda:1", 1024, 3, "configs/sam2.1/sam2.1_hiera_l.yaml")
+
+
+def test_the_label_of_a_target_at_the_top_edge_is_drawn_under_its_box():
+    update = tracking_update(x0=2000, y0=0, side=30)  # canvas rows 0..10
+    canvas = draw_tracked_frame(FrameView(grey_frame()), [("track-1", update)])
+    green = (canvas == np.array(STATE_COLOURS[TrackState.TRACKING], np.uint8)).all(axis=2)
+    columns = slice(700, 900)  # right of the box: only the label's text is there
+    rows = np.nonzero(green[:, columns].any(axis=1))[0]
+    assert rows.size and rows.min() > 14  # all of it below the box (10 px + padding)

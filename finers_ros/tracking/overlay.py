@@ -51,8 +51,13 @@ def draw_tracked_frame(view: FrameView, tracks: Sequence[tuple], max_width: int 
         cv2.rectangle(canvas, (x1 - pad, y1 - pad), (x2 + pad, y2 + pad), colour,
                       max(1, int(round(2 * max(scale, 0.5)))))
         text = f"{label} {update.state.value} {update.confidence:.2f}"
-        cv2.putText(canvas, text, (max(0, x1 - pad), max(12, y1 - pad - 4)),
-                    cv2.FONT_HERSHEY_SIMPLEX, font_scale, colour, 1, cv2.LINE_AA)
+        (_, text_height), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX,
+                                                     font_scale, 1)
+        above = y1 - pad - 4
+        # no room above the box (a target at the top edge): the label goes under it
+        y = above if above - text_height >= 0 else y2 + pad + 4 + text_height
+        cv2.putText(canvas, text, (max(0, x1 - pad), y), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
+                    colour, 1, cv2.LINE_AA)
     return canvas
 
 
