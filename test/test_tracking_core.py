@@ -195,6 +195,13 @@ def test_a_target_with_a_hole_is_followed_with_the_hole_filled():
         assert update.mask.mean() > 0.95
 
 
+def test_a_fast_target_is_found_within_a_capped_search_radius_by_its_velocity():
+    tracker, _ = seeded(10, 100, max_search_radius_px=60)  # 35 px a frame, 60 px at most
+    for step in range(1, 6):
+        update = tracker.update(FrameView(scene((10 + 35 * step, 100 - 3 * step))))
+        assert update.tracking and update.box == box_at(10 + 35 * step, 100 - 3 * step), step
+
+
 def test_the_same_scene_in_bgr_is_tracked_the_same():
     tracker = build_tracker()
     first = scene((60, 80))
