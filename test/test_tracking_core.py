@@ -284,6 +284,15 @@ def test_a_look_alike_close_above_does_not_take_the_track():
         assert update.box == box_at(100 + 2 * step, 80), step
 
 
+def test_a_look_alike_elsewhere_in_the_frame_does_not_stop_the_tracking():
+    twin = (190, 20)  # outside the search radius around the target
+    tracker = build_tracker()
+    tracker.seed(FrameView(scene((60, 80), twin)), box_at(60, 80), None)
+    for step in range(1, 6):
+        update = tracker.update(FrameView(scene((60 + 3 * step, 80 - 2 * step), twin)))
+        assert update.tracking and update.box == box_at(60 + 3 * step, 80 - 2 * step), step
+
+
 def test_a_target_that_cannot_be_told_from_its_twin_is_not_taken():
     tracker, _ = seeded(60, 80)
     update = tracker.update(FrameView(scene((150, 30), (150, 120))))
