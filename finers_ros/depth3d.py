@@ -143,7 +143,8 @@ def camera_image(setting: str, colour_topic: str) -> Tuple[str, str]:
     ``setting``: ``raw`` or ``rectified`` (taken as is) or ``auto``: rectified when the last
     part of the (remapped) topic name has the word ``rect`` or ``rectified`` between
     underscores (``image_rect``, ``image_rect_color``), raw otherwise (``image_raw``,
-    ``image_color``).
+    ``image_color``). A trailing ``/compressed`` (image_transport's CompressedImage topic) is
+    not the image's name: ``/cam/image_rect/compressed`` is rectified.
     """
     if setting in CAMERA_IMAGES:
         return setting, f"depth_camera_model is {setting}"
@@ -151,7 +152,7 @@ def camera_image(setting: str, colour_topic: str) -> Tuple[str, str]:
         raise ValueError(
             f"depth_camera_model={setting!r} ({' | '.join(CAMERA_IMAGE_SETTINGS)})"
         )
-    name = colour_topic.rstrip("/").rsplit("/", 1)[-1]
+    name = colour_topic.rstrip("/").removesuffix("/compressed").rsplit("/", 1)[-1]
     if any(word in name.split("_") for word in RECTIFIED_NAME_WORDS):
         return "rectified", f"auto: topic name {name!r} says rectified"
     return "raw", f"auto: topic name {name!r} does not say rect"

@@ -396,13 +396,17 @@ def test_unusable_p_of_a_rectified_image_gives_its_reason(p, reason):
         ("auto", "/cam/rectangle_view", "raw"),  # a whole word, not a prefix
         ("raw", "/cam/image_rect", "raw"),
         ("rectified", "/cam/image_raw", "rectified"),
+        # image_transport's compressed topic: the image's own name is the part before it
+        ("auto", "/cam/image_rect/compressed", "rectified"),
+        ("auto", "/cam/image_raw/compressed", "raw"),
     ],
 )
 def test_which_image_the_colour_topic_carries(setting, topic, kind):
     chosen, why = camera_image(setting, topic)
     assert chosen == kind and why and "\n" not in why
     if setting == "auto":
-        assert repr(topic.rstrip("/").rsplit("/", 1)[-1]) in why
+        image_topic = topic.rstrip("/").removesuffix("/compressed")
+        assert repr(image_topic.rsplit("/", 1)[-1]) in why
 
 
 def test_unknown_camera_image_setting_is_refused():

@@ -10,15 +10,19 @@ Topics (relative names, resolved in the node's namespace; remap them to the came
 Depth, CameraInfo and colour must share one ``frame_id`` (registered depth is in the colour
 camera's frame), or there is no point: a depth image or calibration of another camera would
 put it in the wrong place. The colour topic carries a raw or a rectified image
-(``depth_camera_model``; ``auto`` reads the colour topic's remapped name), which decides
+(``depth_camera_model``; ``auto`` reads the colour topic the node subscribed, remapped,
+without image_transport's ``/compressed``), which decides
 whether ``K, D`` or ``P`` back-project its pixels (``finers_ros.depth3d.camera_image``).
 
-Depth frames wait in a small bounded buffer, undecoded. A colour frame is paired with the
-depth frame nearest to its stamp within the slop. Because a request may run for seconds
+Depth frames and CameraInfo wait in small bounded buffers, undecoded and unchecked. A colour
+frame is paired with the depth frame nearest to its stamp within the slop, and with the
+CameraInfo nearest to it within the slop (a driver stamps it as the frame), else the newest
+CameraInfo (a calibration published on its own). Because a request may run for seconds
 while depth keeps streaming, the pairing is also *pinned* when the worker takes the colour
-frame (``pinning`` wraps the frame's decode): the depth frame nearest at that moment is kept
-aside for that stamp, so it is still there when the outcome is published. The 3D result
-itself comes from ``finers_ros.depth3d``.
+frame (``pinning`` wraps the frame's decode): the depth frame and CameraInfo nearest at that
+moment are kept aside for that stamp, so they are still there when the outcome is published
+(and recorded). Both subscriptions are in the colour frames' callback group: with on-demand
+intake an idle node takes neither. The 3D result itself comes from ``finers_ros.depth3d``.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ DEPTH_TOPIC = "camera/aligned_depth/image_raw"
 CAMERA_INFO_TOPIC = "camera/camera_info"
 COLOUR_TOPIC = "camera/image_raw"  # the node's colour input (node.CAMERA_TOPIC)
 DEPTH_BUFFER = 10  # depth frames kept for pairing (a third of a second at 30 Hz)
+INFO_BUFFER = 10  # CameraInfo messages kept for pairing, likewise
 LATE_DEPTH_WAIT_S = 0.5  # how long an outcome waits for its frame's depth, at most
 PINNED = 16  # depth frames kept aside for colour frames being served
 
@@ -88,6 +93,41 @@ def frame_problem(colour_frame: str, depth_frame: str, info_frame: str) -> str:
     return ""
 
 
+class PairedStream:
+    """
+    One stamped input (depth frames or CameraInfo): the newest messages, and those pinned.
+
+    Not thread-safe on its own: ``DepthInput`` calls it under its condition's lock.
+    """
+
+    def __init__(self, recent: int):
+        self.recent = StampBuffer(recent)
+        self.pinned = StampBuffer(PINNED)
+        self.newest = None  # the last message received (kept across unsubscribe)
+
+    def add(self, msg, wanted, slop_ns: int) -> None:
+        """Keep ``msg``; pinned too when within the slop of a colour stamp being served."""
+        stamp = stamp_ns(msg.header.stamp)
+        self.recent.add(stamp, msg)
+        self.newest = msg
+        if any(abs(stamp - colour) <= slop_ns for colour in wanted):
+            self.pinned.add(stamp, msg)
+
+    def pin(self, wanted: int, slop_ns: int) -> None:
+        """Keep aside the message nearest to the colour stamp ``wanted`` (ns), if any."""
+        msg, _ = pick_nearest(self.recent.entries(), wanted, slop_ns)
+        if msg is not None:
+            self.pinned.add(stamp_ns(msg.header.stamp), msg)
+
+    def entries(self) -> list:
+        """``(stamp ns, message)`` pinned and recent."""
+        return self.pinned.entries() + self.recent.entries()
+
+    def clear(self) -> None:
+        self.recent.clear()
+        self.pinned.clear()
+
+
 class DepthInput:
     """Depth + CameraInfo subscriptions on ``node`` and the 3D result of a target's mask."""
 
@@ -96,35 +136,41 @@ class DepthInput:
         self._node = node
         self.slop_ns = int(round(slop_s * 1e9))
         self.options = options
-        self._depths = StampBuffer(DEPTH_BUFFER)
-        self._pinned = StampBuffer(PINNED)
+        self._depths = PairedStream(DEPTH_BUFFER)
+        self._infos = PairedStream(INFO_BUFFER)
         self._wanted: deque = deque(maxlen=PINNED)  # colour stamps being served, ns
-        self._arrived = threading.Condition()  # a depth frame came in
-        self._info: Optional[CameraInfo] = None
+        self._arrived = threading.Condition()  # a depth frame or CameraInfo came in
         self._warned = set()
         self._warn_lock = threading.Lock()
         self._subscriptions: list = []
         self.depth_topic = node.resolve_topic_name(DEPTH_TOPIC)
         self.camera_info_topic = node.resolve_topic_name(CAMERA_INFO_TOPIC)
+        self._camera_image = camera_image
         self.colour_topic = node.resolve_topic_name(colour_topic)  # remapped
         self.image, self.image_rule = image_kind(camera_image, self.colour_topic)
 
-    def subscribe(self, callback_group=None) -> None:
+    def subscribe(self, callback_group=None, colour_topic: str = "") -> None:
         """
         Start taking depth frames and CameraInfo (the node's activate).
 
-        ``callback_group``: the depth subscription's, the colour frames' gated group with
-        on-demand intake, so depth frames are taken only while colour frames are.
+        ``callback_group``: theirs, the colour frames' gated group with on-demand intake, so
+        depth and CameraInfo are taken only while colour frames are. ``colour_topic``: the
+        colour frames' subscribed topic (resolved; a CompressedImage one with the compressed
+        transport), which ``auto`` reads.
         """
         if self._subscriptions:
             return
+        if colour_topic:
+            self.colour_topic = colour_topic
+            self.image, self.image_rule = image_kind(self._camera_image, colour_topic)
         self._subscriptions = [
             self._node.create_subscription(
                 Image, DEPTH_TOPIC, self._on_depth, qos_profile_sensor_data,
                 callback_group=callback_group,
             ),
             self._node.create_subscription(
-                CameraInfo, CAMERA_INFO_TOPIC, self._on_info, qos_profile_sensor_data
+                CameraInfo, CAMERA_INFO_TOPIC, self._on_info, qos_profile_sensor_data,
+                callback_group=callback_group,
             ),
         ]
         self.depth_topic = self._subscriptions[0].topic_name
@@ -142,41 +188,32 @@ class DepthInput:
         self._subscriptions = []
         with self._arrived:
             self._depths.clear()
-            self._pinned.clear()
+            self._infos.clear()
             self._wanted.clear()
 
     # -- intake (executor callbacks: store only, decode nothing) ---------------------------
     def _on_depth(self, msg: Image) -> None:
-        stamp = stamp_ns(msg.header.stamp)
-        with self._arrived:
-            self._depths.add(stamp, msg)
-            # depth published after its colour frame was taken: pinned as it arrives
-            if any(abs(stamp - wanted) <= self.slop_ns for wanted in self._wanted):
-                self._pinned.add(stamp, msg)
+        with self._arrived:  # published after its colour frame was taken: pinned as it comes
+            self._depths.add(msg, self._wanted, self.slop_ns)
             self._arrived.notify_all()
 
     def _on_info(self, msg: CameraInfo) -> None:
-        self._info = msg
-        try:
-            camera_model(msg, self.image)
-        except No3D as exc:  # said once per problem; every Detection carries the reason
-            self._warn_once(
-                f"CameraInfo on {self.camera_info_topic} is unusable: {exc}; "
-                "no 3D positions until it is fixed"
-            )
+        """Keep the CameraInfo; it is checked when a target is located with it."""
+        with self._arrived:
+            self._infos.add(msg, self._wanted, self.slop_ns)
+            self._arrived.notify_all()
 
     def pin(self, stamp) -> None:
         """
-        Keep aside the depth frames near the colour stamp (a serving run starts).
+        Keep aside the depth frames and CameraInfo near the colour stamp (a run starts).
 
-        The nearest one already here, and any within the slop that arrives later.
+        The nearest ones already here, and any within the slop that arrive later.
         """
         wanted = stamp_ns(stamp)
         with self._arrived:
             self._wanted.append(wanted)
-            msg, _ = pick_nearest(self._depths.entries(), wanted, self.slop_ns)
-            if msg is not None:
-                self._pinned.add(stamp_ns(msg.header.stamp), msg)
+            self._depths.pin(wanted, self.slop_ns)
+            self._infos.pin(wanted, self.slop_ns)
 
     def pinning(self, decode: Callable, header) -> Callable:
         """``decode`` that pins the colour frame's depth first (the worker calls it once)."""
@@ -192,7 +229,8 @@ class DepthInput:
         """Locate a target's ``H x W`` bool mask (colour frame of ``header``) in 3D."""
         if mask is None or not mask.any():
             return Target3D.none("no target mask")
-        info = self._info
+        depth_msg, reason = self._paired(stamp_ns(header.stamp))
+        info = self._info_of(stamp_ns(header.stamp))
         if info is None:
             return Target3D.none(f"no CameraInfo received on {self.camera_info_topic}")
         try:
@@ -203,7 +241,6 @@ class DepthInput:
                 "no 3D positions until it is fixed"
             )
             return Target3D.none(str(exc))
-        depth_msg, reason = self._paired(stamp_ns(header.stamp))
         if depth_msg is None:
             return Target3D.none(
                 reason.replace("depth frame", f"depth frame on {self.depth_topic}")
@@ -233,16 +270,19 @@ class DepthInput:
         ``(depth Image, "")`` nearest to the colour stamp ``wanted`` (ns), or ``(None, why)``.
 
         While depth is streaming and none within the slop is here yet, waits (at most
-        ``LATE_DEPTH_WAIT_S``) for the frame's depth, which drivers publish after colour.
+        ``LATE_DEPTH_WAIT_S``) for the frame's depth, which drivers publish after colour; and
+        while no CameraInfo came yet (the frames' group just opened: it is being taken).
         """
         deadline = time.monotonic() + LATE_DEPTH_WAIT_S
         with self._arrived:
             while True:
-                entries = self._pinned.entries() + self._depths.entries()
+                entries = self._depths.entries()
                 msg, reason = pick_nearest(entries, wanted, self.slop_ns)
-                if msg is not None or not entries:  # paired, or no depth publisher at all
+                if not entries:  # no depth publisher at all
                     break
-                if max(stamp for stamp, _ in entries) > wanted + self.slop_ns:
+                if msg is not None and self._infos.newest is not None:
+                    break
+                if msg is None and max(stamp for stamp, _ in entries) > wanted + self.slop_ns:
                     break  # newer frames are already past the slop: none will be nearer
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -252,19 +292,31 @@ class DepthInput:
                 self._wanted.remove(wanted)
         return msg, reason
 
+    def _info_of(self, wanted: int) -> Optional[CameraInfo]:
+        """
+        Return the CameraInfo nearest to the colour stamp ``wanted`` (ns) within the slop.
+
+        Else the newest one (a calibration stamped on its own), None before any came.
+        """
+        with self._arrived:
+            msg, _ = pick_nearest(self._infos.entries(), wanted, self.slop_ns)
+            return msg if msg is not None else self._infos.newest
+
     def inputs_of(self, header) -> list:
         """
         Return ``(topic, message)`` of the CameraInfo and the colour frame's depth, as received.
 
         What a recording needs to replay the frame's 3D answer: none without a paired depth
-        frame, the CameraInfo (when one came) and that depth frame otherwise.
+        frame, the frame's CameraInfo (paired as ``locate`` pairs it) and that depth frame
+        otherwise.
         """
+        wanted = stamp_ns(header.stamp)
         with self._arrived:
-            entries = self._pinned.entries() + self._depths.entries()
-        msg, _ = pick_nearest(entries, stamp_ns(header.stamp), self.slop_ns)
+            entries = self._depths.entries()
+        msg, _ = pick_nearest(entries, wanted, self.slop_ns)
         if msg is None:
             return []
-        info = self._info
+        info = self._info_of(wanted)
         return ([] if info is None else [(self.camera_info_topic, info)]) + [
             (self.depth_topic, msg)]
 
@@ -277,7 +329,7 @@ class DepthInput:
 
     def close(self) -> None:
         self.unsubscribe()
-        self._info = None
+        self._infos.newest = None
 
 
 class DepthStage:
@@ -296,8 +348,8 @@ class DepthStage:
         )
         self.outputs = TargetPublisher(node, cloud=bool(settings.publish_target_points))
 
-    def subscribe(self, callback_group=None) -> None:
-        self.input.subscribe(callback_group)
+    def subscribe(self, callback_group=None, colour_topic: str = "") -> None:
+        self.input.subscribe(callback_group, colour_topic)
 
     def unsubscribe(self) -> None:
         self.input.unsubscribe()

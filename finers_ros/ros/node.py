@@ -268,7 +268,7 @@ class PerceptionNode(LifecycleNode):
         self._frame_watch = FrameFlowWatch(camera, s.no_frames_warning_s, str(fastdds_profile()),
                                            time.monotonic())
         if self._depth is not None:
-            self._depth.subscribe(self._intake.group)  # depth taken when colour frames are
+            self._depth.subscribe(self._intake.group, camera)  # taken when colour frames are
         self._tracking.service.start_worker()
         self.server.start()
         self.state_name = "active"
