@@ -557,10 +557,13 @@ class PerceptionNode(LifecycleNode):
                 self.counters.last_error = f"[{result.error_stage}] {result.error}"
             self.counters.last_timings = dict(result.timings_ms)
         if result.error:  # a client's bad input is a warning, a failed stage an error
-            say = self.get_logger().warning if result.error_stage == "input" else \
-                self.get_logger().error
-            say(f"instruction {request.request_id} {request.instruction[:80]!r} failed "
-                f"[{result.error_stage}]: {result.error}")
+            text = (f"instruction {request.request_id} {request.instruction[:80]!r} failed "
+                    f"[{result.error_stage}]: {result.error}")
+            # one call site per severity: rclpy refuses a severity change at the same line
+            if result.error_stage == "input":
+                self.get_logger().warning(text)
+            else:
+                self.get_logger().error(text)
         else:
             self.get_logger().info(
                 f"instruction {request.request_id} {request.instruction[:80]!r}: "
