@@ -73,6 +73,13 @@ def test_clip_window_is_half_open_and_inside_a_wide_frame():
     assert view.clip_window((-5.0, -7.0, 60.0, 40.0)) == (0, 0, 50, 30)
     assert view.clip_window((45.0, 25.0, 45.0, 25.0)) == (45, 25, 46, 26)  # one pixel
     assert view.clip_window((60.0, 40.0, 70.0, 50.0)) == (50, 30, 50, 30)  # empty, off
+    assert view.clip_window((-20.0, -9.0, -10.0, -5.0)) == (0, 0, 0, 0)  # off, before it
+
+
+def test_windows_of_a_column_major_frame_are_row_major_for_opencv():
+    rgb = np.asfortranarray(np.arange(30 * 50 * 3, dtype=np.uint8).reshape(30, 50, 3))
+    window = FrameView(rgb).window(3, 2, 20, 10)
+    assert window.flags["C_CONTIGUOUS"] and np.array_equal(window, rgb[2:10, 3:20])
 
 
 def test_window_is_rgb_for_either_order_and_empty_past_the_edges():
