@@ -1,8 +1,12 @@
+import struct
+import zlib
+
 import cv2
 import numpy as np
 import pytest
 
 from finers_ros.ros.image_codec import (
+    MAX_SIDE,
     ImageFormatError,
     compressed_to_rgb,
     depth_to_metres,
@@ -200,3 +204,52 @@ def test_rgb8_is_a_fresh_writable_copy(rgb, pad):
     out = image_to_rgb("rgb8", 8, 6, step, message)
     assert np.array_equal(out, rgb) and out.flags.c_contiguous and out.flags.writeable
     assert not np.shares_memory(out, message)
+
+
+def png_header(width: int, height: int) -> bytes:
+    """Return a PNG whose header says ``width x height`` grey, with a few rows of data after it."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"\0" * (width + 1) * 4)) + chunk(b"IEND", b""))
+
+
+def jpeg_sized(width: int, height: int) -> bytes:
+    """Return a small real JPEG whose start-of-frame header is rewritten to ``width x height``."""
+    ok, jpeg = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))
+    data = bytearray(jpeg.tobytes())
+    sof = data.index(b"\xff\xc0")  # baseline: marker, length (2), precision (1), height, width
+    data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def bmp_sized(width: int, height: int) -> bytes:
+    """Return a small real BMP whose header is rewritten to ``width x height``."""
+    ok, bmp = cv2.imencode(".bmp", np.zeros((8, 8, 3), np.uint8))
+    data = bytearray(bmp.tobytes())
+    data[18:26] = struct.pack("<ii", width, height)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("fmt, data, size", [
+    ("png", png_header(20000, 12000), "20000x12000"),  # decoded, it took 7 s and 1.4 GB
+    ("png", png_header(40000, 40000), "40000x40000"),  # OpenCV's own limit: its assertion
+    ("png", png_header(16385, 8), "16385x8"),
+    ("rgb8; jpeg compressed bgr8", jpeg_sized(30000, 100), "30000x100"),
+    ("bmp", bmp_sized(20000, 100), "20000x100"),  # other formats: Pillow reads the header
+    ("bmp", bmp_sized(30000, 30000), "more than"),  # past Pillow's own limit
+])
+def test_oversized_compressed_images_are_refused_from_their_header(fmt, data, size):
+    # as raw frames are: at most MAX_SIDE a side, said in one line, nothing decoded
+    with pytest.raises(ImageFormatError) as refused:
+        compressed_to_rgb(fmt, data)
+    message = str(refused.value)
+    assert size in message and str(MAX_SIDE) in message and "\n" not in message
+
+
+def test_compressed_image_at_the_size_limit_is_decoded():
+    ok, png = cv2.imencode(".png", np.zeros((2, MAX_SIDE, 3), np.uint8))
+    assert compressed_to_rgb("png", png.tobytes()).shape == (2, MAX_SIDE, 3)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..image_header import HeaderTooLarge, declared_size
+
 # encoding -> (channels per pixel, dtype); bytes per pixel = channels x itemsize
 _LAYOUT = {
     "rgb8": (3, np.uint8),
@@ -170,13 +172,32 @@ def depth_to_metres(
 
 
 def compressed_to_rgb(fmt: str, data) -> np.ndarray:
-    """Decode a sensor_msgs/CompressedImage (jpeg, png, ...) to ``H x W x 3 uint8 RGB``."""
-    buffer = np.frombuffer(
-        bytes(data) if not isinstance(data, (bytes, bytearray, memoryview)) else data, np.uint8
-    )
+    """
+    Decode a sensor_msgs/CompressedImage (jpeg, png, ...) to ``H x W x 3 uint8 RGB``.
+
+    The size its header declares is checked first, against ``MAX_SIDE`` as raw frames are:
+    a larger image is refused without decoding it.
+    """
+    raw = bytes(data) if not isinstance(data, (bytes, bytearray, memoryview)) else data
+    buffer = np.frombuffer(raw, np.uint8)
     if buffer.size == 0:
         raise ImageFormatError("empty compressed image")
-    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    try:
+        size = declared_size(raw)
+    except HeaderTooLarge as exc:
+        raise ImageFormatError(f"compressed image of {exc} (at most {MAX_SIDE} pixels a "
+                               f"side): not decoded") from None
+    if size is not None and not (0 < size[0] <= MAX_SIDE and 0 < size[1] <= MAX_SIDE):
+        raise ImageFormatError(f"compressed image is {size[0]}x{size[1]} (at most "
+                               f"{MAX_SIDE} pixels a side): not decoded")
+    try:
+        image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    except cv2.error as exc:  # OpenCV's multi-line assertion text: its last line says why
+        reason = [line for line in str(exc).splitlines() if line.strip()][-1:] or ["?"]
+        raise ImageFormatError(
+            f"cannot decode compressed image (format {fmt!r}, {buffer.size} bytes): "
+            f"{reason[0].strip()}"
+        ) from None
     if image is None:
         raise ImageFormatError(
             f"cannot decode compressed image (format {fmt!r}, {buffer.size} bytes)"
