@@ -1,5 +1,5 @@
 """
-Stopping the tracking service, and tracks that end before their first report.
+Stopping the tracking service, tracks that end, and asking the cascade again.
 
 The scenes of test_tracking_core.py and the helpers of test_tracking_service.py; the
 tracker factory is the real template tracker, held back where a test needs the worker busy.
@@ -10,11 +10,13 @@ import logging
 import threading
 import time
 
-from finers_ros.tracking import TrackState
+from finers_ros.tracking import TrackerConfig, TrackState
 from finers_ros.tracking import build_tracker
+from finers_ros.tracking.ring import TrackFrame
 from finers_ros.tracking.service import TrackingService
 from test_tracking_core import one_cv_thread, scene  # noqa: F401
-from test_tracking_service import path, Reports, sent, start, until
+from test_tracking_service import blank_frames_until, header, path, Reports, sent, start
+from test_tracking_service import until
 
 
 def test_a_report_callback_may_stop_the_service(caplog):
@@ -101,3 +103,64 @@ def test_a_kept_frame_of_another_size_ends_the_new_track_before_its_first_report
     assert ended.update.box is None
     assert ended.update.reason == "frame size changed from 240x160 to 240x120: track ended"
     service.stop_worker()
+
+
+def test_nothing_is_reported_for_a_track_after_its_end():
+    for name, late in (("time went backwards", sent(scene(path(2)), 2, stamp_ns=4 * 10 ** 9)),
+                       ("frame size changed", sent(scene(path(2))[:, :200], 2, 6 * 10 ** 9))):
+        reports = Reports()
+        service = TrackingService(reports)
+        service.start_worker()
+        try:
+            track_id = start(service)
+            service.put_frame(sent(scene(path(1)), 1, stamp_ns=5 * 10 ** 9))
+            assert reports.wait(lambda items: len(items) == 2)
+            service.put_frame(late)
+            assert reports.wait(lambda items: items[-1].update.state is TrackState.ENDED)
+            time.sleep(0.3)
+            mine = reports.of(track_id)
+            assert len(mine) == 3 and mine[-1].update.state is TrackState.ENDED, name
+            assert name in mine[-1].update.reason
+        finally:
+            service.stop_worker()
+
+
+def test_an_unreadable_frames_reason_is_cut_at_300_characters():
+    reports = Reports()
+    service = TrackingService(reports)
+    service.start_worker()
+    try:
+        start(service)
+        assert reports.wait(lambda items: items)
+
+        def unreadable():
+            raise ValueError("x" * 400)
+
+        service.put_frame(TrackFrame(unreadable, header(1), 1, 10, 1))
+        assert reports.wait(lambda items: items[-1].frame.seq == 1)
+        reason = reports.items[-1].update.reason
+        assert reason.startswith("frame not readable: xxx") and len(reason) == 300
+    finally:
+        service.stop_worker()
+
+
+def test_a_cascade_that_found_nothing_is_asked_again_after_two_seconds_not_at_once():
+    asked = []
+    reports = Reports()
+    service = TrackingService(reports, reacquire="cascade", config=TrackerConfig(lost_after=1),
+                              on_reacquire=lambda *args: asked.append(time.monotonic()))
+    service.start_worker()
+    try:
+        track_id = start(service)
+        service.put_frame(sent(scene(), 1))
+        assert reports.wait(lambda items: items and items[-1].update.state is TrackState.LOST)
+        assert len(asked) == 1
+        refused = time.monotonic()
+        assert not service.resume(track_id, scene(), 2, header(2), None, None)  # not found
+        service.put_frame(sent(scene(), 2))
+        assert reports.wait(lambda items: items[-1].frame.seq == 2)
+        assert len(asked) == 1 or asked[1] - refused >= 2.0
+        assert blank_frames_until(service, reports, lambda: len(asked) == 2, 3) < 10 ** 6
+        assert asked[1] - refused >= 2.0
+    finally:
+        service.stop_worker()
