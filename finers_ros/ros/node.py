@@ -557,7 +557,9 @@ class PerceptionNode(LifecycleNode):
                 self.counters.last_error = f"[{result.error_stage}] {result.error}"
             self.counters.last_timings = dict(result.timings_ms)
         if result.error:  # a client's bad input is a warning, a failed stage an error
-            text = (f"instruction {request.request_id} {request.instruction[:80]!r} failed "
+            shown = request.request_id  # up to 256 characters: the log line stays short
+            shown = shown if len(shown) <= 64 else shown[:61] + "..."
+            text = (f"instruction {shown} {request.instruction[:80]!r} failed "
                     f"[{result.error_stage}]: {result.error}")
             # one call site per severity: rclpy refuses a severity change at the same line
             if result.error_stage == "input":
