@@ -303,6 +303,23 @@ def test_a_look_alike_elsewhere_in_the_frame_does_not_stop_the_tracking():
         assert update.tracking and update.box == box_at(60 + 3 * step, 80 - 2 * step), step
 
 
+def test_a_target_hidden_for_two_frames_is_found_where_its_motion_took_it():
+    tracker, _ = seeded(20, 120, search_radius_px=10, max_search_radius_px=20)
+    x, y = 20, 120
+    for dx in (6, 9, 12, 12, 12):  # speeding up to 12 px a frame right, 3 up
+        x, y = x + dx, y - 3
+        assert tracker.update(FrameView(scene((x, y)))).box == box_at(x, y)
+    states = []
+    for _ in range(2):  # hidden: it moves on unseen
+        x, y = x + 12, y - 3
+        states.append(tracker.update(FrameView(scene())).state)
+    assert states == [TrackState.SEARCHING, TrackState.LOST]
+    for _ in range(2):  # 36 px from where it was last seen, 20 px of search
+        x, y = x + 12, y - 3
+        update = tracker.update(FrameView(scene((x, y))))
+        assert update.tracking and update.box == box_at(x, y)
+
+
 def test_a_target_that_cannot_be_told_from_its_twin_is_not_taken():
     tracker, _ = seeded(60, 80)
     update = tracker.update(FrameView(scene((150, 30), (150, 120))))
