@@ -13,9 +13,9 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from finers_ros.tracking import build_tracker, TrackState
+from finers_ros.tracking import build_tracker, TrackerError, TrackState
 from finers_ros.tracking.service import TrackingService
-from test_tracking_core import box_at, one_cv_thread, RED, scene  # noqa: F401
+from test_tracking_core import box_at, HEIGHT, one_cv_thread, RED, scene, WIDTH  # noqa: F401
 from test_tracking_service import header, path, Reports, sent, start, until
 
 
@@ -139,3 +139,41 @@ def test_a_track_older_than_max_age_ends_with_the_age_in_the_reason():
         assert ended.update.reason == "track_max_age_s (0.5 s) reached"
     finally:
         service.stop_worker()
+
+
+def test_the_first_report_is_on_the_answered_frame_with_its_pixels_and_size():
+    service, reports = serving()
+    try:
+        image = scene(path(0))
+        track_id = start(service, seq=5)
+        assert reports.wait(lambda items: items)
+        (first,) = reports.items
+        assert first.track_id == track_id and first.frame_size == (WIDTH, HEIGHT)
+        assert first.frame.seq == 5 and first.frame.header.stamp == header(5).stamp
+        assert first.frame.nbytes == image.nbytes
+        assert np.array_equal(first.frame.view().pixels, image)
+    finally:
+        service.stop_worker()
+
+
+def test_a_seed_the_tracker_cannot_take_is_reported_with_the_trackers_reason():
+    def no_tracker(config):
+        raise TrackerError("no CUDA device for the sam2 tracker")
+
+    for factory, why in ((no_tracker, "cannot track: no CUDA device for the sam2 tracker"),
+                         (build_tracker, "cannot track: the seed mask has no pixel near box")):
+        service, reports = serving(tracker_factory=factory)
+        try:
+            far = np.zeros((HEIGHT, WIDTH), bool)
+            far[150:155, 230:235] = True  # an answer whose mask is nowhere near its box
+            track_id = service.start("r7", "the red tag", scene(path(0)), 3, header(3),
+                                     box_at(*path(0)), far)
+            assert reports.wait(lambda items: items)
+            (report,) = reports.items
+            assert (report.track_id, report.request_id, report.instruction) == (
+                track_id, "r7", "the red tag")
+            assert report.update.state is TrackState.ENDED and report.update.reason.startswith(why)
+            assert report.frame_size == (WIDTH, HEIGHT) and service.counters.errors == 0
+            assert service.active == 0
+        finally:
+            service.stop_worker()

@@ -100,7 +100,7 @@ def test_a_kept_frame_of_another_size_ends_the_new_track_before_its_first_report
     assert reports.wait(lambda items: items)
     (ended,) = reports.items
     assert ended.track_id == track_id and ended.update.state is TrackState.ENDED
-    assert ended.update.box is None
+    assert ended.update.box is None and ended.frame.seq == 1  # the last frame it ran on
     assert ended.update.reason == "frame size changed from 240x160 to 240x120: track ended"
     service.stop_worker()
 
