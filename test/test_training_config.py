@@ -241,3 +241,11 @@ def test_python_api_checks_the_inputs_too(tmp_path):
     with pytest.raises(TrainConfigError, match="online_lpr_checkpoint"):
         train(config)
     assert not (tmp_path / "run" / "data").exists()
+
+
+@pytest.mark.parametrize("text, value", [("bf16: true\n", "true"), ("bf16: false\n", "false"),
+                                         ('bf16: "true"\n', "true"), ("bf16: auto\n", "auto")])
+def test_bf16_is_read_from_a_yaml_boolean_as_well_as_a_word(tmp_path, text, value):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    assert load_config(path).bf16 == value

@@ -90,7 +90,7 @@ class TrainConfig:
     max_completion_length: Optional[int] = None  # None: the reference's, 820 LPR / 3155 GSE
     save_steps: int = 50
     save_total_limit: Optional[int] = 2
-    bf16: str = "auto"  # auto (on CUDA) | true | false
+    bf16: str = "auto"  # auto (on CUDA) | true | false (a YAML boolean reads as the word)
     seed: int = 42
     gradient_checkpointing: bool = False
     resume: bool = True  # continue from the newest checkpoint-N in output_dir
@@ -131,6 +131,8 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda (search and the online reward's frozen LPR)
 
     def __post_init__(self) -> None:
+        if isinstance(self.bf16, bool):  # YAML `bf16: true` is a boolean, not the word
+            self.bf16 = "true" if self.bf16 else "false"
         if self.learning_rate is None:
             self.learning_rate = LORA_LEARNING_RATE if self.lora is True else LEARNING_RATE
         if self.max_completion_length is None:
