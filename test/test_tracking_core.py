@@ -320,6 +320,21 @@ def test_a_target_hidden_for_two_frames_is_found_where_its_motion_took_it():
         assert update.tracking and update.box == box_at(x, y)
 
 
+def test_a_target_leaving_over_the_edge_is_lost_with_nowhere_left_to_look():
+    tracker, _ = seeded(190, 80, search_radius_px=4, max_search_radius_px=8)
+    x, updates = 190, []
+    for dx in (3, 5, 6, 6, 6, 6, 6, 6, 6):  # right, out of the 240 px wide frame
+        x += dx
+        updates.append(tracker.update(FrameView(scene((x, 80)) if x < WIDTH else scene())))
+    seen = [u for u in updates if u.tracking]
+    assert seen[-1].box[2] == WIDTH - 1  # last seen against the edge
+    missed = updates[len(seen):]
+    assert [u.reason for u in missed[:2]] == [
+        "target not seen (no match); widening the search",
+        "target not seen for 2 frames (no match)"]
+    assert all(u.box == seen[-1].box for u in missed)
+
+
 def test_a_target_that_cannot_be_told_from_its_twin_is_not_taken():
     tracker, _ = seeded(60, 80)
     update = tracker.update(FrameView(scene((150, 30), (150, 120))))
