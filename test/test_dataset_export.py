@@ -163,3 +163,42 @@ def test_an_import_of_nothing_leaves_the_existing_file_as_it_was(tmp_path, capsy
                  "--drop-missing"]) == 1
     assert (out / "annotations.json").read_text() == before
     assert "nothing imported" in capsys.readouterr().out
+
+
+def test_a_second_export_into_a_folder_being_labelled_is_refused_without_force(tmp_path,
+                                                                               capsys):
+    mixed_session(tmp_path / "bag")
+    out = tmp_path / "out"
+    assert main(["export", str(tmp_path / "bag"), "--out", str(out)]) == 0
+    coco = labelled(out)  # a person's labels, saved next to the export
+    (out / "coco.json").write_text(coco.read_text())  # ... and corrected in place
+    stale = out / "images" / "frame_of_an_older_export.png"
+    stale.write_bytes(b"png")
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "bag"), "--out", str(out)]) == 2
+    said = capsys.readouterr().err.strip()
+    assert len(said.splitlines()) == 1
+    assert "coco.json" in said and "episodes.json" in said and "4 frame(s)" in said
+    assert "--force" in said
+    assert (out / "coco.json").read_text() == coco.read_text() and stale.exists()
+    assert main(["export", str(tmp_path / "bag"), "--out", str(out), "--force"]) == 0
+    assert not stale.exists() and len(list((out / "images").iterdir())) == 3
+    assert len(json.loads((out / "coco.json").read_text())["annotations"]) == 1
+
+
+def test_a_frame_keeps_its_name_whatever_else_is_exported_with_it(tmp_path, capsys):
+    mixed_session(tmp_path / "bag")
+    camera_and_commands_only(tmp_path / "other")
+    alone, together = tmp_path / "alone", tmp_path / "together"
+    assert main(["export", str(tmp_path / "bag"), "--out", str(alone)]) == 0
+    assert main(["export", str(tmp_path / "other"), str(tmp_path / "bag"),
+                 "--out", str(together)]) == 0
+    names = {e["image_path"] for e in json.loads((alone / "episodes.json").read_text())[
+        "episodes"]}
+    assert names <= {e["image_path"] for e in json.loads(
+        (together / "episodes.json").read_text())["episodes"]}
+    # the labels made on the first export import against the second
+    coco = labelled(alone)
+    assert main(["import", str(coco), "--images", str(together),
+                 "--out", str(together / "labelled.json")]) == 0
+    assert len(load_annotations(together / "labelled.json")) == 3

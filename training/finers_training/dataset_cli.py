@@ -18,6 +18,7 @@ The same question asked again of the same frame (several clients) is exported on
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import re
@@ -34,7 +35,7 @@ from finers_ros.data.annotations import DatasetError
 from .bags import BagEpisode, BagEpisodes, BagError, bag_paths
 from .coco import area_percent, finers_question_type, from_coco, mask_polygon, to_coco
 from .episodes import (
-    PRE_ANNOTATED, TO_LABEL, find_export, read_by_frame, restore_missing, unlabelled,
+    EPISODES, PRE_ANNOTATED, TO_LABEL, find_export, read_by_frame, restore_missing, unlabelled,
     write_episodes)
 from .split import GROUPINGS, write_split
 
@@ -46,6 +47,7 @@ class ExportOptions:
     camera_topic: Optional[str] = None  # default: the bag's one camera topic
     command_topic: Optional[str] = None  # default: the topic ending in finers/command
     detections_topic: Optional[str] = None  # default: the topic ending in finers/detections
+    force: bool = False  # export into a folder that already holds files (the export's replaced)
 
 
 @dataclass
@@ -149,17 +151,61 @@ def _episodes(paths: List[str], topics: dict, report: ExportReport, say):
             say(f"skipped bag {exc}")
 
 
+def frame_name(episode: BagEpisode) -> str:
+    """
+    Name the episode's frame after its bag and header stamp (``images/<bag>_<stamp>.png``).
+
+    The name depends on nothing else in the export, so labels made on one export still
+    match the frames of another that holds the same bag. Two frames of one name (bags of
+    one name in two folders, two ``frame_id`` at one stamp) are told apart by
+    ``_write_frame`` with a short hash of the bag path and ``frame_id``.
+    """
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{episode.bag.stem}_{episode.stamp_ns}")
+    return f"images/{safe}.png"
+
+
 def _write_frame(out: Path, episode: BagEpisode, names: dict, sizes: dict) -> str:
     """Write the episode's frame once (PNG under ``images/``); its path relative to ``out``."""
     key = (str(episode.bag), episode.stamp_ns, episode.frame_id)
     if key not in names:
-        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{episode.bag.stem}_{episode.stamp_ns}")
-        names[key] = f"images/{safe}_{len(names):05d}.png"
+        name = frame_name(episode)
+        if name in names.values():  # same bag name and stamp: another bag or frame_id
+            digest = hashlib.sha1(f"{episode.bag.resolve()}|{episode.frame_id}".encode())
+            name = name[:-len(".png")] + f"_{digest.hexdigest()[:8]}.png"
+        names[key] = name
         if not cv2.imwrite(str(out / names[key]),
                            cv2.cvtColor(episode.image, cv2.COLOR_RGB2BGR)):
             raise OSError(f"cannot write {out / names[key]} (disk full?)")
         sizes[names[key]] = (episode.image.shape[1], episode.image.shape[0])
     return names[key]
+
+
+EXPORT_FILES = ("annotations.json", "coco.json", EPISODES)
+
+
+def clear_output(out: Path, force: bool) -> None:
+    """
+    Make ``out`` ready for an export: refuse one that holds files, unless ``force``.
+
+    A person corrects ``coco.json`` in place; an export over it would replace their labels
+    and leave frames of the earlier export behind. With ``force`` the export's own files
+    (the three JSON files and ``images/``) are removed first; anything else is kept.
+    """
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    frames = [p for p in (out / "images").glob("*") if p.is_file()]
+    held = [name for name in EXPORT_FILES if (out / name).exists()]
+    others = [p.name for p in out.iterdir() if p.name not in EXPORT_FILES + ("images",)]
+    if not force:
+        what = held + ([f"{len(frames)} frame(s) in images/"] if frames else []) + others
+        raise DatasetError(
+            f"--out {out} is not empty ({', '.join(what)}): an export there would replace "
+            "them (labels corrected in coco.json would be lost); use an empty folder, or "
+            "--force to replace the export's files")
+    for name in held:
+        (out / name).unlink()
+    for frame in frames:
+        frame.unlink()
 
 
 def export(options: ExportOptions, say=print) -> ExportReport:
@@ -172,6 +218,7 @@ def export(options: ExportOptions, say=print) -> ExportReport:
     frame or question (node errors, frames not recorded, malformed Detections) are skipped.
     """
     out = Path(options.out)
+    clear_output(out, options.force)
     (out / "images").mkdir(parents=True, exist_ok=True)
     report, records, entries, sizes, names = ExportReport(), [], [], {}, {}
     asked: set = set()  # (frame, question): clients asking alike give one sample, not several
@@ -268,6 +315,9 @@ def make_parser() -> argparse.ArgumentParser:
     ex.add_argument("--camera-topic", help="camera topic (default: the bag's only one)")
     ex.add_argument("--command-topic", help="instruction topic (default: .../finers/command)")
     ex.add_argument("--detections-topic", help="Detection topic (default: .../finers/detections)")
+    ex.add_argument("--force", action="store_true",
+                    help="export into a folder that is not empty, replacing an earlier "
+                         "export's JSON files and frames")
     im = commands.add_parser("import", help="corrected COCO polygons -> FineRS-4k JSON")
     im.add_argument("coco", help="COCO JSON with polygon segmentations")
     im.add_argument("--out", required=True, help="FineRS-4k JSON to write")
@@ -290,7 +340,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         if args.command == "export":
             report = export(ExportOptions(args.bags, args.out, args.camera_topic,
-                                          args.command_topic, args.detections_topic))
+                                          args.command_topic, args.detections_topic,
+                                          args.force))
             print(report.summary(Path(args.out)))
             return 0 if report.episodes else 1
         if args.command == "split":
