@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import shutil
 from pathlib import Path
 from typing import List, Optional, Tuple
 
@@ -344,6 +345,36 @@ def trim_log(log: Path, step: int) -> None:
     log.write_text("".join(line + "\n" for line in kept))
 
 
+def forget_runs_not_continued(output_dir: Path, resume_step: Optional[int]) -> None:
+    """
+    Remove what the earlier run in ``output_dir`` left that this run does not continue.
+
+    ``resume_step`` None (a fresh start: no complete checkpoint, or ``resume: false``): the
+    old ``log.jsonl``, ``best/`` and ``eval/`` go (their weights are gone, maybe trained
+    with other settings). Resuming from step N: log lines and evaluations after N go
+    (``best/`` too when it is one of them); those steps are trained again.
+    """
+    from .evaluation import BEST, BEST_INFO
+
+    log, best, evals = output_dir / "log.jsonl", output_dir / BEST, output_dir / "eval"
+    if resume_step is None:
+        log.unlink(missing_ok=True)
+        shutil.rmtree(best, ignore_errors=True)
+        shutil.rmtree(evals, ignore_errors=True)
+        return
+    trim_log(log, resume_step)
+    try:
+        best_step = json.loads((best / BEST_INFO).read_text())["step"]
+    except (OSError, ValueError, KeyError, TypeError):
+        best_step = None if not best.exists() else resume_step + 1  # unreadable: not trusted
+    if best_step is not None and best_step > resume_step:
+        shutil.rmtree(best, ignore_errors=True)
+    for folder in evals.glob("step-*"):
+        suffix = folder.name[len("step-"):]
+        if suffix.isdigit() and int(suffix) > resume_step:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def _zero_stage(trainer) -> int:
     plugin = trainer.accelerator.state.deepspeed_plugin
     return int(plugin.zero_stage) if plugin is not None else 0
@@ -413,8 +444,9 @@ def train(config: TrainConfig) -> Path:
     resume = last_checkpoint(config.output_dir) if config.resume else None
     if resume:
         print(f"resuming from {resume}")
-        if state.is_main_process:
-            trim_log(Path(config.output_dir) / "log.jsonl", int(resume.rsplit("-", 1)[1]))
+    if state.is_main_process:
+        forget_runs_not_continued(
+            Path(config.output_dir), int(resume.rsplit("-", 1)[1]) if resume else None)
     if resume:
         resume_weights_by_name(trainer)
     trainer.train(resume_from_checkpoint=resume)
