@@ -353,7 +353,7 @@ def test_import_finds_frames_an_annotation_tool_renamed_and_counts_missing_ones(
     assert frame_value(read_rgb(kept.image_path)) == 10 and kept.question == "find thing 1"
     said = capsys.readouterr().out
     assert "1 (image file not found)" in said
-    assert "1 (pre-annotation kept: none in the corrected file)" in said
+    assert "1 (pre-annotation kept: its frame is not in the corrected file)" in said
 
 
 def test_import_of_a_hand_edited_coco_counts_malformed_entries_instead_of_crashing(tmp_path):

@@ -191,3 +191,24 @@ def test_question_types_and_area_in_finers_4k_terms():
     assert [finers_question_type(t) for t in ("referring", "open", "reasoning", "option")] == [
         "referring", "reasoning", "reasoning", "option"]
     assert area_percent(SQUARE, (200, 100)) == pytest.approx(31 * 31 * 100 / 20000)
+
+
+def test_each_dropped_annotation_is_named_with_its_id_image_and_reason(frames):
+    said = []
+    entry = {**annotation(segmentation={"counts": "abc", "size": [100, 200]}), "id": 7}
+    records, counts = from_coco(document(entry, annotation(image_id="b"), "junk"), frames,
+                                frames, say=said.append)
+    assert len(records) == 1 and counts["no polygon segmentation"] == 1
+    assert said == ["skipped annotation 7 on a.png: no polygon segmentation",
+                    "skipped annotation #3: not a COCO annotation"]
+
+
+@pytest.mark.parametrize("segmentation", [[], [[]], None])
+def test_a_rectangle_without_a_polygon_is_read_as_its_four_corners(frames, segmentation):
+    polygon = annotation(segmentation=[[10, 20, 40, 20, 40, 50, 10, 50]])
+    rectangle = {**annotation(segmentation=segmentation), "bbox": [10, 20, 30, 30]}
+    if segmentation is None:
+        del rectangle["segmentation"]
+    (expected,), _ = from_coco(document(polygon), frames, frames)
+    (record,), counts = from_coco(document(rectangle), frames, frames)
+    assert record == expected and counts["rectangle read as a 4-corner polygon"] == 1

@@ -131,23 +131,52 @@ def test_import_takes_each_frames_question_when_a_tool_dropped_attributes(tmp_pa
     assert "3 (question taken from the exported episode)" in capsys.readouterr().out
 
 
-def test_a_pre_annotation_left_out_of_the_corrected_file_is_kept_and_counted(tmp_path,
-                                                                             capsys):
+def test_a_frame_left_out_of_the_corrected_file_keeps_its_pre_annotation(tmp_path, capsys):
     disc = mixed_session(tmp_path / "bag")
     out = tmp_path / "out"
     assert main(["export", str(tmp_path / "bag"), "--out", str(out)]) == 0
-    coco = labelled(out, keep=lambda annotation: False)  # the tool lost the pre-annotation
+    coco = labelled(out)
+    document = json.loads(coco.read_text())  # the person skipped the pre-annotated frame
+    document["images"] = [i for i in document["images"] if i["id"] != 1]
+    document["annotations"] = [a for a in document["annotations"] if a["image_id"] != 1]
+    coco.write_text(json.dumps(document))
     assert main(["import", str(coco), "--out", str(out / "labelled.json")]) == 0
     records = load_annotations(out / "labelled.json")
     assert [r.question for r in records] == [
         "find the unicorn", "find the tiny bolt", "find the disc"]
     assert np.array_equal(gt_mask(records[2].polygon, (W, H)), disc)
     said = capsys.readouterr().out
-    assert "1 (pre-annotation kept: none in the corrected file)" in said
+    assert "1 (pre-annotation kept: its frame is not in the corrected file)" in said
     assert main(["import", str(coco), "--out", str(out / "dropped.json"),
                  "--drop-missing"]) == 0
     assert len(load_annotations(out / "dropped.json")) == 2
-    assert "1 (pre-annotation left out: none in the corrected file)" in capsys.readouterr().out
+    assert "1 (pre-annotation left out: its frame is not in the corrected file)" in (
+        capsys.readouterr().out)
+
+
+def test_a_pre_annotation_deleted_in_the_tool_stays_deleted(tmp_path, capsys):
+    mixed_session(tmp_path / "bag")
+    out = tmp_path / "out"
+    assert main(["export", str(tmp_path / "bag"), "--out", str(out)]) == 0
+    coco = labelled(out, keep=lambda annotation: False)  # the node's answer was wrong
+    assert main(["import", str(coco), "--out", str(out / "labelled.json")]) == 0
+    assert [r.question for r in load_annotations(out / "labelled.json")] == [
+        "find the unicorn", "find the tiny bolt"]
+    said = capsys.readouterr().out
+    assert "1 (pre-annotation deleted: its frame has no annotation for it)" in said
+
+
+def test_an_import_without_episodes_json_says_it_was_not_found(tmp_path, capsys):
+    mixed_session(tmp_path / "bag")
+    out = tmp_path / "out"
+    assert main(["export", str(tmp_path / "bag"), "--out", str(out)]) == 0
+    coco = labelled(out, drop_attributes=True)
+    (out / "episodes.json").rename(tmp_path / "episodes.json")
+    assert main(["import", str(coco), "--out", str(out / "labelled.json")]) == 1
+    said = capsys.readouterr().out.splitlines()
+    assert sum("no question attribute" in line and "skipped annotation" in line
+               for line in said) == 3
+    assert any("episodes.json not found" in line for line in said)
 
 
 def test_an_import_of_nothing_leaves_the_existing_file_as_it_was(tmp_path, capsys):

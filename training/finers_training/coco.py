@@ -115,6 +115,23 @@ def _polygon(values, size: geo.Size) -> Optional[np.ndarray]:
     return corners if cv2.contourArea(corners.astype(np.float32)) > 0 else None
 
 
+def _rectangle(bbox) -> Optional[list]:
+    """Return the 4 corners of a COCO ``bbox`` ``[x, y, w, h]`` as one flat polygon, or None."""
+    if not isinstance(bbox, list) or len(bbox) != 4 or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox):
+        return None
+    x, y, width, height = bbox
+    if not (width > 0 and height > 0):
+        return None
+    return [x, y, x + width, y, x + width, y + height, x, y + height]
+
+
+def _empty(segmentation) -> bool:
+    """Say whether a segmentation holds nothing (how tools write a rectangle: the bbox only)."""
+    return segmentation is None or segmentation == [] or (
+        isinstance(segmentation, list) and all(s == [] for s in segmentation))
+
+
 def _largest_polygon(segmentation, size: geo.Size) -> Tuple[Optional[list], int]:
     if not isinstance(segmentation, list):
         return None, 0  # RLE
@@ -182,8 +199,8 @@ def _exported_question(attributes: dict, exported: List[dict]) -> Tuple[dict, st
 
 
 def from_coco(document: dict, image_base: Path, out_base: Path,
-              episodes: Optional[dict] = None,
-              mentioned: Optional[set] = None) -> Tuple[List[dict], Counter]:
+              episodes: Optional[dict] = None, mentioned: Optional[set] = None,
+              say=lambda line: None) -> Tuple[List[dict], Counter]:
     """
     FineRS-4k records of a (corrected) COCO document, and counts of what was skipped.
 
@@ -197,8 +214,11 @@ def from_coco(document: dict, image_base: Path, out_base: Path,
     annotation without a polygon (RLE, fewer than 3 finite corners, no area), without a
     question, with an unknown question type or image, whose image file is not found (see
     ``_image_file``); an image left without annotation; an entry that is not a COCO image or
-    annotation. Corners are clipped to the frame. Of several polygons in one annotation the
-    largest is kept (the others are counted). Raises DatasetError when ``images`` is no list.
+    annotation. Each skipped annotation is named to ``say`` on one line (id, image file,
+    why). An annotation with an empty segmentation and a ``bbox`` (a rectangle, as tools
+    draw one) is read as the rectangle's 4 corners. Corners are clipped to the frame. Of
+    several polygons in one annotation the largest is kept (the others are counted).
+    Raises DatasetError when ``images`` is no list.
     """
     counts: Counter = Counter()
     entries = document.get("images", [])
@@ -211,9 +231,10 @@ def from_coco(document: dict, image_base: Path, out_base: Path,
         else:
             images[image["id"]] = image
     annotated, records = set(), []
-    for annotation in document.get("annotations", []):
+    for number, annotation in enumerate(document.get("annotations", []), 1):
         if not isinstance(annotation, dict):
             counts["malformed entry"] += 1
+            say(f"skipped annotation #{number}: not a COCO annotation")
             continue
         image_id = annotation.get("image_id")
         image = images.get(image_id) if isinstance(image_id, (int, str)) else None
@@ -224,7 +245,11 @@ def from_coco(document: dict, image_base: Path, out_base: Path,
         attributes, how = _exported_question(attributes, exported)
         if how:
             counts[how] += 1
-        polygon, parts = (_largest_polygon(annotation.get("segmentation"), _image_size(image))
+        segmentation = annotation.get("segmentation")
+        if _empty(segmentation) and _rectangle(annotation.get("bbox")):
+            segmentation = [_rectangle(annotation["bbox"])]
+            counts["rectangle read as a 4-corner polygon"] += 1
+        polygon, parts = (_largest_polygon(segmentation, _image_size(image))
                           if image else (None, 0))
         question = str(attributes.get("question", "")).strip()
         try:
@@ -244,6 +269,9 @@ def from_coco(document: dict, image_base: Path, out_base: Path,
                    else "")
         if problem:
             counts[problem] += 1
+            named = image.get("file_name") if image else f"unknown image {image_id!r}"
+            say(f"skipped annotation {annotation.get('id', f'#{number}')} on {named}: "
+                f"{problem}")
             continue
         annotated.add(image["id"])
         if parts > 1:

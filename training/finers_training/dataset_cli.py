@@ -266,8 +266,10 @@ def import_coco(coco: str | Path, out_file: str | Path, images: Optional[str] = 
 
     With the export's ``episodes.json`` (next to the COCO file or in ``images``) the records
     get their episode's question when the tool dropped it, and their ``source``; a
-    pre-annotation the corrected file does not mention is kept (``drop_missing``: left out),
-    counted either way. Nothing imported: ``out_file`` is left as it was.
+    pre-annotation whose frame the corrected file holds without it was deleted by the person
+    (left out); one whose frame the file does not hold is kept (``drop_missing``: left
+    out), counted either way. Each annotation that cannot be used is named on one line.
+    Nothing imported: ``out_file`` is left as it was.
     """
     coco, out_file = Path(coco), Path(out_file)
     try:
@@ -280,7 +282,14 @@ def import_coco(coco: str | Path, out_file: str | Path, images: Optional[str] = 
     listed = find_export(base, coco.parent)
     by_frame = read_by_frame(listed) if listed else {}
     mentioned: set = set()
-    records, skipped = from_coco(document, base, out_file.parent, by_frame, mentioned)
+    records, skipped = from_coco(document, base, out_file.parent, by_frame, mentioned, say)
+    if not listed and skipped["no question attribute"]:
+        say(f"{EPISODES} not found next to {coco} or in {base}: "
+            f"{skipped['no question attribute']} annotation(s) without a question attribute "
+            "could not take their frame's exported question")
+    images = document.get("images", [])
+    frames = {Path(str(image.get("file_name", ""))).name for image in images
+              if isinstance(image, dict)}
     if listed:
         def image_of(entry: dict) -> str:
             path = (listed.parent / entry["image_path"]).resolve()
@@ -289,8 +298,8 @@ def import_coco(coco: str | Path, out_file: str | Path, images: Optional[str] = 
             except ValueError:
                 return str(path)
 
-        records = restore_missing(records, by_frame, mentioned, image_of, drop_missing,
-                                  skipped)
+        records = restore_missing(records, by_frame, mentioned, frames, image_of,
+                                  drop_missing, skipped)
         left = unlabelled(by_frame, mentioned)
         if left:
             skipped["episode(s) still to label"] += left
@@ -323,8 +332,8 @@ def make_parser() -> argparse.ArgumentParser:
     im.add_argument("--out", required=True, help="FineRS-4k JSON to write")
     im.add_argument("--images", help="folder COCO file_name is relative to (default: its folder)")
     im.add_argument("--drop-missing", action="store_true",
-                    help="leave out pre-annotations the corrected file does not mention "
-                         "(default: keep the node's, counted)")
+                    help="leave out pre-annotations whose frame the corrected file does not "
+                         "hold (default: keep the node's, counted)")
     sp = commands.add_parser("split", help="FineRS-4k JSON -> train.json + val.json")
     sp.add_argument("annotations", help="FineRS-4k JSON (an import's output)")
     sp.add_argument("--out", required=True, help="folder for train.json and val.json")

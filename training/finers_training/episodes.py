@@ -10,7 +10,7 @@ stamp, request id). A pre-annotated entry also holds its FineRS-4k ``record``.
 
 Annotation tools keep polygons but often drop everything else; on import this list gives an
 annotation without a question its frame's question, each record its ``source`` (a split by
-bag needs it) and back the node's pre-annotation of an episode the corrected file lost.
+bag needs it) and back the node's pre-annotation of a frame the corrected file left out.
 """
 from __future__ import annotations
 
@@ -53,24 +53,30 @@ def read_by_frame(path: Path) -> Dict[str, List[dict]]:
 
 
 def restore_missing(records: List[dict], by_frame: Dict[str, List[dict]], mentioned: set,
-                    image_of, drop: bool, counts: Counter) -> List[dict]:
+                    frames: set, image_of, drop: bool, counts: Counter) -> List[dict]:
     """
-    Add back each pre-annotation the corrected file does not mention (unless ``drop``).
+    Add back each pre-annotation whose frame the corrected file leaves out (unless ``drop``).
 
-    A person who skipped a frame means "the node was right"; a tool that lost the
-    pre-annotation must not turn that into no label. ``mentioned`` holds (frame file name,
-    question) of the corrected file's annotations; ``image_of(entry)`` gives the record's
-    ``image_path``. Each is counted, kept or left out.
+    A frame the corrected file holds without an annotation for a pre-annotated question
+    was seen and its polygon deleted: the node's answer was wrong, and it stays deleted. A
+    frame it does not hold at all was skipped (or lost by the tool): the node's
+    pre-annotation is kept, as "the node was right", rather than turned into no label.
+    ``mentioned`` holds (frame file name, question) of the corrected file's annotations,
+    ``frames`` the file names of its images; ``image_of(entry)`` gives the record's
+    ``image_path``. Each is counted: deleted, kept or left out.
     """
     restored = []
     for frame, entries in by_frame.items():
         for entry in entries:
             if entry["status"] != PRE_ANNOTATED or (frame, entry["Q"]) in mentioned:
                 continue
-            if drop:
-                counts["pre-annotation left out: none in the corrected file"] += 1
+            if frame in frames:
+                counts["pre-annotation deleted: its frame has no annotation for it"] += 1
                 continue
-            counts["pre-annotation kept: none in the corrected file"] += 1
+            if drop:
+                counts["pre-annotation left out: its frame is not in the corrected file"] += 1
+                continue
+            counts["pre-annotation kept: its frame is not in the corrected file"] += 1
             restored.append({**entry["record"], "image_path": image_of(entry),
                              "source": entry["source"]})
     return records + restored
