@@ -301,7 +301,8 @@ def test_export_then_import_corrected_coco(tmp_path):
     assert len(coco["images"]) == 3 and len(coco["annotations"]) == 2
     first = coco["annotations"][0]
     assert first["attributes"]["question"] == "what colour is the disc"
-    assert first["segmentation"][0] == [float(v) for p in records[0].polygon for v in p]
+    # the disc's pixels 11..29 x 16..34 as COCO pixel edges (test_coco_pixels)
+    assert first["bbox"] == [11, 16, 19, 19]
 
     # a person corrects the disc, deletes the box annotation and adds an RLE mask
     first["segmentation"] = [[30, 30, 40, 30, 40, 40, 30, 40], [0, 0, 1, 0, 1, 1]]
@@ -315,12 +316,12 @@ def test_export_then_import_corrected_coco(tmp_path):
     assert main(["import", str(corrected), "--out", str(target),
                  "--images", str(out)]) == 0
     (fixed,) = load_annotations(target)
-    assert fixed.polygon == [[30, 30], [40, 30], [40, 40], [30, 40]]
+    assert fixed.polygon == [[30, 30], [39, 30], [39, 39], [30, 39]]  # 10 x 10 px
     assert (fixed.question, fixed.q_type, fixed.options) == (
         "what colour is the disc", "option", ["A. red", "B. blue"])
     assert fixed.image_path == records[0].image_path
     assert read_rgb(fixed.image_path).shape == (H, W, 3)
-    assert fixed.area_percent == pytest.approx(100 * 121 / (W * H))
+    assert fixed.area_percent == pytest.approx(100 * 100 / (W * H))
 
 
 def test_import_finds_frames_an_annotation_tool_renamed_and_counts_missing_ones(tmp_path,
@@ -379,7 +380,9 @@ def test_import_of_a_hand_edited_coco_counts_malformed_entries_instead_of_crashi
     counts = import_coco(tmp_path / "coco.json", tmp_path / "out.json", say=lambda line: None)
     records = load_annotations(tmp_path / "out.json")
     assert counts["records"] == len(records) == 2
-    assert records[1].polygon == [[0, 10], [W - 1, 10], [W - 1, H - 1]]  # clipped to the frame
+    corners = np.asarray(records[1].polygon)  # clipped to the frame
+    assert corners.min() >= 0 and (corners.max(axis=0) <= [W - 1, H - 1]).all()
+    assert corners[:, 0].max() == W - 1
     assert counts["malformed entry"] == 3  # 5, "x", the image of width "wide"
     assert counts["no question attribute"] == 1 and counts["unknown image"] == 1
     assert counts["no polygon segmentation"] == 3  # strings, NaN, a polygon of no area

@@ -6,6 +6,9 @@ without annotations or images yet.
 """
 from collections import Counter
 
+import numpy as np
+
+from finers_ros.data.annotations import gt_mask
 from finers_training.coco import from_coco
 from test_coco_records import annotation, document, frames  # noqa: F401
 
@@ -15,14 +18,22 @@ PARTS = "polygon parts dropped, the largest kept"
 def test_sub_pixel_corners_come_back_to_a_hundredth_of_a_pixel(frames):  # noqa: F811
     corners = [[10.126, 20.004, 40.5, 20.004, 40.5, 50.999, 10.126, 50.999]]
     records, _ = from_coco(document(annotation(segmentation=corners)), frames, frames)
-    assert records[0]["points"] == [[10.13, 20.0], [40.5, 20.0], [40.5, 51.0], [10.13, 51.0]]
+    # edges half a pixel in: the last pixel centre inside COCO's x < 40.5 is 39.5
+    assert records[0]["points"] == [[10.13, 20.0], [39.5, 20.0], [39.5, 50.0], [10.13, 50.0]]
 
 
-def test_a_triangle_of_half_a_pixel_is_a_polygon(frames):  # noqa: F811
+def test_a_triangle_of_half_a_pixel_is_a_polygon_on_its_pixel(frames):  # noqa: F811
     records, counts = from_coco(document(annotation(segmentation=[[5, 5, 6, 5, 5, 6]])),
                                 frames, frames)
-    assert records[0]["points"] == [[5.0, 5.0], [6.0, 5.0], [5.0, 6.0]]
+    covered = gt_mask(records[0]["points"], (200, 100))
+    assert covered[5, 5] and covered.sum() <= 2
     assert "no polygon segmentation" not in counts
+
+
+def test_a_polygon_narrower_than_a_pixel_is_the_pixel_under_its_centre(frames):  # noqa: F811
+    sliver = [[10.2, 20.1, 10.8, 20.1, 10.8, 20.9, 10.2, 20.9]]
+    records, _ = from_coco(document(annotation(segmentation=sliver)), frames, frames)
+    assert list(zip(*np.nonzero(gt_mask(records[0]["points"], (200, 100))))) == [(20, 10)]
 
 
 def test_dropped_parts_add_up_over_annotations_and_none_dropped_is_not_mentioned(

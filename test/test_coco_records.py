@@ -38,8 +38,9 @@ def test_to_coco_gives_each_image_one_entry_and_each_record_one_annotation():
     first, second, third = document["annotations"]
     assert [a["id"] for a in document["annotations"]] == [1, 2, 3]
     assert [a["image_id"] for a in document["annotations"]] == [1, 2, 1]
-    assert first["segmentation"] == [[10.0, 20.0, 40.0, 20.0, 40.0, 50.0, 10.0, 50.0]]
-    assert first["bbox"] == [10, 20, 30, 30] and first["iscrowd"] == 0
+    # pixel centres 10..40 are pixel edges 10..41 in COCO (test_coco_pixels)
+    assert first["segmentation"] == [[10.0, 20.0, 41.0, 20.0, 41.0, 51.0, 10.0, 51.0]]
+    assert first["bbox"] == [10, 20, 31, 31] and first["iscrowd"] == 0
     assert first["category_id"] == 1
     assert first["area"] == 246.9  # 1.2345 % of 200 x 100, to a tenth
     assert first["attributes"] == {"question": "find the screw", "answer": "It is found.",

@@ -125,7 +125,8 @@ def test_import_takes_each_frames_question_when_a_tool_dropped_attributes(tmp_pa
     records = load_annotations(out / "labelled.json")
     assert [r.question for r in records] == [
         "find the disc", "find the unicorn", "find the tiny bolt"]
-    assert records[2].polygon == [[10, 10], [30, 10], [30, 30], [10, 30]]
+    # SQUARE's edges 10..30 hold pixel centres 10..29 (test_coco_pixels)
+    assert records[2].polygon == [[10, 10], [29, 10], [29, 29], [10, 29]]
     # the episode's origin travels with the label: a split by bag needs it
     assert all(r.extra["source"]["bag"].endswith("bag") for r in records)
     assert "3 (question taken from the exported episode)" in capsys.readouterr().out

@@ -6,6 +6,14 @@ native pixels. In COCO each record is one annotation (category ``target``) with 
 ``segmentation`` and the record's text in ``attributes`` (``question``, ``answer``,
 ``question_type``, ``options`` as JSON), the field CVAT and similar tools keep per
 annotation. Masks become polygons through OpenCV contours.
+
+Pixel conventions: a FineRS-4k polygon runs through pixel centres and its outline belongs to
+the mask (``gt_mask``: vertices truncated, outline and fill); COCO coordinates are
+continuous, pixel ``(i, j)`` covering ``[i, i + 1) x [j, j + 1)``, and COCO tools
+(pycocotools, CVAT) count a pixel in when its centre is inside. So export moves every edge
+half a pixel out (``coco_polygon``: a block becomes its outline of pixel edges) and import
+half a pixel in (``finers_polygon``: a tight polygon drawn around a block becomes that
+block); both tools then see one mask.
 """
 from __future__ import annotations
 
@@ -41,6 +49,62 @@ def mask_polygon(mask: np.ndarray) -> Tuple[Optional[List[List[int]]], int]:
     if len(points) < 3:
         return None, len(contours)
     return [[int(x), int(y)] for x, y in points], len(contours)
+
+
+HALF_PIXEL = 0.5
+
+
+def _double_area(corners: np.ndarray) -> float:
+    """Twice the signed (shoelace) area of an ``N x 2`` polygon."""
+    following = np.roll(corners, -1, axis=0)
+    return float((corners[:, 0] * following[:, 1] - following[:, 0] * corners[:, 1]).sum())
+
+
+def _distinct(corners) -> np.ndarray:
+    """Return the ``N x 2`` corners without repeats of the corner before."""
+    corners = np.asarray(corners, np.float64)
+    edges = np.roll(corners, -1, axis=0) - corners
+    return corners[np.hypot(edges[:, 0], edges[:, 1]) > 1e-9]
+
+
+def offset_polygon(corners: np.ndarray, distance: float) -> np.ndarray:
+    """
+    Move every edge of an ``N x 2`` polygon ``distance`` px outward (inward when negative).
+
+    Each corner moves to where its two moved edges meet (a mitre: moved out and back in, a
+    polygon of OpenCV contour angles, multiples of 45 degrees, is itself again); a corner
+    sharper than about 26 degrees moves at most ``4.5 * |distance|``. Repeated corners are
+    dropped; a polygon without area comes back unmoved.
+    """
+    corners = _distinct(corners)
+    area = _double_area(corners) if len(corners) >= 3 else 0.0
+    if area == 0.0:
+        return corners
+    edges = np.roll(corners, -1, axis=0) - corners
+    unit = edges / np.hypot(edges[:, 0], edges[:, 1])[:, None]
+    outward = np.sign(area) * np.stack([unit[:, 1], -unit[:, 0]], axis=1)
+    before = np.roll(outward, 1, axis=0)  # the normal of the edge ending at each corner
+    dots = (before * outward).sum(axis=1)
+    return corners + distance * (before + outward) / np.maximum(1.0 + dots, 0.1)[:, None]
+
+
+def coco_polygon(points) -> List[float]:
+    """FineRS-4k polygon ``[[x, y], ...]`` (pixel centres) -> flat COCO polygon (pixel edges)."""
+    moved = offset_polygon(np.asarray(points, np.float64), HALF_PIXEL) + HALF_PIXEL
+    return [round(float(v), 2) for v in moved.reshape(-1)]
+
+
+def finers_polygon(corners: np.ndarray) -> np.ndarray:
+    """
+    COCO polygon ``N x 2`` (pixel edges, with area) -> FineRS-4k corners (pixel centres).
+
+    A polygon within a pixel each way has no inner polygon (moved in, its edges
+    cross): it becomes the one pixel under its centre, as a COCO tool shows at most that one.
+    """
+    corners = _distinct(corners)
+    if (np.ptp(corners, axis=0) <= 1.0).all():
+        return np.repeat(np.floor(corners.mean(axis=0))[np.newaxis], 3, axis=0)
+    return offset_polygon(corners - HALF_PIXEL, -HALF_PIXEL)
 
 
 def finers_question_type(question_type: str) -> str:
@@ -80,14 +144,16 @@ def to_coco(records: List[dict], sizes: dict, episodes: Optional[dict] = None) -
     for record in records:
         path = record["image_path"]
         image_id(path)
-        xs = [p[0] for p in record["points"]]
-        ys = [p[1] for p in record["points"]]
+        segmentation = coco_polygon(record["points"])
+        xs = [int(p[0]) for p in record["points"]]  # the pixels' box, as gt_mask truncates
+        ys = [int(p[1]) for p in record["points"]]
         width, height = sizes[path]
         annotations.append({
             "id": len(annotations) + 1, "image_id": ids[path], "category_id": CATEGORY["id"],
-            "segmentation": [[float(v) for p in record["points"] for v in p]],
+            "segmentation": [segmentation],
             "area": round(record["area_percent"] * width * height / 100.0, 1),
-            "bbox": [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)], "iscrowd": 0,
+            "bbox": [min(xs), min(ys), max(xs) - min(xs) + 1, max(ys) - min(ys) + 1],
+            "iscrowd": 0,
             "attributes": {"question": record["Q"], "answer": record.get("A", ""),
                            "question_type": record["Q-type"],
                            "options": json.dumps(record.get("options")) if record.get("options")
@@ -98,10 +164,10 @@ def to_coco(records: List[dict], sizes: dict, episodes: Optional[dict] = None) -
 
 def _polygon(values, size: geo.Size) -> Optional[np.ndarray]:
     """
-    Return the ``N x 2`` float corners of one COCO polygon, clipped to the frame.
+    Return the ``N x 2`` float FineRS-4k corners of one COCO polygon, clipped to the frame.
 
     ``size`` is (W, H). None when it is not a list of >= 3 finite (x, y) numbers or encloses
-    no area.
+    no area in the frame. Moved half a pixel in (``finers_polygon``).
     """
     if not isinstance(values, list) or len(values) < 6 or len(values) % 2:
         return None
@@ -111,8 +177,10 @@ def _polygon(values, size: geo.Size) -> Optional[np.ndarray]:
         return None
     if not np.isfinite(corners).all():
         return None
-    corners = np.clip(corners, 0, [size[0] - 1, size[1] - 1])
-    return corners if cv2.contourArea(corners.astype(np.float32)) > 0 else None
+    corners = np.clip(corners, 0, [size[0], size[1]])
+    if cv2.contourArea(corners.astype(np.float32)) <= 0:
+        return None
+    return np.clip(finers_polygon(corners), 0, [size[0] - 1, size[1] - 1])
 
 
 def _rectangle(bbox) -> Optional[list]:
@@ -138,7 +206,7 @@ def _largest_polygon(segmentation, size: geo.Size) -> Tuple[Optional[list], int]
     polygons = [p for p in (_polygon(s, size) for s in segmentation) if p is not None]
     if not polygons:
         return None, 0
-    best = max(polygons, key=lambda p: abs(cv2.contourArea(p.astype(np.float32))))
+    best = max(polygons, key=lambda p: abs(_double_area(p)))
     return [[round(float(x), 2), round(float(y), 2)] for x, y in best], len(polygons)
 
 
