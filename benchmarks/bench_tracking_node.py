@@ -74,7 +74,8 @@ def window(node_process, client, camera, seconds: float, min_frames: int = 0) ->
     rss_peak = rss0
     while True:
         elapsed = time.monotonic() - start
-        if elapsed >= 4 * seconds or (elapsed >= seconds and camera.sent - sent0 >= min_frames):
+        if elapsed >= 4 * max(seconds, min_frames / HZ) or (
+                elapsed >= seconds and camera.sent - sent0 >= min_frames):
             break
         time.sleep(0.5 if elapsed >= seconds else min(1.0, seconds - elapsed))
         rss_peak = max(rss_peak, process.memory_info().rss)
