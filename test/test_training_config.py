@@ -5,6 +5,7 @@ Each mistake must stop the run before any data is built or model loaded, with on
 names the key (exit 2), never a traceback or a silent run on a wrong value.
 """
 
+import importlib.util
 import json
 
 import pytest
@@ -249,3 +250,32 @@ def test_bf16_is_read_from_a_yaml_boolean_as_well_as_a_word(tmp_path, text, valu
     path = tmp_path / "run.yaml"
     path.write_text(text)
     assert load_config(path).bf16 == value
+
+
+def test_a_config_stage_other_than_the_command_is_refused(tmp_path, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text("stage: gse\nmax_steps: 1\n")
+    assert main(["lpr", "--config", str(config), "--annotations", str(_scenes(tmp_path)),
+                 "--output-dir", str(tmp_path / "run")]) == 2
+    said = _one_error_line(capsys)
+    assert "stage" in said and "gse" in said and "lpr" in said
+    assert not (tmp_path / "run").exists()
+    config.write_text("stage: lpr\n")
+    assert load_config(config, stage="lpr").stage == "lpr"
+
+
+@pytest.mark.parametrize("targets, named", [("[wandb]", "wandb is not installed"),
+                                            ("[tensorbord]", "tensorbord")])
+def test_report_to_is_checked_before_any_data_is_built(tmp_path, capsys, targets, named):
+    if "wandb" in targets and importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    config = tmp_path / "run.yaml"
+    config.write_text(f"max_steps: 1\nreport_to: {targets}\n")
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "config.json").write_text("{}")
+    assert main(["lpr", "--config", str(config), "--annotations", str(_scenes(tmp_path)),
+                 "--base-model", str(base), "--output-dir", str(tmp_path / "run")]) == 2
+    said = _one_error_line(capsys)
+    assert "report_to" in said and named in said
+    assert not (tmp_path / "run" / "data").exists()

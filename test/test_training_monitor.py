@@ -72,6 +72,10 @@ def test_a_run_writes_tensorboard_and_keeps_its_best_checkpoint(tiny_qwen_dir, t
     assert best["value"] == max(values) and best["step"] == evals[values.index(max(values))][
         "step"]
     assert (out / "eval" / "step-2" / "metrics.json").is_file()
+    # best/ carries its run's config: a search with --lpr best/ writes as many tokens
+    from finers_training.generation import lpr_token_budget
+
+    assert lpr_token_budget(out / "best", None) == config.max_completion_length == 6
     assert not (out / "eval" / "candidate").exists()
     # the kept checkpoint is what the node loads
     pipeline = FineRSPipeline.from_config(PipelineConfig(lpr=StageConfig(

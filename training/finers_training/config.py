@@ -237,6 +237,48 @@ class TrainConfig:
         return data
 
 
+RUN_CONFIG = "finers_train.yaml"
+
+
+def write_run_config(config: TrainConfig, folder: Path) -> Path:
+    """
+    Write the config that trained a checkpoint next to it (``folder/finers_train.yaml``).
+
+    What a later run reads from the checkpoint, e.g. the LPR's token budget for the search.
+    """
+    path = Path(folder) / RUN_CONFIG
+    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    return path
+
+
+def check_report_to(config: TrainConfig) -> None:
+    """
+    Refuse a ``report_to`` target transformers does not know or cannot load here.
+
+    Found at the start rather than when the Trainer is built, after the data set.
+    """
+    from transformers.integrations.integration_utils import (
+        INTEGRATION_TO_CALLBACK, get_available_reporting_integrations)
+
+    targets = config.report_to
+    if isinstance(targets, str):
+        targets = [targets]
+    if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+        raise TrainConfigError(f"report_to={config.report_to!r}: expected a list of names")
+    available = get_available_reporting_integrations()
+    for target in targets:
+        if target in ("none", ""):
+            continue
+        if target not in INTEGRATION_TO_CALLBACK:
+            raise TrainConfigError(
+                f"report_to: unknown target {target!r}; known: {sorted(INTEGRATION_TO_CALLBACK)}")
+        if target not in available:
+            hint = " (pip install wandb)" if target == "wandb" else ""
+            raise TrainConfigError(
+                f"report_to: {target} is not installed here: install its package{hint} or "
+                "leave it out of report_to")
+
+
 def check_inputs(config: TrainConfig, command: str) -> None:
     """
     Check that the files a ``command`` (lpr | gse | search) reads exist.
@@ -264,6 +306,7 @@ def check_inputs(config: TrainConfig, command: str) -> None:
     if command == "search":
         checkpoint("search_checkpoint")
         return
+    check_report_to(config)
     checkpoint("base_model")
     if config.stage == "gse" and config.gse_reward == "online":
         checkpoint("online_lpr_checkpoint")
@@ -298,5 +341,10 @@ def load_config(path: str | Path, **overrides: Any) -> TrainConfig:
         raise TrainConfigError(f"invalid YAML in {path}: {exc}") from exc
     if not isinstance(data, dict):
         raise TrainConfigError(f"{path}: expected a mapping of TrainConfig keys")
+    command_stage = overrides.get("stage")
+    if command_stage is not None and data.get("stage", command_stage) != command_stage:
+        raise TrainConfigError(
+            f"{path}: stage: {data['stage']} but the command trains {command_stage}: fix or "
+            "remove the config's stage (the command names it)")
     data.update({k: v for k, v in overrides.items() if v is not None})
     return config_from_dict(data, path.parent)

@@ -8,7 +8,8 @@ checkpoint, the other stages from ``eval_pipeline`` (a pipeline YAML; default th
 bring-up stages). The metrics go to ``log.jsonl`` and TensorBoard as ``eval/<name>``
 (gIoU, cIoU, region_recall, MVQA, OVQA) and to ``output_dir/eval/step-N/`` (metrics.json,
 report.md); the checkpoint with the highest ``eval_metric`` so far is kept as
-``output_dir/best/`` (``finers_best.json`` says which step and value), the others deleted.
+``output_dir/best/`` (``finers_best.json`` says which step and value, ``finers_train.yaml``
+the run's config, as in ``output_dir``), the others deleted.
 A val record from a frame any training record comes from is refused before training.
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Optional
 
 from finers_ros.data.annotations import load_annotations
 
-from .config import EVAL_METRICS, TrainConfig, TrainConfigError
+from .config import EVAL_METRICS, TrainConfig, TrainConfigError, write_run_config
 from .split import shared_frames
 
 BEST = "best"
@@ -156,6 +157,7 @@ def eval_callback(config: TrainConfig, trainer, save_policy, writer):
             if value is not None and (best is None or value > best):
                 shutil.rmtree(out / BEST, ignore_errors=True)
                 candidate.rename(out / BEST)
+                write_run_config(config, out / BEST)
                 best_info.write_text(json.dumps(
                     {"step": step, "metric": config.eval_metric, "value": value}, indent=1))
                 print(f"eval step {step}: {config.eval_metric} {shown}, the best so far "

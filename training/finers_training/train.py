@@ -17,9 +17,7 @@ import shutil
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-import yaml
-
-from .config import TrainConfig, TrainConfigError, check_inputs
+from .config import TrainConfig, TrainConfigError, check_inputs, write_run_config
 from .data import (
     ROWS,
     DataOptions,
@@ -410,7 +408,7 @@ def save_final(trainer, config: TrainConfig, rows_path: Path) -> Path:
     else:
         trainer.save_model(str(out))
     if trainer.accelerator.is_main_process:
-        (out / "finers_train.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        write_run_config(config, out)
         hashes = {
             "data_set_sha256": set_hash(rows_path),
             "annotations_sha256": _sha256(Path(config.annotations)),
