@@ -20,6 +20,7 @@ def test_bag_path_from_the_running_node_to_both_training_sets(tmp_path, domain, 
     from finers_ros.ros.launcher import NodeProcess
     from finers_ros.ros.messages import detection_mask
     from finers_training.data import DataOptions, build_set
+    from finers_training.coco import coco_polygon
     from finers_training.dataset_cli import main as dataset_main
 
     image, scene = scene_4k
@@ -57,9 +58,9 @@ def test_bag_path_from_the_running_node_to_both_training_sets(tmp_path, domain, 
     drawn = gt_mask(record.polygon, (image.shape[1], image.shape[0]))
     assert (recorded & drawn).sum() / (recorded | drawn).sum() > 0.9
 
-    # a person replaces the node's polygon by the true outline, then imports it back
+    # a person replaces the node's polygon by the true outline (COCO pixel edges), imports it
     coco = json.loads((out / "coco.json").read_text())
-    coco["annotations"][0]["segmentation"] = [[float(v) for p in scene["points"] for v in p]]
+    coco["annotations"][0]["segmentation"] = [coco_polygon(scene["points"])]
     (out / "corrected.json").write_text(json.dumps(coco))
     fixed = out / "fixed.json"
     assert dataset_main(["import", str(out / "corrected.json"), "--out", str(fixed)]) == 0
