@@ -232,3 +232,21 @@ def test_a_frame_keeps_its_name_whatever_else_is_exported_with_it(tmp_path, caps
     assert main(["import", str(coco), "--images", str(together),
                  "--out", str(together / "labelled.json")]) == 0
     assert len(load_annotations(together / "labelled.json")) == 3
+
+
+def test_an_export_that_finds_nothing_says_why(tmp_path, capsys):
+    bag = BagMaker(tmp_path / "quiet")  # the camera recorded, nobody asked anything
+    bag.frame(T0, T0, 0)
+    bag.command(T0 + 1, json.dumps({"stop_track": "all"}))
+    bag.close()
+    assert main(["export", str(tmp_path / "quiet"), "--out", str(tmp_path / "a")]) == 1
+    said = capsys.readouterr().out
+    assert "quiet: no episode: 1 frame(s) on /camera/image_raw, 0 instruction(s) on " \
+           "/finers/command, 0 Detection(s)" in said
+
+    nested = tmp_path / "robot" / "day1"  # bags two folders down
+    nested.mkdir(parents=True)
+    camera_and_commands_only(nested / "bag")
+    assert main(["export", str(tmp_path / "robot"), "--out", str(tmp_path / "b")]) == 2
+    said = capsys.readouterr().err
+    assert "no rosbag2 bag" in said and "robot/day1" in said

@@ -178,10 +178,15 @@ def bag_paths(paths: Iterable[str | Path]) -> List[Path]:
         files = sorted(path.glob("*.mcap")) + sorted(path.glob("*.db3"))
         orphans = sorted(p for p in path.iterdir()
                          if p.is_dir() and not (p / "metadata.yaml").exists())
-        found += inner + files + [f for o in orphans for pattern in ("*.mcap", "*.db3")
-                                  for f in sorted(o.glob(pattern))]
+        here = inner + files + [f for o in orphans for pattern in ("*.mcap", "*.db3")
+                                for f in sorted(o.glob(pattern))]
         if not inner and not files and not orphans:
             raise BagError(f"{path}: neither a rosbag2 bag nor a folder of bags")
+        if not here:
+            below = ", ".join(str(o) for o in orphans[:3])
+            raise BagError(f"{path}: no rosbag2 bag in it or in its folders ({below}); bags "
+                           "are looked for one folder down: name the folder that holds them")
+        found += here
     return found
 
 
@@ -245,6 +250,7 @@ class BagEpisodes:
         self.topics = {"camera": camera_topic, "command": command_topic,
                        "detections": detections_topic}
         self.note = ""  # set when the bag was an unfinished recording read back in part
+        self.held = ""  # what the first pass found (frames, instructions, Detections by topic)
         self._scratch: Optional[tempfile.TemporaryDirectory] = None
 
     def _open(self) -> AnyReader:
@@ -404,7 +410,9 @@ class BagEpisodes:
 
     def _episodes(self, reader: AnyReader) -> Iterator[BagEpisode]:
         picked = self._connections(reader)
-        loose, by_frame = self._pair(self._index(reader, picked))
+        index = self._index(reader, picked)
+        self.held = _held(index, picked)
+        loose, by_frame = self._pair(index)
         yield from loose
         frames = reader.messages(connections=picked["camera"]) if by_frame else ()
         for number, (conn, _, raw) in enumerate(frames):
@@ -419,6 +427,15 @@ class BagEpisodes:
                 yield episode
             if not by_frame:
                 break
+
+
+def _held(index: _Index, picked: Dict[str, list]) -> str:
+    """Say what a bag's first pass found, by topic (why a bag gave no episode)."""
+    def topics(kind: str) -> str:
+        return ", ".join(sorted({c.topic for c in picked[kind]})) or "no topic"
+
+    return (f"{len(index.frames)} frame(s) on {topics('camera')}, {len(index.commands)} "
+            f"instruction(s) on {topics('command')}, {len(index.detections)} Detection(s)")
 
 
 def _decode(msg) -> np.ndarray:

@@ -142,10 +142,14 @@ def _episodes(paths: List[str], topics: dict, report: ExportReport, say):
     for path in bag_paths(paths):
         episodes = BagEpisodes(path, **topics)
         try:
+            number = -1
             for number, episode in enumerate(episodes):
                 if number == 0 and episodes.note:
                     say(episodes.note)
                 yield episode
+            if number < 0:
+                say(" ".join(filter(None, (episodes.note, f"{path}: no episode:",
+                                           episodes.held))))
         except BagError as exc:
             report.skipped["unreadable bag"] += 1
             say(f"skipped bag {exc}")
