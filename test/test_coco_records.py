@@ -213,3 +213,13 @@ def test_a_rectangle_without_a_polygon_is_read_as_its_four_corners(frames, segme
     (expected,), _ = from_coco(document(polygon), frames, frames)
     (record,), counts = from_coco(document(rectangle), frames, frames)
     assert record == expected and counts["rectangle read as a 4-corner polygon"] == 1
+
+
+def test_an_annotation_without_its_question_on_a_frame_of_two_says_so(frames):
+    said = []
+    entry = annotation(question="")
+    exported = [{"Q": q, "Q-type": "referring", "status": "to label"} for q in ("a", "b")]
+    _, counts = from_coco(document(entry), frames, frames, {"a.png": exported}, say=said.append)
+    assert counts["no question attribute"] == 1
+    assert said == ["skipped annotation 1 on a.png: no question attribute (its frame was "
+                    "exported with 2 questions)"]

@@ -338,6 +338,8 @@ def from_coco(document: dict, image_base: Path, out_base: Path,
         if problem:
             counts[problem] += 1
             named = image.get("file_name") if image else f"unknown image {image_id!r}"
+            if problem == "no question attribute" and len(exported) > 1:
+                problem += f" (its frame was exported with {len(exported)} questions)"
             say(f"skipped annotation {annotation.get('id', f'#{number}')} on {named}: "
                 f"{problem}")
             continue
