@@ -120,3 +120,25 @@ def test_track_ids_differ_from_those_of_an_earlier_run():
     ids = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip() for _ in range(3)}
     assert len(ids) == 3 and all(i.startswith("track-") and i.endswith("-1") for i in ids)
+
+
+def test_a_track_being_seeded_counts_against_max_tracks():
+    """The worker has taken the first track and builds it: a second is still too many."""
+    entered, gate = threading.Event(), threading.Event()
+
+    def slow_build(config):
+        entered.set()
+        gate.wait(5)
+        return build_tracker(config)
+
+    reports = Reports()
+    service = TrackingService(reports, max_tracks=1, tracker_factory=slow_build)
+    service.start_worker()
+    try:
+        assert start(service, "first")
+        assert entered.wait(5)
+        assert start(service, "second") is None
+        assert "too many tracks (1 running)" in reports.items[-1].update.reason
+    finally:
+        gate.set()
+        service.stop_worker()

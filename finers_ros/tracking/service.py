@@ -234,7 +234,7 @@ class TrackingService:
                 why = "tracking is not running (node inactive)"
             elif box is None or mask is None or not mask.any():
                 why = f"nothing to track: {refusal or 'the answer was not found'}"
-            elif len(self._tracks) + len(self._seeds) >= self.max_tracks:
+            elif len(self._tracks) + len(self._seeds) + self._seeding >= self.max_tracks:
                 why = f"too many tracks ({self.max_tracks} running); stop one first"
             else:
                 track_id = f"track-{_RUN}-{next(self._ids)}"
