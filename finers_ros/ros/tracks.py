@@ -128,7 +128,7 @@ class NodeTracking:
         frame = outcome.frame
         found = not result.error and result.found and frame is not None
         if not found:  # not found (yet): the service asks again a little later
-            self.service.resume(track_id, outcome.image, 0, None, None, None)
+            self.service.not_reacquired(track_id)
         if not found or not self.service.resume(track_id, outcome.image, frame.seq,
                                                 frame.header, result.box, result.mask):
             self._node.get_logger().info(f"{track_id} not re-acquired by the cascade: "

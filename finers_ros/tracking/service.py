@@ -253,17 +253,25 @@ class TrackingService:
     def resume(self, track_id: str, image: np.ndarray, seq: int, header, box: Optional[Box],
                mask: Optional[np.ndarray]) -> bool:
         """Re-seed a lost track from a new answer (``reacquire: cascade``)."""
+        if box is None or mask is None:
+            self.not_reacquired(track_id)
+            return False
         with self._cond:
             track = self._tracks.get(track_id)
-            if track is None or not self._running or box is None or mask is None:
-                if track is not None:  # not found: ask again a little later
-                    track.reacquire_asked = False
-                    track.reacquire_after = time.monotonic() + REACQUIRE_RETRY_S
+            if track is None or not self._running:
                 return False
             self._seeds.append(_Seed(track_id, track.request_id, track.instruction, image, seq,
                                      header, box, mask, resume=True))
             self._cond.notify_all()
             return True
+
+    def not_reacquired(self, track_id: str) -> None:
+        """Note a re-acquisition answer without the target: ask again a little later."""
+        with self._cond:
+            track = self._tracks.get(track_id)
+            if track is not None:
+                track.reacquire_asked = False
+                track.reacquire_after = time.monotonic() + REACQUIRE_RETRY_S
 
     def stop(self, track_id: Optional[str] = None, reason: str = "stopped by client") -> int:
         """End one track (or all with None); returns how many tracks will end."""
