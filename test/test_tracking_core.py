@@ -241,6 +241,34 @@ def test_a_growing_target_is_followed_with_its_new_size():
         assert update.box == box_at(60, 80, size), step
 
 
+def test_a_target_entering_over_the_edge_in_big_steps_is_followed_whole():
+    """Frames skipped by a loaded node: the visible part grows by more than a steady frame's."""
+    size = (16, 40)
+
+    def entering(y):  # the target's top rows above the frame
+        frame = BACKGROUND.copy()
+        frame[max(0, y):y + size[1], 60:60 + size[0]] = RED
+        return frame
+
+    def visible(y):
+        return (60.0, float(max(0, y)), 75.0, float(y + size[1] - 1))
+
+    tracker = build_tracker()
+    tracker.seed(FrameView(entering(-30)), visible(-30), None)
+    for y in (-18, -6, 0, 12):
+        update = tracker.update(FrameView(entering(y)))
+        assert update.tracking and update.box == visible(y), (y, update)
+        assert update.mask.shape == (y + size[1] - max(0, y), 16) and update.mask.mean() > 0.9
+
+
+def test_a_target_that_grows_past_the_area_check_keeps_the_window_that_passed_it():
+    """Widening stops at the first window whose mask fails the checks: the last good one counts."""
+    tracker, _ = seeded(60, 80)  # 14 x 10, area 140
+    update = tracker.update(FrameView(scene((60, 80), size=(14, 60))))  # 6x taller at once
+    assert update.tracking and update.box[0] == 60.0 and update.box[2] == 73.0
+    assert update.box[1] == 80.0 and 85.0 < update.box[3] < 139.0, update.box
+
+
 def test_a_brightening_frame_keeps_the_target():
     tracker, _ = seeded(60, 80)
     for step in range(1, 5):
@@ -323,16 +351,38 @@ def test_a_target_hidden_for_two_frames_is_found_where_its_motion_took_it():
 def test_a_target_leaving_over_the_edge_is_lost_with_nowhere_left_to_look():
     tracker, _ = seeded(190, 80, search_radius_px=4, max_search_radius_px=8)
     x, updates = 190, []
-    for dx in (3, 5, 6, 6, 6, 6, 6, 6, 6):  # right, out of the 240 px wide frame
+    for dx in (3, 5, 6, 6, 6, 6, 6, 6, 6, 6):  # right, out of the 240 px wide frame
         x += dx
         updates.append(tracker.update(FrameView(scene((x, 80)) if x < WIDTH else scene())))
     seen = [u for u in updates if u.tracking]
-    assert seen[-1].box[2] == WIDTH - 1  # last seen against the edge
+    assert seen[-1].box[2] == WIDTH - 1  # last seen against the edge ...
+    assert seen[-1].box[0] == 234.0  # ... down to its last 6 columns in view
     missed = updates[len(seen):]
-    assert [u.reason for u in missed[:2]] == [
-        "target not seen (no match); widening the search",
-        "target not seen for 2 frames (no match)"]
+    assert re.fullmatch(r"target not seen \((no match|best match 0\.\d\d)\); widening the search",
+                        missed[0].reason), missed[0].reason
+    assert re.fullmatch(r"target not seen for 2 frames \((no match|best match 0\.\d\d)\)",
+                        missed[1].reason), missed[1].reason
+    assert [u.state for u in missed[:2]] == [TrackState.SEARCHING, TrackState.LOST]
     assert all(u.box == seen[-1].box for u in missed)
+
+
+def test_a_target_leaving_over_the_edge_in_big_steps_is_followed_to_its_last_rows():
+    """The template's context would hang over the edge: only its part inside is matched."""
+    size = (16, 40)
+
+    def at(y):  # the target's bottom rows below the frame
+        frame = BACKGROUND.copy()
+        frame[y:min(HEIGHT, y + size[1]), 60:60 + size[0]] = RED
+        return frame
+
+    def visible(y):
+        return (60.0, float(y), 75.0, float(min(HEIGHT, y + size[1]) - 1))
+
+    tracker = build_tracker()
+    tracker.seed(FrameView(at(100)), visible(100), None)
+    for y in (112, 124, 136, 148):
+        update = tracker.update(FrameView(at(y)))
+        assert update.tracking and update.box == visible(y), (y, update)
 
 
 def test_a_target_that_cannot_be_told_from_its_twin_is_not_taken():

@@ -36,6 +36,8 @@ AREA_RANGE = (0.4, 2.5)  # mask area against the last steady frame's, for a fram
 STEADY_AREA = (0.75, 1.33)  # ... and for the frame to renew the template
 STEADY_SCORE = 0.75  # correlation for a frame to renew the template
 NEAR_PEAK_PX = 4  # coarse peaks closer than this (downscaled pixels) are one candidate
+MIN_TEMPLATE_PX = 8  # a template cut at the frame's side keeps at least this (else: whole)
+WIDEN_TRIES = 3  # segmentation windows tried, each wider, while the mask reaches the side
 DISTINCT_MARGIN = 0.08  # a wide-search winner must beat the runner-up by this correlation
 FEATURES = ("rgb", "likelihood")  # what searches correlate, in the order they are tried
 
@@ -67,6 +69,7 @@ class TemplateTracker:
         self._around_lab = np.zeros(3, np.float32)
         self._misses = 0
         self._last_box: Optional[Box] = None
+        self._at_frame_side = False  # the last mask reached the frame's side (entering, leaving)
 
     # -- seeding -------------------------------------------------------------------
     def seed(self, frame: FrameView, box: Box, mask: Optional[np.ndarray]) -> TrackUpdate:
@@ -148,8 +151,11 @@ class TemplateTracker:
         pixel's colour is to the target's rather than its surroundings': a target crossing a
         changing background keeps its likelihood pattern while its context changes).
         """
-        th, tw = self._template.shape[:2]
-        origin = np.floor(centre - self._offset - radius).astype(int)
+        # a wide search does not know where the target is: no side to cut the template at
+        template, offset = ((self._template, self._offset) if wide
+                            else self._inside_part(frame.size, centre))
+        th, tw = template.shape[:2]
+        origin = np.floor(centre - offset - radius).astype(int)
         x0, y0 = int(origin[0]), int(origin[1])
         x1, y1 = x0 + int(2 * radius) + tw + 1, y0 + int(2 * radius) + th + 1
         window = frame.window(x0, y0, x1, y1)
@@ -160,23 +166,45 @@ class TemplateTracker:
         scale = max(scale, min(1.0, 8.0 / max(1, min(th, tw))))  # keep the template >= 8 px
         if scale < 0.95 and not full_resolution:
             return self._coarse_then_fine(frame, window, (x0, y0), scale, centre, radius,
-                                          feature)
+                                          feature, template, offset)
         scores = cv2.matchTemplate(self._features(window, feature),
-                                   self._features(self._template, feature),
-                                   cv2.TM_CCOEFF_NORMED)
-        return self._peak(scores, (x0, y0), centre, radius, penalise=True, distinct=wide)
+                                   self._features(template, feature), cv2.TM_CCOEFF_NORMED)
+        return self._peak(scores, (x0, y0), centre, radius, offset, penalise=True,
+                          distinct=wide)
 
-    def _coarse_then_fine(self, frame, window, origin, scale, centre, radius,
-                          feature) -> Optional[_Match]:
+    def _inside_part(self, size, centre: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """
+        Return the part of the template inside a ``size`` (W, H) frame, the target at ``centre``.
+
+        Near the frame's side, the context around the target would hang over it and could
+        not be matched anywhere; the part that can be is searched for. Returns the part
+        (``h x w x 3``) and the target's centre relative to its top-left; the whole template
+        when the centre is outside the frame or too little of it is left to correlate.
+        """
+        th, tw = self._template.shape[:2]
+        x0, y0 = centre - self._offset
+        left = int(np.clip(np.ceil(-x0), 0, tw))
+        top = int(np.clip(np.ceil(-y0), 0, th))
+        right = int(np.clip(np.ceil(x0 + tw - size[0]), 0, tw))
+        bottom = int(np.clip(np.ceil(y0 + th - size[1]), 0, th))
+        inside = 0 <= centre[0] < size[0] and 0 <= centre[1] < size[1]
+        if (not inside or tw - left - right < MIN_TEMPLATE_PX
+                or th - top - bottom < MIN_TEMPLATE_PX):
+            return self._template, self._offset  # the context alone would match anywhere
+        return (self._template[top:th - bottom, left:tw - right],
+                self._offset - np.array([left, top], float))
+
+    def _coarse_then_fine(self, frame, window, origin, scale, centre, radius, feature,
+                          template, offset) -> Optional[_Match]:
         small = self._features(cv2.resize(window, None, fx=scale, fy=scale,
                                           interpolation=cv2.INTER_AREA), feature)
-        template = self._features(cv2.resize(self._template, None, fx=scale, fy=scale,
+        template = self._features(cv2.resize(template, None, fx=scale, fy=scale,
                                              interpolation=cv2.INTER_AREA), feature)
         if small.shape[0] < template.shape[0] or small.shape[1] < template.shape[1]:
             return None
         scores = cv2.matchTemplate(small, template, cv2.TM_CCOEFF_NORMED)
         coarse = self._peak(scores, (0, 0), (centre - origin) * scale, radius * scale,
-                            penalise=False, distinct=True, offset=self._offset * scale)
+                            offset * scale, penalise=False, distinct=True)
         if coarse is None:
             return None
         refine_radius = 2.0 / scale + 2.0
@@ -186,12 +214,15 @@ class TemplateTracker:
             fine.runner_up = coarse.runner_up
         return fine
 
-    def _peak(self, scores: np.ndarray, origin, centre, radius: float, penalise: bool,
-              distinct: bool, offset: Optional[np.ndarray] = None) -> Optional[_Match]:
-        """Find the best peak of a correlation map whose entry (0, 0) sits at ``origin``."""
+    def _peak(self, scores: np.ndarray, origin, centre, radius: float, offset: np.ndarray,
+              penalise: bool, distinct: bool) -> Optional[_Match]:
+        """
+        Find the best peak of a correlation map whose entry (0, 0) sits at ``origin``.
+
+        ``offset``: the target's centre relative to the correlated template's top-left.
+        """
         if scores.size == 0:
             return None
-        offset = self._offset if offset is None else offset
         scores = np.nan_to_num(scores, nan=-1.0)
         ys, xs = np.mgrid[0:scores.shape[0], 0:scores.shape[1]]
         cx = origin[0] + xs + offset[0]
@@ -220,9 +251,28 @@ class TemplateTracker:
             lab, self._around_lab) + 1e-3)
 
     def _segment(self, frame: FrameView, match: _Match):
-        """Pixels around the match that have the target's colour (None: not the target)."""
-        half = 0.5 * self._box_size
+        """
+        Pixels around the match that have the target's colour (None: not the target).
+
+        The window is sized from the last steady box; a target that grew faster than that
+        (entering the frame while frames are skipped, zooming) reaches the window's side, and
+        the window is widened until it does not, or a wider one no longer passes the checks.
+        """
         pad = np.maximum(6.0, 0.6 * self._box_size)
+        found = None
+        for _ in range(WIDEN_TRIES):
+            wider = self._segment_in(frame, match, pad)
+            if wider is None:
+                break  # the narrower window's mask, if any, is the target's
+            *found, cut_off = wider
+            if not cut_off:
+                break
+            pad = 2.0 * pad + self._box_size
+        return None if found is None else tuple(found)
+
+    def _segment_in(self, frame: FrameView, match: _Match, pad: np.ndarray):
+        """``_segment`` within ``pad`` of the last box; also whether the mask is cut off."""
+        half = 0.5 * self._box_size
         lo = np.floor(match.centre - half - pad).astype(int)
         hi = np.ceil(match.centre + half + pad).astype(int) + 1
         pixels = frame.window(int(lo[0]), int(lo[1]), int(hi[0]), int(hi[1]))
@@ -247,12 +297,17 @@ class TemplateTracker:
         best = candidates[np.argmax(stats[1:, cv2.CC_STAT_AREA][candidates])] + 1
         local = labels == best
         area = float(stats[best, cv2.CC_STAT_AREA])
-        if not AREA_RANGE[0] <= area / max(self._area, 1.0) <= AREA_RANGE[1]:
+        reached, frame_sides = _sides(local), _frame_sides(lo, hi, frame.size)
+        # a target crossing the frame's side changes its visible area at any rate
+        crossing = self._at_frame_side and reached & frame_sides != 0
+        if not crossing and not AREA_RANGE[0] <= area / max(self._area, 1.0) <= AREA_RANGE[1]:
             return None
         if _distance(np.median(lab[local], axis=0), self._target_lab) > \
                 self.config.colour_tolerance:
             return None
-        return pixels, origin, _fill_holes(local), match.score
+        # the window's own sides (those that are not the frame's) cut the target off
+        cut_off = reached & ~frame_sides != 0
+        return pixels, origin, _fill_holes(local), match.score, cut_off
 
     def _accept(self, frame: FrameView, pixels: np.ndarray, origin, local: np.ndarray,
                 score: float) -> TrackUpdate:
@@ -263,8 +318,13 @@ class TemplateTracker:
                float(origin[1] + by1))
         area = float(local.sum())
         # a partly covered or changing target does not become the appearance searched for
-        steady = self._template is None or (
-            score >= STEADY_SCORE and STEADY_AREA[0] <= area / self._area <= STEADY_AREA[1])
+        # one crossing the frame's side is steady at any visible size (entering, leaving)
+        width, height = frame.size
+        at_frame_side = box[0] <= 0 or box[1] <= 0 or box[2] >= width - 1 or box[3] >= height - 1
+        steady = self._template is None or (score >= STEADY_SCORE and (
+            STEADY_AREA[0] <= area / self._area <= STEADY_AREA[1]
+            or (at_frame_side and self._at_frame_side)))
+        self._at_frame_side = at_frame_side
         self._centre = np.array([(box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0])
         lab = _lab(pixels)
         ring = _ring(local)
@@ -314,6 +374,19 @@ def _ring(mask: np.ndarray) -> np.ndarray:
     """Pixels just outside ``mask`` (its surroundings)."""
     grown = cv2.dilate(mask.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
     return grown & ~mask
+
+
+def _sides(local: np.ndarray) -> int:
+    """Return the window sides that ``local`` reaches: 1 left, 2 top, 4 right, 8 bottom (bits)."""
+    return (int(local[:, 0].any()) | int(local[0, :].any()) << 1
+            | int(local[:, -1].any()) << 2 | int(local[-1, :].any()) << 3)
+
+
+def _frame_sides(lo: np.ndarray, hi: np.ndarray, size) -> int:
+    """Return the sides of window ``lo``..``hi`` (x, y, unclipped) that are the frame's (bits)."""
+    width, height = size
+    return (int(lo[0] <= 0) | int(lo[1] <= 0) << 1
+            | int(hi[0] >= width) << 2 | int(hi[1] >= height) << 3)
 
 
 def _fill_holes(region: np.ndarray) -> np.ndarray:
