@@ -10,6 +10,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
+from .geometry import mask_box
 from .result import FineRSResult
 
 MASK_TINT = (255, 0, 255)
@@ -38,8 +39,10 @@ def draw_overlay(image: np.ndarray, result: FineRSResult, max_width: int = 1280,
     # less than one, and the small target is shown magnified in the inset anyway.
     shrink = cv2.INTER_AREA if scale >= 0.5 else cv2.INTER_NEAREST
     canvas = cv2.resize(image, size, interpolation=shrink)  # a new array: drawn on in place
-    if result.mask is not None:
-        _tint_mask(canvas, result.mask, scale)
+    box = None if result.mask is None else mask_box(result.mask)
+    if box is not None:  # only the mask's bounding box is read again
+        x0, y0, x1, y1 = (int(v) for v in box)
+        tint_mask(canvas, result.mask[y0:y1 + 1, x0:x1 + 1], (x0, y0), (width, height))
     thick = max(1, int(round(2 * max(scale, 0.5))))
     if result.crop is not None:
         x1, y1, x2, y2 = _scaled(result.crop.box, scale)
@@ -78,31 +81,26 @@ def draw_overlay(image: np.ndarray, result: FineRSResult, max_width: int = 1280,
     return canvas
 
 
-def _tint_mask(canvas: np.ndarray, mask: np.ndarray, scale: float) -> None:
+def tint_mask(canvas: np.ndarray, mask: np.ndarray, origin, frame_size) -> None:
     """
-    Tint the mask on the downscaled canvas; only the mask's bounding box is resized.
+    Tint each pixel of the shrunk frame ``canvas`` that has any pixel of ``mask`` under it.
 
-    INTER_AREA then ``> 0``: a canvas pixel is tinted when any mask pixel falls in it, so a
-    tiny object does not vanish when shrunk.
+    ``canvas`` is a frame of ``frame_size`` (W, H) shrunk: a wire one pixel wide or a single
+    pixel stays visible.
+
+    ``mask``: ``h x w`` bool whose top-left is ``origin`` (x, y) in native frame pixels (a
+    whole-frame mask at ``(0, 0)``, or a track's ROI). Native ``x`` falls on canvas column
+    ``x * canvas_width // W`` (integer arithmetic: no pixel lost to rounding).
     """
-    from .geometry import mask_box
-
-    box = mask_box(mask)
-    if box is None:
+    ys, xs = np.nonzero(mask)
+    if ys.size == 0:
         return
-    x, y = int(box[0]), int(box[1])
-    w, h = int(box[2]) - x + 1, int(box[3]) - y + 1
-    dx0, dy0 = int(x * scale), int(y * scale)
-    dx1 = min(canvas.shape[1], max(dx0 + 1, int(np.ceil((x + w) * scale))))
-    dy1 = min(canvas.shape[0], max(dy0 + 1, int(np.ceil((y + h) * scale))))
-    sx0, sy0 = int(dx0 / scale), int(dy0 / scale)  # the source pixels under those canvas pixels
-    sx1 = min(mask.shape[1], int(np.ceil(dx1 / scale)))
-    sy1 = min(mask.shape[0], int(np.ceil(dy1 / scale)))
-    roi = np.ascontiguousarray(mask[sy0:sy1, sx0:sx1], dtype=np.uint8)
-    small = cv2.resize(roi, (dx1 - dx0, dy1 - dy0), interpolation=cv2.INTER_AREA) > 0
-    region = canvas[dy0:dy1, dx0:dx1]
-    tint = np.array(MASK_TINT, np.float32)
-    region[small] = (0.45 * region[small] + 0.55 * tint).astype(np.uint8)
+    height, width = canvas.shape[:2]
+    columns = np.minimum((xs + int(origin[0])) * width // int(frame_size[0]), width - 1)
+    rows = np.minimum((ys + int(origin[1])) * height // int(frame_size[1]), height - 1)
+    hit = np.zeros((height, width), bool)
+    hit[rows, columns] = True
+    canvas[hit] = (0.45 * canvas[hit] + 0.55 * np.array(MASK_TINT, np.float32)).astype(np.uint8)
 
 
 def _draw_inset(canvas: np.ndarray, image: np.ndarray, result: FineRSResult) -> None:

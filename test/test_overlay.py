@@ -39,3 +39,16 @@ def test_overlay_without_detection(result):
     image = np.zeros((480, 640, 3), np.uint8)
     overlay = draw_overlay(image, result, max_width=1280)
     assert overlay.shape == (480, 640, 3)  # never upscaled
+
+
+def test_a_one_pixel_wide_mask_is_still_tinted_on_the_shrunk_frame():
+    """A wire or a scratch: each canvas pixel with any mask pixel under it is tinted."""
+    image = np.full((2160, 3840, 3), 90, np.uint8)
+    mask = np.zeros((2160, 3840), bool)
+    mask[1000:1200, 2001] = True  # 1 px wide, shrunk 3x
+    mask[1500, 3000] = True  # a single pixel
+    overlay = draw_overlay(image, FineRSResult(instruction="find the wire", found=True,
+                                               answer="found", mask=mask), inset=False)
+    tinted = (overlay != 90).any(axis=2)
+    assert tinted[333:400, 667].all() and tinted[500, 1000]
+    assert tinted[333:400].sum() == 400 - 333  # the wire only: one canvas column

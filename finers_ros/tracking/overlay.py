@@ -12,8 +12,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from ..overlay import MASK_TINT
-from .base import TrackState, TrackUpdate
+from ..overlay import tint_mask
+from .base import TrackState
 from .frames import FrameView
 
 STATE_COLOURS = {  # RGB: box colour by state
@@ -43,7 +43,7 @@ def draw_tracked_frame(view: FrameView, tracks: Sequence[tuple], max_width: int 
     for label, update in tracks:
         colour = STATE_COLOURS.get(update.state, STATE_COLOURS[TrackState.ENDED])
         if update.tracking and update.mask is not None:
-            _tint_roi(canvas, update, scale)
+            tint_mask(canvas, update.mask, update.mask_roi[:2], view.size)
         if update.box is None:
             continue
         x1, y1, x2, y2 = (int(round(v * scale)) for v in update.box)
@@ -59,20 +59,3 @@ def draw_tracked_frame(view: FrameView, tracks: Sequence[tuple], max_width: int 
         cv2.putText(canvas, text, (max(0, x1 - pad), y), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
                     colour, 1, cv2.LINE_AA)
     return canvas
-
-
-def _tint_roi(canvas: np.ndarray, update: TrackUpdate, scale: float) -> None:
-    """Tint an ROI mask on the downscaled canvas (a canvas pixel with any mask pixel under it)."""
-    x0, y0, w, h = (int(v) for v in update.mask_roi)
-    if w <= 0 or h <= 0 or not update.mask.any():
-        return
-    dx0, dy0 = int(x0 * scale), int(y0 * scale)
-    dx1 = min(canvas.shape[1], max(dx0 + 1, int(np.ceil((x0 + w) * scale))))
-    dy1 = min(canvas.shape[0], max(dy0 + 1, int(np.ceil((y0 + h) * scale))))
-    if dx1 <= dx0 or dy1 <= dy0:
-        return
-    small = cv2.resize(update.mask.astype(np.uint8) * 255, (dx1 - dx0, dy1 - dy0),
-                       interpolation=cv2.INTER_AREA) > 0
-    region = canvas[dy0:dy1, dx0:dx1]
-    region[small] = (0.45 * region[small] + 0.55 * np.array(MASK_TINT, np.float32)).astype(
-        np.uint8)
