@@ -579,3 +579,16 @@ def test_a_message_that_does_not_deserialize_is_a_bag_error(tmp_path):
     bag.close()
     with pytest.raises(BagError, match="corrupt: Invalid string length"):
         list(read_episodes([tmp_path / "corrupt"]))
+
+
+def test_a_bag_without_the_topic_asked_for_is_counted_as_such_not_as_unreadable(
+        tmp_path, capsys):
+    from finers_training.dataset_cli import main
+
+    recorded_session(tmp_path / "rec" / "a", StoragePlugin.MCAP)
+    assert main(["export", str(tmp_path / "rec"), "--out", str(tmp_path / "out"),
+                 "--camera-topic", "/camera/typo"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert any("no topic '/camera/typo'" in line for line in out), out
+    assert "1 (bag without the wanted topics)" in out[-1], out[-1]
+    assert "unreadable" not in out[-1], out[-1]

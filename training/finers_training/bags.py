@@ -57,6 +57,10 @@ class BagError(ValueError):
     """A bag that cannot be read, or whose topics are ambiguous; one line."""
 
 
+class BagTopicsError(BagError):
+    """A readable bag without the topics wanted (a topic named that it lacks, or several)."""
+
+
 @dataclass
 class BagDetection:
     """What the node answered (native pixels of the frame, XYXY inclusive boxes)."""
@@ -207,8 +211,8 @@ def _pick(connections, msgtypes: Sequence[str], topic: Optional[str], option: st
         named = [c for c in typed if c.topic == topic]
         if not named:  # a mistyped name must not read as "no detections"
             have = ", ".join(sorted({c.topic for c in connections})) or "no topics"
-            raise BagError(f"no topic {topic!r} of type {'/'.join(msgtypes)} ({option}); "
-                           f"the bag has: {have}")
+            raise BagTopicsError(f"no topic {topic!r} of type {'/'.join(msgtypes)} "
+                                 f"({option}); the bag has: {have}")
         return named
     chosen = [c for c in typed if c.topic.endswith(suffix)
               and not any(c.topic.endswith(e) for e in exclude)]
@@ -216,8 +220,8 @@ def _pick(connections, msgtypes: Sequence[str], topic: Optional[str], option: st
         chosen = [c for c in chosen if not is_depth_topic(c.topic)]
     topics = sorted({c.topic for c in chosen})
     if len(topics) > 1 and not _one_camera(topics):
-        raise BagError(f"several {'/'.join(msgtypes)} topics ({', '.join(topics)}): "
-                       f"name one ({option})")
+        raise BagTopicsError(f"several {'/'.join(msgtypes)} topics ({', '.join(topics)}): "
+                             f"name one ({option})")
     return chosen
 
 
@@ -294,7 +298,7 @@ class BagEpisodes:
         except BagError as exc:
             if str(exc).startswith(str(self.path)):
                 raise
-            raise BagError(f"{self.path}: {exc}") from None
+            raise type(exc)(f"{self.path}: {exc}") from None
 
     def _pick_all(self, conns) -> Dict[str, list]:
         picked = {
@@ -306,9 +310,10 @@ class BagEpisodes:
                                 "detections_topic"),
         }
         if not picked["camera"]:
-            raise BagError(f"{self.path}: no camera topic (sensor_msgs Image or CompressedImage)")
+            raise BagTopicsError(f"{self.path}: no camera topic (sensor_msgs Image or "
+                                 "CompressedImage)")
         if not picked["command"] and not picked["detections"]:
-            raise BagError(f"{self.path}: neither a finers/command nor a Detection topic")
+            raise BagTopicsError(f"{self.path}: neither a finers/command nor a Detection topic")
         return picked
 
     def _index(self, reader: AnyReader, picked: Dict[str, list]) -> _Index:

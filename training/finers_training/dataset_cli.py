@@ -32,7 +32,7 @@ import cv2
 
 from finers_ros.data.annotations import DatasetError
 
-from .bags import BagEpisode, BagEpisodes, BagError, bag_paths
+from .bags import BagEpisode, BagEpisodes, BagError, BagTopicsError, bag_paths
 from .coco import area_percent, finers_question_type, from_coco, mask_polygon, to_coco
 from .episodes import (
     EPISODES, PRE_ANNOTATED, TO_LABEL, find_export, read_by_frame, restore_missing, unlabelled,
@@ -151,7 +151,8 @@ def _episodes(paths: List[str], topics: dict, report: ExportReport, say):
                 say(" ".join(filter(None, (episodes.note, f"{path}: no episode:",
                                            episodes.held))))
         except BagError as exc:
-            report.skipped["unreadable bag"] += 1
+            wanted = isinstance(exc, BagTopicsError)
+            report.skipped["bag without the wanted topics" if wanted else "unreadable bag"] += 1
             say(f"skipped bag {exc}")
 
 
