@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from finers_ros.overlay import MASK_TINT
 from finers_ros.tracking.base import TrackState, TrackUpdate
@@ -121,3 +122,21 @@ def test_the_label_of_a_target_at_the_top_edge_is_drawn_under_its_box():
     columns = slice(700, 900)  # right of the box: only the label's text is there
     rows = np.nonzero(green[:, columns].any(axis=1))[0]
     assert rows.size and rows.min() > 14  # all of it below the box (10 px + padding)
+
+
+def test_the_track_node_parameters_reach_the_tracking_service():
+    """A camera slower than 0.5 Hz must not read as stopped: the stall bound is a parameter."""
+    from dataclasses import replace
+
+    from finers_ros.ros.params import NodeSettings, parameter_defaults
+    from finers_ros.ros.tracks import service_options
+
+    settings = NodeSettings(**parameter_defaults()).validate()
+    assert service_options(settings)["stall_s"] == 2.0
+    settings = replace(settings, track_stall_s=10.0, track_max_tracks=3, track_max_age_s=60.0,
+                       track_reacquire="cascade", track_ring_frames=5, track_ring_mb=64.0)
+    assert service_options(settings) == {
+        "max_tracks": 3, "max_age_s": 60.0, "reacquire": "cascade", "ring_frames": 5,
+        "ring_bytes": 64 * 2 ** 20, "stall_s": 10.0}
+    with pytest.raises(ValueError, match="track_stall_s"):
+        replace(settings, track_stall_s=0.0).validate()

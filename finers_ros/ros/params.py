@@ -123,6 +123,9 @@ SPECS: Dict[str, Spec] = {
                                            "answered frame to the newest", (1, 1000)),
     "track_ring_mb": Spec("configure", "the catch-up frames' memory bound (MiB)",
                           (1, 65536)),
+    "track_stall_s": Spec("configure", "no frame for this long while tracking: each track "
+                                       "is told the camera stopped (s; above the camera's "
+                                       "frame period)", (0.1, 3600.0)),
     "track_overlay_hz": Spec("live", "tracked frames drawn on finers/tracks/overlay per "
                                      "second at most, only while subscribed (0 = none)",
                              (0.0, 60.0)),
@@ -179,6 +182,7 @@ class NodeSettings:
     track_reacquire: str
     track_ring_frames: int
     track_ring_mb: float
+    track_stall_s: float
     track_overlay_hz: float
     track_sam2_checkpoint: str
     track_sam2_model_config: str

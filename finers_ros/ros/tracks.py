@@ -56,6 +56,14 @@ def tracker_config(settings) -> TrackerConfig:
         memory_frames=settings.track_sam2_memory_frames))
 
 
+def service_options(settings) -> dict:
+    """Return the ``TrackingService`` options of the node's ``track_*`` parameters."""
+    return {"max_tracks": settings.track_max_tracks, "max_age_s": settings.track_max_age_s,
+            "reacquire": settings.track_reacquire, "ring_frames": settings.track_ring_frames,
+            "ring_bytes": int(settings.track_ring_mb * 2 ** 20),
+            "stall_s": settings.track_stall_s}
+
+
 class NodeTracking:
     """The node's tracks: service, ``finers/tracks`` publisher, re-acquisition by cascade."""
 
@@ -72,12 +80,8 @@ class NodeTracking:
         self._publisher = node.create_publisher(Track, TRACKS_TOPIC, qos)
         self._display = TrackDisplay(node)
         self.service = TrackingService(
-            self._publish, tracker_config(settings),
-            max_tracks=settings.track_max_tracks, max_age_s=settings.track_max_age_s,
-            reacquire=settings.track_reacquire, on_reacquire=reacquire,
-            ring_frames=settings.track_ring_frames,
-            ring_bytes=int(settings.track_ring_mb * 2 ** 20),
-            on_frame=self._display.frame_done)
+            self._publish, tracker_config(settings), on_reacquire=reacquire,
+            on_frame=self._display.frame_done, **service_options(settings))
 
     def put_frame(self, view, header, seq: int, nbytes: int) -> None:
         """Offer a received frame (``view()`` decodes it; called from the intake callback)."""
