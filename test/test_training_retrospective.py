@@ -169,3 +169,82 @@ def test_the_online_reward_reads_a_missing_options_column_as_none(tmp_path):
     scores = reward(prompts=None, completions=[GSE, GSE], **columns)
     assert scores[0] == scores[1] > 0
     assert reward._model.prompts == [lpr_prompt("find the screw")] * 2
+
+
+class BringupLPR:
+    """
+    The weight-free bring-up backend as the search's trained LPR: it finds the scenes' coloured
+    targets in each crop, so the search has real boxes to score (no trained checkpoint here).
+    """
+
+    def __init__(self):
+        from finers_ros.stages.bringup import BringupModel
+
+        self.model, self.batches, self.prompts, self.shapes = BringupModel(), [], [], set()
+
+    def answer(self, images, prompts):
+        self.batches.append(len(images))
+        self.prompts += prompts
+        self.shapes |= {image.shape for image in images}
+        return [self.model.generate(image, prompt).text for image, prompt in zip(images, prompts)]
+
+
+@pytest.fixture(scope="module")
+def referring_scenes(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("referring")
+    return write_dataset(folder, 3, seed=5, config=SceneConfig(width=1600, height=900))
+
+
+def test_search_keeps_the_region_whose_crop_the_lpr_localises_best(referring_scenes, tmp_path,
+                                                                   monkeypatch, capsys):
+    from finers_training import retrospective
+    from finers_training.data import gse_gt_box, gt_box
+
+    lpr = BringupLPR()
+    monkeypatch.setattr(retrospective, "search_model", lambda config: lpr)
+    config = TrainConfig(stage="gse", annotations=str(referring_scenes), search_checkpoint="lpr",
+                         search_batch_size=2, data_seed=2, crop_size=720, device="cpu")
+    out = tmp_path / "out" / "annotations.json"
+    counts = search(config, out, progress=False)
+    assert counts == {"samples": 3, "windows": 15, "unparsable": 0, "not_found": 0,
+                      "skipped": 0, "resumed": 0}
+    assert lpr.batches == [10, 5] and lpr.shapes == {(512, 512, 3)}
+    entries = read_partial(out.with_name(out.name + ".partial.jsonl"))
+    written = json.loads(out.read_text())["annotations"]
+    source = json.loads(referring_scenes.read_text())["annotations"]
+    records = retrospective.load_annotations(out)
+    chosen = []
+    for index, (record, item) in enumerate(zip(records, written)):
+        entry = entries[index]
+        assert entry["statuses"] == ["ok"] * 5
+        # the target found (IoU over 0.5), or another object of its colour in that crop (0)
+        assert all(iou == round(iou, 4) and (iou > 0.5 or iou == 0.0) for iou in entry["ious"])
+        native = (1600, 900)
+        target = gt_box(record, native)
+        regions = retrospective.candidate_regions(
+            target, native, (1920, 1080), np.random.default_rng([2, index]))
+        best = int(np.argmax(entry["ious"]))  # the first of equal ones: the centred region
+        chosen.append(best)
+        assert entry["best_region"] == [round(v, 2) for v in regions[best]]
+        assert item["best_region"] == entry["best_region"]
+        x0, y0, x1, y1 = gse_gt_box(target, native, (1920, 1080))
+        bx0, by0, bx1, by1 = item["best_region"]
+        assert bx0 <= x0 and by0 <= y0 and x1 <= bx1 and y1 <= by1  # the target is in it
+        assert lpr.prompts[5 * index] == lpr_prompt(record.question, record.q_type,
+                                                    record.options)
+        assert {k: v for k, v in item.items() if k not in ("best_region", "image_path")} == {
+            k: v for k, v in source[index].items() if k != "image_path"}
+    assert any(chosen) and not all(chosen)  # a random placement won, and the centred one did
+    assert capsys.readouterr().err == ""  # progress=False: no bar
+
+    # killed while writing the last entry: that sample is searched again, the rest resumed
+    partial = out.with_name(out.name + ".partial.jsonl")
+    whole = partial.read_text()
+    partial.write_text(whole[:whole.rindex('{"index"') + 30])
+    out.unlink()
+    again = search(config, out, progress=True)
+    assert again["resumed"] == 2 and again["windows"] == 5
+    assert json.loads(out.read_text())["annotations"] == written
+    assert read_partial(partial) == entries  # the cut line ended, the redone entry whole
+    bar = capsys.readouterr().err
+    assert "best-region search" in bar and "3/3" in bar and "sample" in bar
