@@ -173,8 +173,10 @@ def test_the_online_reward_reads_a_missing_options_column_as_none(tmp_path):
 
 class BringupLPR:
     """
-    The weight-free bring-up backend as the search's trained LPR: it finds the scenes' coloured
-    targets in each crop, so the search has real boxes to score (no trained checkpoint here).
+    The weight-free bring-up backend as the search's trained LPR.
+
+    It finds the scenes' coloured targets in each crop, so the search has real boxes to score
+    (no trained checkpoint here).
     """
 
     def __init__(self):
