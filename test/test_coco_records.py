@@ -186,6 +186,8 @@ def test_mask_polygon_is_the_largest_parts_outline_with_the_number_of_parts():
     line[4, 2:7] = True
     assert mask_polygon(line) == (None, 1)
     assert mask_polygon(np.zeros((10, 10), bool)) == (None, 0)
+    triangle = np.tril(np.ones((5, 5), bool))  # outlined by exactly 3 corners
+    assert mask_polygon(np.pad(triangle, 2)) == ([[2, 2], [2, 6], [6, 6]], 1)
 
 
 def test_question_types_and_area_in_finers_4k_terms():
@@ -223,3 +225,64 @@ def test_an_annotation_without_its_question_on_a_frame_of_two_says_so(frames):
     assert counts["no question attribute"] == 1
     assert said == ["skipped annotation 1 on a.png: no question attribute (its frame was "
                     "exported with 2 questions)"]
+
+
+OPTION_EPISODE = {"Q": "which colour is the bolt", "Q-type": "option", "A": "B",
+                  "options": ["A. red", "B. blue"], "status": "pre-annotated",
+                  "source": {"bag": "/rec/bag0", "stamp_ns": 7, "frame_id": "cam"}}
+
+
+@pytest.mark.parametrize("status, own_answer, answer", [
+    ("pre-annotated", None, "B"),  # the node's answer comes with the node's question
+    ("to label", None, ""),  # the node did not answer it: no answer to keep
+    ("pre-annotated", "A", "A"),  # a person's answer wins
+])
+def test_a_polygon_drawn_without_a_question_takes_its_frames_one_exported_question(
+        frames, status, own_answer, answer):
+    entry = annotation()
+    entry["attributes"] = {} if own_answer is None else {"answer": own_answer}
+    episode = {**OPTION_EPISODE, "status": status}
+    (record,), counts = from_coco(document(entry), frames, frames, {"a.png": [episode]})
+    assert (record["Q"], record["Q-type"], record["options"], record["A"]) == (
+        "which colour is the bolt", "option", ["A. red", "B. blue"], answer)
+    assert record["source"] == OPTION_EPISODE["source"]
+    assert counts["question taken from the exported episode"] == 1
+
+
+def test_a_polygon_with_its_own_question_keeps_it_and_the_source_of_that_question(frames):
+    other = {**OPTION_EPISODE, "Q": "find it", "Q-type": "referring", "source": {"bag": "b1"}}
+    unsourced = {"Q": "find it too", "Q-type": "referring", "status": "to label"}
+    episodes = {"a.png": [OPTION_EPISODE, other, unsourced]}
+    first, second = annotation(), annotation(question="find it too")
+    records, counts = from_coco(document(first, second), frames, frames, episodes)
+    assert [r["Q"] for r in records] == ["find it", "find it too"]
+    assert records[0]["source"] == {"bag": "b1"} and "source" not in records[1]
+    assert "question taken from the exported episode" not in counts
+    # the frame's questions are matched by the file's name, wherever the tool put it
+    moved = document(annotation(question=""), annotation(question=""), images=[
+        {"id": 1, "file_name": "task_3/a.png", "width": 200, "height": 100}])
+    (record, _), counts = from_coco(moved, frames, frames, {"a.png": [OPTION_EPISODE]})
+    assert record["Q"] == "which colour is the bolt" and record["source"]["stamp_ns"] == 7
+    assert counts["question taken from the exported episode"] == 2
+
+
+def test_each_exported_frame_lists_its_questions_for_the_person_labelling_it():
+    episodes = {"a.png": [OPTION_EPISODE, {"Q": "find it", "Q-type": "referring",
+                                           "status": "to label"}],
+                "c.png": []}
+    sizes = {"a.png": (200, 100), "b.png": (64, 48), "c.png": (32, 32)}
+    document = to_coco(records()[1:2], sizes, episodes)
+    assert [image["file_name"] for image in document["images"]] == ["a.png", "c.png", "b.png"]
+    assert document["images"][0]["finers_episodes"] == [
+        {"question": "which colour is the bolt", "question_type": "option",
+         "options": ["A. red", "B. blue"], "status": "pre-annotated"},
+        {"question": "find it", "question_type": "referring", "options": None,
+         "status": "to label"}]
+    assert document["images"][1]["finers_episodes"] == []
+    assert document["images"][2]["finers_episodes"] == []  # a record's frame the export lacks
+    assert "finers_episodes" not in to_coco(records(), {"a.png": (2, 2), "b.png": (2, 2)})[
+        "images"][0]
+    fine = to_coco([{**records()[0], "area_percent": 0.123456}], {"a.png": (200, 100)})
+    assert fine["annotations"][0]["area"] == 24.7  # 24.6912 px, to a tenth
+    assert document["info"] == {
+        "description": "FineRS-4k records for correction (finers-dataset export)"}
