@@ -63,6 +63,7 @@ class PanningCamera:
         self.sent = {}  # stamp ns -> frame index
         self.index = 0
         self.size = FRAME
+        self.encoding = ""  # set: the frames' encoding field says this instead (unreadable)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -83,7 +84,9 @@ class PanningCamera:
             PanningCamera.clock += 1
             stamp = STAMP0 + PanningCamera.clock * 100_000_000
             self.sent[stamp] = self.index
-            self.client.publish_frame(self.client.frame_message(pixels, stamp, "cam"))
+            message = self.client.frame_message(pixels, stamp, "cam")
+            message.encoding = self.encoding or message.encoding
+            self.client.publish_frame(message)
             self.index += 1
             self._stop.wait(1.0 / self.hz)
 
@@ -240,3 +243,20 @@ def test_a_lost_target_is_logged_once_not_on_every_frame(client, wide_scene, nod
         assert client.wait_until(lambda: of(client, "gone-1")[-1].state == "ended", TIMEOUT)
     lines = [line for line in node.log().splitlines() if f"{track_id} lost:" in line]
     assert len(lines) == 1, lines
+
+
+def test_unreadable_frames_while_tracking_are_one_warning_in_the_node_log(
+        client, wide_scene, node):
+    with PanningCamera(client, wide_scene) as camera:
+        ask_to_track(client, camera.record["Q"], "bad-frames")
+        assert client.wait_until(lambda: len(of(client, "bad-frames")) >= 2, TIMEOUT)
+        camera.encoding = "foo"
+        assert client.wait_until(lambda: sum(
+            "not readable" in m.reason for m in of(client, "bad-frames")) >= 4, TIMEOUT)
+        client.send(json.dumps({"stop_track": "all"}))
+        assert client.wait_until(
+            lambda: any(m.state == "ended" for m in of(client, "bad-frames")), TIMEOUT)
+    lines = [line for line in node.log().splitlines() if "not tracked:" in line]
+    assert len(lines) == 1, lines  # one per 10 s, not one per frame
+    assert "[WARN]" in lines[0] and "[finers_ros.tracking.service]" in lines[0], lines[0]
+    assert "'foo'" in lines[0]

@@ -42,6 +42,7 @@ from ..pipeline import FineRSPipeline
 from ..serving import Outcome, PerceptionServer, Request, error_result
 from ..stages.openai_server import ServerError
 from . import params
+from .core_logging import bridge_core_logs, unbridge_core_logs
 from .depth_input import DepthStage
 from .diagnostics import Counters, FrameFlowWatch, diagnostic_array, status_message
 from .frame_intake import ArrivalCounter, FrameIntake, transport_topics
@@ -94,6 +95,7 @@ class PerceptionNode(LifecycleNode):
 
     def __init__(self, on_finalized: Optional[Callable[[], None]] = None, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
+        self._core_logs = bridge_core_logs(self.get_logger())  # the core's records on /rosout
         self.settings = params.declare(self)  # raises ParameterError: refuse to start
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._on_finalized = on_finalized or (lambda: None)
@@ -130,6 +132,11 @@ class PerceptionNode(LifecycleNode):
             self._autostart_timer = self.create_timer(0.0, self._autostart)
 
     # -- parameters -------------------------------------------------------------------
+    def destroy_node(self):
+        """Destroy the node; the core's log records go back to Python's own handlers."""
+        unbridge_core_logs(self._core_logs)
+        return super().destroy_node()
+
     def _on_set_parameters(self, changes) -> SetParametersResult:
         values = {p.name: p.value for p in changes if p.name in params.SETTING_NAMES}
         if not values:
