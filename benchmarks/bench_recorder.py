@@ -24,6 +24,14 @@ from finers_ros.ros.recorder import MB, EpisodeRecorder  # noqa: E402
 from finers_training.bags import read_episodes  # noqa: E402
 
 
+def chunk_count(mcap: Path) -> int:
+    """MCAP chunks in a finished file, from its summary (what a cut can lose is one chunk)."""
+    from mcap.reader import make_reader
+
+    with mcap.open("rb") as stream:
+        return len(make_reader(stream).get_summary().chunk_indexes)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.strip().split("\n")[0])
     parser.add_argument("--out", default="benchmarks/results")
@@ -41,6 +49,7 @@ def main(argv=None) -> int:
         recorder.close(timeout=600)
         written_s = time.perf_counter() - started
         size = sum(f.stat().st_size for f in Path(folder).rglob("*.mcap"))
+        chunks = sum(chunk_count(f) for f in Path(folder).rglob("*.mcap"))
         tick = time.perf_counter()
         read = sum(1 for e in read_episodes([folder]) if e.image is not None)
         read_s = time.perf_counter() - tick
@@ -51,6 +60,7 @@ def main(argv=None) -> int:
         "record_call_ms_max": round(max(calls), 3),
         "writer_ms_per_episode": round(written_s * 1e3 / args.episodes, 1),
         "bag_mb_per_episode": round(size / MB / args.episodes, 2),
+        "chunks_per_episode": round(chunks / args.episodes, 2),
         "write_mb_per_s": round(size / MB / written_s, 1),
         "read_ms_per_episode": round(read_s * 1e3 / max(read, 1), 1),
     }

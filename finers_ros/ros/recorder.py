@@ -27,14 +27,18 @@ counts it), a writer thread serialises and writes, a bag that would pass ``max_b
 is closed and a new one started, and recording stops with one warning when the disk has less
 than ``min_free_bytes`` left after the next episode. A failing disk never reaches the node.
 A bag is also finished after ``idle_finish_s`` (30 s) without episodes: rosbags reads an
-MCAP file only once finished. Of a bag whose writer was killed (power cut, SIGKILL) or ran
-out of disk, ``finers-dataset export`` reads back the chunks written before the cut (about
-all episodes but the last).
+MCAP file only once finished. An episode counts as written once it is on disk whole: its
+frame (with depth and CameraInfo) ends an MCAP chunk, its command and Detection end the
+next, and the file is flushed and fsynced. Of a bag whose writer was killed (power cut,
+SIGKILL) or ran out of disk, ``finers-dataset export`` reads back every episode whose
+Detection was written, with its frame; a cut inside an episode leaves at most its frame,
+which alone is no episode.
 """
 from __future__ import annotations
 
 import atexit
 import logging
+import os
 import queue
 import shutil
 import threading
@@ -301,14 +305,13 @@ class EpisodeRecorder:
         camera_topic = (episode.frame_source or (self.topics["camera"],))[0]
         frame_key = (camera_topic, header.stamp.sec, header.stamp.nanosec, header.frame_id)
         command = self._store.types[STRING_TYPE](data=episode.command)
-        parts = [(self.topics["command"], STRING_TYPE, episode.command_ns,
-                  self._serialize(command, STRING_TYPE)),
-                 (self.topics["detections"], DETECTION_TYPE, episode.detection_ns,
-                  serialize_message(detection))]
+        answer = [(self.topics["command"], STRING_TYPE, episode.command_ns,
+                   self._serialize(command, STRING_TYPE)),
+                  (self.topics["detections"], DETECTION_TYPE, episode.detection_ns,
+                   serialize_message(detection))]
         frame_parts = self._frame_parts(episode)
-        if frame_key not in self._bag_frames:  # a frame already in this bag is not repeated
-            parts += frame_parts
-        size = sum(len(data) for *_, data in parts)
+        seen = frame_key in self._bag_frames  # a frame already in this bag is not repeated
+        size = sum(len(data) for *_, data in answer + ([] if seen else frame_parts))
         free = shutil.disk_usage(self.directory).free
         if free - size < self.min_free_bytes:
             self._stop(f"only {free // MB} MiB free in {self.directory} (keeps at least "
@@ -319,16 +322,39 @@ class EpisodeRecorder:
             self._finish_bag()
         if self._writer is None:
             self._open_bag()
-        if frame_key not in self._bag_frames:
-            if len(parts) == 2:  # the frame was in the bag just finished: this one needs it
-                parts += frame_parts
-                size += sum(len(data) for *_, data in frame_parts)
+        if frame_key in self._bag_frames:
+            frame_parts = []
+        else:  # new, or in the bag just finished: this one needs it
+            size = sum(len(data) for *_, data in answer + frame_parts)
             self._bag_frames.add(frame_key)
-        for topic, msgtype, stamp_ns, data in sorted(parts, key=lambda part: part[2]):
-            self._writer.write(self._connection(topic, msgtype), stamp_ns, data)
+        self._write_chunk(sorted(frame_parts, key=lambda part: part[2]))
+        self._write_chunk(answer)
+        self._sync()
         self._bag_bytes += size
         with self._lock:
             self.episodes += 1
+
+    def _write_chunk(self, parts: list) -> None:
+        """
+        Write ``(topic, type, log ns, CDR)`` parts and end the MCAP chunk they are in.
+
+        rosbags ends a chunk only once it passes 1 MiB (``McapWriter.close_chunk``; its
+        ``Writer`` has no flush): the chunk left open would hold this episode's last messages
+        until the next episode filled it, and a killed writer loses an open chunk. An episode
+        is written as its frame's chunk(s), then one chunk of its command and Detection, so a
+        cut file gives back whole episodes only: a frame without its command is no episode.
+        """
+        for topic, msgtype, stamp_ns, data in parts:
+            self._writer.write(self._connection(topic, msgtype), stamp_ns, data)
+        storage = self._writer.storage
+        if storage.chunk.bio.tell():  # a message over 1 MiB has already ended its chunk
+            storage.close_chunk()
+
+    def _sync(self) -> None:
+        """Hand the episode's chunks to the OS (a SIGKILL keeps them), then to the disk."""
+        stream = self._writer.storage.bio
+        stream.flush()
+        os.fsync(stream.fileno())  # a power cut keeps them too
 
     def _serialize(self, message, msgtype: str) -> memoryview:
         return self._store.serialize_cdr(message, msgtype)
