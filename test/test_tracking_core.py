@@ -385,6 +385,25 @@ def test_a_target_leaving_over_the_edge_in_big_steps_is_followed_to_its_last_row
         assert update.tracking and update.box == visible(y), (y, update)
 
 
+def test_a_target_leaving_over_the_top_in_big_steps_is_followed_to_its_last_rows():
+    """Its predicted centre already past the side: the part of it still inside is matched."""
+    size = (16, 40)
+
+    def at(y):  # the target's top rows above the frame
+        frame = BACKGROUND.copy()
+        frame[max(0, y):y + size[1], 60:60 + size[0]] = RED
+        return frame
+
+    def visible(y):
+        return (60.0, float(max(0, y)), 75.0, float(y + size[1] - 1))
+
+    tracker = build_tracker()
+    tracker.seed(FrameView(at(84)), visible(84), None)
+    for y in (60, 36, 12, -12, -30):  # 24 px a frame, out to its last 10 rows
+        update = tracker.update(FrameView(at(y)))
+        assert update.tracking and update.box == visible(y), (y, update)
+
+
 def test_a_target_that_cannot_be_told_from_its_twin_is_not_taken():
     tracker, _ = seeded(60, 80)
     update = tracker.update(FrameView(scene((150, 30), (150, 120))))

@@ -37,6 +37,7 @@ STEADY_AREA = (0.75, 1.33)  # ... and for the frame to renew the template
 STEADY_SCORE = 0.75  # correlation for a frame to renew the template
 NEAR_PEAK_PX = 4  # coarse peaks closer than this (downscaled pixels) are one candidate
 MIN_TEMPLATE_PX = 8  # a template cut at the frame's side keeps at least this (else: whole)
+MIN_TARGET_PX = 2  # ... and this much of the target's own box, each way
 WIDEN_TRIES = 3  # segmentation windows tried, each wider, while the mask reaches the side
 DISTINCT_MARGIN = 0.08  # a wide-search winner must beat the runner-up by this correlation
 FEATURES = ("rgb", "likelihood")  # what searches correlate, in the order they are tried
@@ -179,7 +180,7 @@ class TemplateTracker:
         Near the frame's side, the context around the target would hang over it and could
         not be matched anywhere; the part that can be is searched for. Returns the part
         (``h x w x 3``) and the target's centre relative to its top-left; the whole template
-        when the centre is outside the frame or too little of it is left to correlate.
+        when too little of it, or of the target in it, is left to correlate.
         """
         th, tw = self._template.shape[:2]
         x0, y0 = centre - self._offset
@@ -187,8 +188,11 @@ class TemplateTracker:
         top = int(np.clip(np.ceil(-y0), 0, th))
         right = int(np.clip(np.ceil(x0 + tw - size[0]), 0, tw))
         bottom = int(np.clip(np.ceil(y0 + th - size[1]), 0, th))
-        inside = 0 <= centre[0] < size[0] and 0 <= centre[1] < size[1]
-        if (not inside or tw - left - right < MIN_TEMPLATE_PX
+        # how much of the target itself (its box inside the template) the part still holds
+        near, far = self._offset - 0.5 * self._box_size, self._offset + 0.5 * self._box_size
+        held = (min(tw - right, far[0]) - max(left, near[0]),
+                min(th - bottom, far[1]) - max(top, near[1]))
+        if (min(held) < MIN_TARGET_PX or tw - left - right < MIN_TEMPLATE_PX
                 or th - top - bottom < MIN_TEMPLATE_PX):
             return self._template, self._offset  # the context alone would match anywhere
         return (self._template[top:th - bottom, left:tw - right],
