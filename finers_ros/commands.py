@@ -3,10 +3,11 @@ The text of an instruction on the command topic, both ways (ROS-free).
 
 A command is plain instruction text, or a JSON object ``{"instruction", "question_type",
 "options", "id", "track"}`` (``track``: follow the found target on every frame after the
-answer), or ``{"stop_track": "<track id>" | "all"}`` to end tracks. The node parses what
-arrives on ``finers/command``; the episode recorder writes commands back in the same form,
-and the offline bag reader parses recorded ones with the same function, so a recorded
-command means what it meant to the node.
+answer), or ``{"stop_track": "<track id>" | "all"}`` to end tracks, or ``{"ping": true,
+"id"}`` (a client checking that the node hears it: answered under its id, nothing else).
+The node parses what arrives on ``finers/command``; the episode recorder writes commands
+back in the same form, and the offline bag reader parses recorded ones with the same
+function, so a recorded command means what it meant to the node.
 """
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ def parse_command(text: str) -> dict:
     ``{"instruction", "question_type", "options", "request_id", "track"}`` of a command.
 
     A ``{"stop_track": ...}`` object gives ``{"stop_track": id or "all", "request_id"}``
-    instead (an id that is not a string is taken as given, so it matches no track).
+    instead (an id that is not a string is taken as given, so it matches no track);
+    ``{"ping": true}`` gives ``{"ping": True, "request_id"}``.
 
     Malformed JSON is taken as plain text. A JSON object without a string ``instruction``
     is an empty instruction under its ``id`` (the node answers it as an input error), so a
@@ -40,6 +42,8 @@ def parse_command(text: str) -> dict:
             data = json.loads(stripped)
         except ValueError:
             data = None
+        if isinstance(data, dict) and data.get("ping") is True:
+            return {"ping": True, "request_id": command_id(data.get("id"))[0]}
         if isinstance(data, dict) and "stop_track" in data:
             return {"stop_track": str(data["stop_track"]),
                     "request_id": command_id(data.get("id"))[0]}

@@ -64,3 +64,45 @@ def test_the_node_answers_a_bad_id_as_an_input_error_in_one_short_line(domain):
     assert answers["long"].error == "id is 100000 characters long (at most 256)"
     lines = [line for line in log.splitlines() if "'find the red square' failed" in line]
     assert len(lines) == 2 and all(len(line) < 300 for line in lines), lines
+
+
+@pytest.mark.parametrize("given, expected", [
+    ({"ping": True, "id": "p-1"}, {"ping": True, "request_id": "p-1"}),
+    ({"ping": True, "id": 3}, {"ping": True, "request_id": "3"}),
+    ({"ping": True}, {"ping": True, "request_id": ""}),
+])
+def test_a_ping_is_its_own_command(given, expected):
+    assert parse_command(json.dumps(given)) == expected
+
+
+def test_a_ping_that_is_not_true_is_an_instruction_like_any_other_object():
+    command = parse_command(json.dumps({"ping": "yes", "id": "p"}))
+    assert "ping" not in command and command["instruction"] == "" and command["request_id"] == "p"
+
+
+def test_a_client_waiting_for_the_node_is_answered_without_an_error_or_a_warning(domain):
+    """A healthy client's ping is no failed instruction: no WARN, no last_error, not counted."""
+    from finers_ros.ros.client import PerceptionClient
+
+    node = NodeProcess(domain, parameters={"frame_wait_s": 2.0})
+    clients = [PerceptionClient(domain_id=domain, name=f"ping_client_{n}") for n in range(2)]
+    try:
+        assert all(c.wait_for_node(TIMEOUT, camera=False) for c in clients), node.log()[-2000:]
+        first = clients[0]
+        count = len(first.detections)
+        first.send(json.dumps({"ping": True, "id": "mine"}))
+        assert first.wait_until(lambda: any(
+            d.request_id == "mine" for d in first.detections[count:]), TIMEOUT)
+        (pong,) = [d for d in first.detections[count:] if d.request_id == "mine"]
+        assert not pong.found and pong.error == "" and pong.error_stage == ""
+        assert first.wait_until(lambda: first.status is not None, TIMEOUT)
+        status = first.status
+        assert status.last_error == "" and status.requests_failed == 0, status
+        assert status.requests_done == 0, status
+    finally:
+        for client in clients:
+            client.close()
+        code = node.stop()
+    log = node.log()
+    assert code == 0, log[-2000:]
+    assert "failed [input]" not in log and "empty instruction" not in log, log[-2000:]

@@ -123,10 +123,9 @@ class PerceptionClient:
 
         Waits for matched endpoints (not graph discovery): the node's command subscription
         (and frame subscription when ``camera``) matched our publishers and its detection
-        publisher matched our subscription; then sends an empty instruction until its
-        "empty instruction" outcome comes back (a volatile message sent before the
-        reverse match would be lost, so one send is not enough). The ping outcomes are
-        kept out of ``detections``.
+        publisher matched our subscription; then sends a ping until its answer comes back
+        (a volatile message sent before the reverse match would be lost, so one send is not
+        enough). The ping answers are kept out of ``detections``.
         """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -138,7 +137,7 @@ class PerceptionClient:
         else:
             return False
         ping = f"{PING_PREFIX}{next(self._pings)}"
-        text = json.dumps({"instruction": "", "id": ping})
+        text = json.dumps({"ping": True, "id": ping})  # older nodes: an empty instruction
         while time.monotonic() < deadline:
             self.send(text)
             if self.wait_until(lambda: ping in self._pongs,

@@ -39,6 +39,7 @@ from finers_ros.msg import Status
 from ..commands import parse_command
 from ..config import load_config
 from ..pipeline import FineRSPipeline
+from ..result import FineRSResult
 from ..serving import Outcome, PerceptionServer, Request, error_result
 from ..stages.openai_server import ServerError
 from . import params
@@ -440,8 +441,28 @@ class PerceptionNode(LifecycleNode):
         if "stop_track" in command:
             self._stop_track(command["stop_track"])
             return
+        if "ping" in command:
+            self._answer_ping(command["request_id"])
+            return
         request_id = command.pop("request_id") or f"cmd-{next(self._ids)}"
         self._submit(Request(request_id=request_id, on_done=self._publish_outcome, **command))
+
+    def _answer_ping(self, request_id: str) -> None:
+        """
+        Answer a client's ping on finers/detections under its id: nothing found, no error.
+
+        Not a request: not counted, not recorded, no error on the status, logged at debug.
+        """
+        outcomes = self._outcomes
+        if outcomes is None:  # not active: no detections publisher to answer on
+            return
+        request = Request(instruction="", request_id=request_id)
+        try:
+            outcomes.publish(Outcome(request, FineRSResult(instruction="")), self.settings)
+        except Exception as exc:  # publishing while shutting down, for example
+            self.get_logger().debug(f"ping {request_id[:64]!r} not answered: {exc}")
+            return
+        self.get_logger().debug(f"ping {request_id[:64]!r} answered")
 
     def _submit(self, request: Request) -> None:
         """Queue a request; when it cannot be served its outcome is delivered at once."""
