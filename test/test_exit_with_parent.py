@@ -14,7 +14,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from finers_ros.ros.main import EXIT_WITH_PARENT, take_exit_with_parent
+import pytest
+
+from finers_ros.ros.command_line import EXIT_WITH_PARENT, read_command_line
 
 HERE = Path(__file__).resolve().parent
 WAIT_S = 20.0
@@ -28,13 +30,14 @@ time.sleep(600)
 
 
 def test_flag_is_taken_from_the_program_arguments_only():
-    assert take_exit_with_parent(["node", EXIT_WITH_PARENT, "--ros-args", "-p", "a:=1"]) == (
-        ["node", "--ros-args", "-p", "a:=1"], True)
-    assert take_exit_with_parent(["node", "--ros-args", "-r", "__ns:=/x"]) == (
-        ["node", "--ros-args", "-r", "__ns:=/x"], False)
-    assert take_exit_with_parent(["node", "--ros-args", EXIT_WITH_PARENT]) == (
-        ["node", "--ros-args", EXIT_WITH_PARENT], False)
-    assert take_exit_with_parent(["node", EXIT_WITH_PARENT]) == (["node"], True)
+    assert read_command_line(["node", EXIT_WITH_PARENT, "--ros-args", "-p", "a:=1"]
+                             ).exit_with_parent
+    assert not read_command_line(["node", "--ros-args", "-r", "__ns:=/x"]).exit_with_parent
+    assert read_command_line(["node", "--ros-args", "-r", "__ns:=/x", "--", EXIT_WITH_PARENT]
+                             ).exit_with_parent
+    with pytest.raises(SystemExit) as refused:  # rcl has no such argument
+        read_command_line(["node", "--ros-args", EXIT_WITH_PARENT])
+    assert refused.value.code == 2
 
 
 def _orphan_run(domain: int, namespace: str, flag: list, tmp_path: Path,

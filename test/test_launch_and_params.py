@@ -66,45 +66,6 @@ def test_invalid_settings_are_named(change, message):
         NodeSettings(**{**parameter_defaults(), **change}).validate()
 
 
-def test_console_script_adds_default_params_file_like_launch():
-    from finers_ros.ros.main import with_default_params
-    from finers_ros.ros.paths import default_params_file
-
-    default = ["--params-file", str(default_params_file())]
-    assert with_default_params(["x"]) == ["x", "--ros-args"] + default
-    assert with_default_params(["x", "--ros-args", "-r", "a:=b"]) == (
-        ["x", "--ros-args"] + default + ["-r", "a:=b"])
-    assert with_default_params(["x", "--ros-args", "-p", "a:=1", "--"]) == (
-        ["x", "--ros-args"] + default + ["-p", "a:=1", "--"])
-    custom = ["x", "--ros-args", "--params-file", "mine.yaml"]
-    assert with_default_params(custom) == custom
-
-
-def test_command_line_parameters_override_the_default_file():
-    # `finers-perception --ros-args -p depth_enabled:=true` must enable depth: rcl applies
-    # params files and -p in order, so the shipped file must come before the user's values
-    import rclpy
-    from domain_coordinator import domain_id
-    from rclpy.context import Context
-
-    from finers_ros.ros.main import with_default_params
-
-    argv = with_default_params(["x", "--ros-args", "-p", "depth_enabled:=true",
-                                "-p", "depth_slop_s:=0.02", "-r", "a:=b"])
-    with domain_id() as domain:
-        context = Context()
-        rclpy.init(args=argv, context=context, domain_id=domain)
-        try:
-            node = rclpy.create_node("finers_perception", context=context)
-            values = {name: node.declare_parameter(name, default).value
-                      for name, default in (("depth_enabled", False), ("depth_slop_s", 0.05),
-                                            ("queue_limit", 0))}
-            node.destroy_node()
-        finally:
-            rclpy.try_shutdown(context=context)
-    assert values == {"depth_enabled": True, "depth_slop_s": 0.02, "queue_limit": 8}
-
-
 def test_command_parsing():
     from finers_ros.commands import parse_command
 

@@ -25,7 +25,12 @@ def ros_environment(domain_id: int, shared_memory: bool = True) -> dict:
 
 
 class NodeProcess:
-    """``finers-perception`` in its own process group, with parameter overrides."""
+    """
+    ``finers-perception`` in its own process group, with parameter overrides.
+
+    ``parameters`` go in one params file; the rest keep the node's defaults (those of
+    config/perception.yaml).
+    """
 
     def __init__(self, domain_id: int, parameters: Optional[dict] = None, ros_args: tuple = (),
                  log_path: Optional[Path] = None, env: Optional[dict] = None,
@@ -37,10 +42,7 @@ class NodeProcess:
         if parameters:
             override = Path(self._tmp.name) / "overrides.yaml"
             override.write_text(yaml.safe_dump({"/**": {"ros__parameters": parameters}}))
-            from .paths import default_params_file
-
-            command += ["--params-file", str(default_params_file()),
-                        "--params-file", str(override)]
+            command += ["--params-file", str(override)]
         command += list(ros_args)
         self.log_path = log_path or Path(self._tmp.name) / "node.log"
         self._log = open(self.log_path, "w")

@@ -1,9 +1,14 @@
 """
-``finers-perception [--ros-args ...]``: start the node as ``ros2 launch`` would.
+``finers-perception [--exit-with-parent] [--ros-args ...]``: the node, as ros2 launch starts it.
 
-Without ``--params-file`` in the ROS arguments, the package's config/perception.yaml is
-used, as the launch file does. Invalid parameters, and a params file that is missing or
-unreadable, exit with status 2 and one line.
+The program's own options and ``--help`` are read by command_line.py; the ROS arguments go to
+rclpy as given. Parameters that no ``--params-file`` or ``-p`` sets keep the defaults of the
+package's config/perception.yaml (the node declares them from it), as with the launch file.
+That file is not passed to rcl: rcl merges every source of a parameter into one value per
+type and rclpy then prefers bool, integer, double, string in that order, so the shipped
+number would silently win over a later text and a wrong type would go unreported. Invalid
+parameters, an unknown option and a params file that is missing or unreadable exit with
+status 2 and one line.
 
 Shutdown (SIGINT, SIGTERM, or the lifecycle ``shutdown`` transition) runs in order: stop
 intake, cancel the request in flight, join the worker (bounded), stop the executor,
@@ -29,51 +34,20 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
+from .command_line import read_command_line
 from .memory import tune_malloc
-from .paths import default_params_file
 
 EXECUTOR_THREADS = 4
 JOIN_S = 2.0
 FINALIZED_GRACE_S = 1.0
 SHUTDOWN_LIMIT_S = 15.0
 RELEASE_S = 5.0
-EXIT_WITH_PARENT = "--exit-with-parent"
 POLL_S = 0.1  # how often the main thread looks at signals, the executor and the parent
-
-
-def take_exit_with_parent(argv: List[str]) -> tuple:
-    """
-    Return ``(argv without the flag, whether it was given)``.
-
-    Only the program's own arguments count (before ``--ros-args``), so a ROS argument that
-    happens to have the same text is left alone.
-    """
-    end = argv.index("--ros-args") if "--ros-args" in argv else len(argv)
-    own = argv[:end]
-    if EXIT_WITH_PARENT not in own:
-        return argv, False
-    return [arg for arg in own if arg != EXIT_WITH_PARENT] + argv[end:], True
 
 
 def parent_gone(parent: Optional[int]) -> bool:
     """Tell whether the process ``parent`` that started this one has exited (re-parented)."""
     return parent is not None and os.getppid() != parent
-
-
-def with_default_params(argv: List[str]) -> List[str]:
-    """
-    ``argv`` with the shipped params file added unless one is given.
-
-    rcl applies params files and ``-p`` overrides in the order given, the last one winning,
-    so the file goes first, right after ``--ros-args``: ``-p name:=value`` still overrides it.
-    """
-    if "--params-file" in argv:
-        return argv
-    extra = ["--params-file", str(default_params_file())]
-    if "--ros-args" in argv:
-        start = argv.index("--ros-args") + 1
-        return argv[:start] + extra + argv[start:]
-    return argv + ["--ros-args"] + extra
 
 
 def params_file_problem(argv: List[str]) -> Optional[str]:
@@ -130,13 +104,18 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    args, exit_with_parent = take_exit_with_parent(list(sys.argv if argv is None else argv))
-    parent = os.getppid() if exit_with_parent else None
-    args = with_default_params(args)
+    args = list(sys.argv if argv is None else argv)
+    # first the params files (rcl's own parse of a missing one would say less), then the
+    # options: --help exits 0, an unknown option 2, each with its one line
     problem = params_file_problem(args)
     if problem:
         print(f"finers-perception: {problem}", file=sys.stderr)
         return 2
+    try:
+        options = read_command_line(args)
+    except SystemExit as exc:
+        return exc.code
+    parent = os.getppid() if options.exit_with_parent else None
 
     import rclpy
     from rclpy.executors import MultiThreadedExecutor

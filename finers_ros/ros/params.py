@@ -275,14 +275,38 @@ def descriptor(name: str):
     return result
 
 
+def whole_numbers_as_floats(parameters, float_names) -> list:
+    """
+    ``parameters`` (rclpy Parameters) with each integer given to a float parameter as a float.
+
+    ``track_stall_s: 5`` means 5.0; rclpy's static typing would refuse it as INTEGER. Only
+    integers change: a float for an integer parameter, a bool or a string for a number stay
+    as given, for rclpy to refuse with its reason.
+    """
+    from rclpy.parameter import Parameter
+
+    return [Parameter(parameter.name, Parameter.Type.DOUBLE, float(parameter.value))
+            if parameter.name in float_names and parameter.type_ == Parameter.Type.INTEGER
+            else parameter for parameter in parameters]
+
+
 def declare(node) -> NodeSettings:
     """
     Declare every parameter on ``node`` (defaults from the file); validated settings.
 
-    Raises ParameterError naming every bad value (wrong type, out of range, unknown choice).
+    A whole number for a float parameter counts as that float, at start (from ``-p`` or a
+    params file) and in a later set. Raises ParameterError naming every bad value (wrong
+    type, out of range, unknown choice).
     """
+    defaults = parameter_defaults()
+    float_names = frozenset(name for name, value in defaults.items() if isinstance(value, float))
+    overrides = node._parameter_overrides  # rclpy's only record of --params-file and -p values
+    overrides.update({parameter.name: parameter
+                      for parameter in whole_numbers_as_floats(overrides.values(), float_names)})
+    node.add_pre_set_parameters_callback(
+        lambda parameters: whole_numbers_as_floats(parameters, float_names))
     problems = []
-    for name, default in parameter_defaults().items():
+    for name, default in defaults.items():
         try:
             node.declare_parameter(name, default, descriptor(name))
         except Exception as exc:  # wrong type or out of range in a params file
