@@ -36,6 +36,7 @@ from typing import List, Optional
 
 from .command_line import read_command_line
 from .memory import tune_malloc
+from .spinning import spin_past_races
 
 EXECUTOR_THREADS = 4
 JOIN_S = 2.0
@@ -135,9 +136,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     executor.add_node(node)
     failure: list = []
 
+    def race(exc: Exception) -> None:
+        node.get_logger().debug(f"executor wait held a destroyed entity (spun past): {exc}")
+
     def spin() -> None:
         try:
-            executor.spin()
+            spin_past_races(executor, stop, race)
         except Exception as exc:  # a real failure: end the process with it
             if not stop.is_set():
                 failure.append(exc)
