@@ -8,6 +8,7 @@ line. Parsed here directly, then answered by the node in its own process over re
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -81,10 +82,15 @@ def test_a_ping_that_is_not_true_is_an_instruction_like_any_other_object():
 
 
 def test_a_client_waiting_for_the_node_is_answered_without_an_error_or_a_warning(domain):
-    """A healthy client's ping is no failed instruction: no WARN, no last_error, not counted."""
+    """
+    A healthy client's ping is no failed instruction: no WARN, no last_error, not counted.
+
+    A client that only sends commands offers no camera either (a matched camera that sends
+    nothing makes the node warn).
+    """
     from finers_ros.ros.client import PerceptionClient
 
-    node = NodeProcess(domain, parameters={"frame_wait_s": 2.0})
+    node = NodeProcess(domain, parameters={"frame_wait_s": 2.0, "no_frames_warning_s": 0.5})
     clients = [PerceptionClient(domain_id=domain, name=f"ping_client_{n}") for n in range(2)]
     try:
         assert all(c.wait_for_node(TIMEOUT, camera=False) for c in clients), node.log()[-2000:]
@@ -99,6 +105,7 @@ def test_a_client_waiting_for_the_node_is_answered_without_an_error_or_a_warning
         status = first.status
         assert status.last_error == "" and status.requests_failed == 0, status
         assert status.requests_done == 0, status
+        time.sleep(1.5)  # three times the no-frames warning's delay
     finally:
         for client in clients:
             client.close()
@@ -106,3 +113,4 @@ def test_a_client_waiting_for_the_node_is_answered_without_an_error_or_a_warning
     log = node.log()
     assert code == 0, log[-2000:]
     assert "failed [input]" not in log and "empty instruction" not in log, log[-2000:]
+    assert "no frame arrived" not in log, log[-2000:]

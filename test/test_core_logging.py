@@ -54,22 +54,27 @@ def test_core_records_reach_rosout_with_level_and_node_name_and_repeats_are_coun
         core.warning("frame %d not tracked: %s", 1, "unsupported encoding 'foo'")
         for seq in range(2, 6):  # the same template within 10 s: held back
             core.warning("frame %d not tracked: %s", seq, "unsupported encoding 'foo'")
+        core.warning("frame %d not tracked: %s", 7, "data has 10 bytes")  # another kind
         core.error("tracking worker step failed")
         core.info("tracker ready")
         core.debug("not forwarded: below INFO")
         now[0] = 111.0
-        core.warning("frame %d not tracked: %s", 6, "unsupported encoding 'foo'")
-        ours = lambda: [m for m in received if m.name == "core_log_test"]  # noqa: E731
-        assert spin_until(executor, lambda: len(ours()) >= 4), [m.msg for m in received]
+        core.warning("frame %d not tracked: %s", 8, "unsupported encoding 'foo'")
+        core.warning("frame %d not tracked: %s", 9, "unsupported encoding 'foo'")  # held
     finally:
-        unbridge_core_logs(handler)
+        unbridge_core_logs(handler)  # says what is still held back
+    ours = lambda: [m for m in received if m.name == "core_log_test"]  # noqa: E731
+    assert spin_until(executor, lambda: len(ours()) >= 6), [m.msg for m in received]
     lines = [(m.level, m.msg) for m in ours()]
     assert lines == [
         (30, "[finers_ros.tracking.service] frame 1 not tracked: unsupported encoding 'foo'"),
+        (30, "[finers_ros.tracking.service] frame 7 not tracked: data has 10 bytes"),
         (40, "[finers_ros.tracking.service] tracking worker step failed"),
         (20, "[finers_ros.tracking.service] tracker ready"),
-        (30, "[finers_ros.tracking.service] frame 6 not tracked: unsupported encoding 'foo' "
+        (30, "[finers_ros.tracking.service] frame 8 not tracked: unsupported encoding 'foo' "
              "(4 more like it in the last 11 s)"),
+        (30, "[finers_ros.tracking.service] frame 9 not tracked: unsupported encoding 'foo' "
+             "(the last of 1 like it held back)"),
     ]
     assert logging.getLogger("finers_ros").propagate  # detached: back to Python's handlers
 

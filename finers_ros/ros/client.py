@@ -42,8 +42,9 @@ class PerceptionClient:
         self.node = rclpy.create_node(name, context=self.context)
         prefix = f"/{namespace.strip('/')}" if namespace.strip("/") else ""
         reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-        camera_topic = camera_topic or f"{prefix}/camera/image_raw"
-        self.camera = self.node.create_publisher(Image, camera_topic, qos_profile_sensor_data)
+        self._camera_topic = camera_topic or f"{prefix}/camera/image_raw"
+        self._camera = None  # created on first use (see ``camera``)
+        self._camera_lock = threading.Lock()
         self.commands = self.node.create_publisher(String, f"{prefix}/finers/command", reliable)
         self.detections: List[Detection] = []
         self.masks: List[Image] = []
@@ -117,6 +118,20 @@ class PerceptionClient:
                 self._cond.wait(min(left, 0.1))
         return True
 
+    @property
+    def camera(self):
+        """
+        The camera publisher (``sensor_msgs/Image``), created on first use.
+
+        A client that only sends commands offers no camera: the node warns about a camera
+        that matched and sends nothing (a 4K camera on default Fast DDS).
+        """
+        with self._camera_lock:
+            if self._camera is None:
+                self._camera = self.node.create_publisher(Image, self._camera_topic,
+                                                          qos_profile_sensor_data)
+            return self._camera
+
     def wait_for_node(self, timeout: float = 30.0, camera: bool = True) -> bool:
         """
         Until the node answers over the real endpoints, both ways.
@@ -129,7 +144,7 @@ class PerceptionClient:
         """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if ((self.camera.get_subscription_count() > 0 or not camera)
+            if ((not camera or self.camera.get_subscription_count() > 0)
                     and self.commands.get_subscription_count() > 0
                     and self._detections_sub.get_publisher_count() > 0):
                 break
