@@ -121,7 +121,7 @@ class PerceptionClient:
     @property
     def camera(self):
         """
-        The camera publisher (``sensor_msgs/Image``), created on first use.
+        Return the camera publisher (``sensor_msgs/Image``), created on first use.
 
         A client that only sends commands offers no camera: the node warns about a camera
         that matched and sends nothing (a 4K camera on default Fast DDS).
