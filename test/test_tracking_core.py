@@ -472,3 +472,73 @@ def test_full_mask_places_the_mask_at_its_roi_in_a_wide_frame():
     assert full.shape == (4, 8) and full.sum() == 4
     assert full[1, 4] and full[1, 6] and full[2, 5] and not full[2, 6]
     assert not TrackUpdate(TrackState.LOST, None, 0.0).full_mask((8, 4)).any()
+
+
+# -- the frame's sides: which the mask reaches, which the window shares, the template kept ---
+def test_the_sides_a_mask_reaches_are_told_apart_one_bit_each():
+    from finers_ros.tracking.template import _sides
+
+    mask = np.zeros((5, 7), bool)
+    assert _sides(mask) == 0
+    for (y, x), bit in (((2, 0), 1), ((0, 3), 2), ((2, 6), 4), ((4, 3), 8)):
+        one = mask.copy()
+        one[y, x] = True
+        assert _sides(one) == bit, (y, x)
+    inner = mask.copy()
+    inner[1:4, 1:6] = True  # one pixel in from every side
+    assert _sides(inner) == 0
+    inner[:, :] = True
+    assert _sides(inner) == 15
+
+
+@pytest.mark.parametrize("lo, hi, bits", [
+    ((0, 0), (240, 160), 15),  # the whole frame
+    ((1, 1), (239, 159), 0),  # one pixel in from every side
+    ((-5, 20), (30, 60), 1), ((20, -5), (60, 30), 2),
+    ((200, 20), (240, 60), 4), ((200, 20), (241, 60), 4),
+    ((20, 120), (60, 160), 8), ((20, 120), (60, 159), 0),
+    ((0, 50), (239, 60), 1), ((50, 0), (60, 159), 2),
+])
+def test_the_sides_a_window_shares_with_the_frame(lo, hi, bits):
+    from finers_ros.tracking.template import _frame_sides
+
+    assert _frame_sides(np.array(lo), np.array(hi), (WIDTH, HEIGHT)) == bits
+
+
+def test_near_a_side_only_the_templates_part_inside_the_frame_is_matched():
+    tracker, _ = seeded(60, 80)  # the 14 x 10 target and 3.5 px around it: 21 x 16
+    template, offset = tracker._template, tracker._offset
+    th, tw = template.shape[:2]
+    assert (tw, th) == (21, 16) and tuple(offset) == (10.5, 7.5)
+    part, at = tracker._inside_part((WIDTH, HEIGHT), np.array([120.0, 80.0]))
+    assert np.array_equal(part, template) and tuple(at) == (10.5, 7.5)  # inside: all of it
+    for centre, cut in (((7.5, 80.0), (3, 0, 0, 0)), ((120.0, 5.5), (0, 2, 0, 0)),
+                        ((WIDTH - 10.0, 80.0), (0, 0, 1, 0)),
+                        ((120.0, HEIGHT - 8.0), (0, 0, 0, 1)),
+                        ((-2.0, 80.0), (13, 0, 0, 0)),  # its centre out, 5 columns in
+                        ((WIDTH + 2.0, 80.0), (0, 0, 13, 0))):
+        part, at = tracker._inside_part((WIDTH, HEIGHT), np.array(centre))
+        left, top, right, bottom = cut
+        assert part.shape[:2] == (th - top - bottom, tw - left - right), centre
+        assert np.array_equal(part, template[top:th - bottom, left:tw - right]), centre
+        assert tuple(at) == (10.5 - left, 7.5 - top), centre
+    # fewer than 8 rows left to correlate: all of it (it cannot be placed there anyway)
+    for centre in ((120.0, -1.0), (120.0, HEIGHT + 1.0), (-3.0, 80.0)):
+        part, at = tracker._inside_part((WIDTH, HEIGHT), np.array(centre))
+        assert np.array_equal(part, template) and tuple(at) == (10.5, 7.5), centre
+
+
+def test_a_template_part_without_enough_of_the_target_is_not_matched_alone():
+    """Context alone would match anywhere: under 2 px of the target's box, all of it."""
+    size = (60, 40)
+    tracker = build_tracker()
+    frame = scene((100, 60), size=size)  # the template keeps 15 x 10 px around it
+    tracker.seed(FrameView(frame), box_at(100, 60, size), None)
+    template = tracker._template  # 90 x 60: the target's rows are its rows 9.5 to 49.5
+    assert template.shape[:2] == (60, 90) and tuple(tracker._offset) == (44.5, 29.5)
+    # centre 17 rows above the frame: 13 template rows inside, 2.5 of them the target's
+    part, _ = tracker._inside_part((WIDTH, HEIGHT), np.array([130.0, -17.0]))
+    assert np.array_equal(part, template[47:]), part.shape
+    # 18 rows above: 12 template rows (enough to correlate), 1.5 of them the target's
+    part, at = tracker._inside_part((WIDTH, HEIGHT), np.array([130.0, -18.0]))
+    assert np.array_equal(part, template) and tuple(at) == (44.5, 29.5)
