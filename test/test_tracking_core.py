@@ -22,6 +22,7 @@ from finers_ros.tracking.ring import FrameRing, TrackFrame
 WIDTH, HEIGHT = 240, 160
 RED = (230, 40, 40)
 TARGET = (14, 10)  # (w, h) of the hand-placed targets
+TALL = (16, 40)  # (w, h) of a target crossing the top or bottom side over several frames
 
 
 def _background() -> np.ndarray:
@@ -241,24 +242,30 @@ def test_a_growing_target_is_followed_with_its_new_size():
         assert update.box == box_at(60, 80, size), step
 
 
+def tall_target_at(y: int) -> np.ndarray:
+    """
+    Return an ``H x W x 3`` RGB frame with the ``TALL`` target's top row at ``y``.
+
+    Its rows past the frame's top or bottom side are cut off: a target crossing that side.
+    """
+    frame = BACKGROUND.copy()
+    frame[max(0, y):min(HEIGHT, y + TALL[1]), 60:60 + TALL[0]] = RED
+    return frame
+
+
+def tall_target_box(y: int):
+    """Return the XYXY inclusive box of the ``TALL`` target's rows in view (top row at ``y``)."""
+    return (60.0, float(max(0, y)), 75.0, float(min(HEIGHT, y + TALL[1]) - 1))
+
+
 def test_a_target_entering_over_the_edge_in_big_steps_is_followed_whole():
     """Frames skipped by a loaded node: the visible part grows by more than a steady frame's."""
-    size = (16, 40)
-
-    def entering(y):  # the target's top rows above the frame
-        frame = BACKGROUND.copy()
-        frame[max(0, y):y + size[1], 60:60 + size[0]] = RED
-        return frame
-
-    def visible(y):
-        return (60.0, float(max(0, y)), 75.0, float(y + size[1] - 1))
-
     tracker = build_tracker()
-    tracker.seed(FrameView(entering(-30)), visible(-30), None)
-    for y in (-18, -6, 0, 12):
-        update = tracker.update(FrameView(entering(y)))
-        assert update.tracking and update.box == visible(y), (y, update)
-        assert update.mask.shape == (y + size[1] - max(0, y), 16) and update.mask.mean() > 0.9
+    tracker.seed(FrameView(tall_target_at(-30)), tall_target_box(-30), None)
+    for y in (-18, -6, 0, 12):  # its top rows above the frame, then all of it in view
+        update = tracker.update(FrameView(tall_target_at(y)))
+        assert update.tracking and update.box == tall_target_box(y), (y, update)
+        assert update.mask.shape == (y + TALL[1] - max(0, y), 16) and update.mask.mean() > 0.9
 
 
 def test_a_target_that_grows_past_the_area_check_keeps_the_window_that_passed_it():
@@ -368,40 +375,20 @@ def test_a_target_leaving_over_the_edge_is_lost_with_nowhere_left_to_look():
 
 def test_a_target_leaving_over_the_edge_in_big_steps_is_followed_to_its_last_rows():
     """The template's context would hang over the edge: only its part inside is matched."""
-    size = (16, 40)
-
-    def at(y):  # the target's bottom rows below the frame
-        frame = BACKGROUND.copy()
-        frame[y:min(HEIGHT, y + size[1]), 60:60 + size[0]] = RED
-        return frame
-
-    def visible(y):
-        return (60.0, float(y), 75.0, float(min(HEIGHT, y + size[1]) - 1))
-
     tracker = build_tracker()
-    tracker.seed(FrameView(at(100)), visible(100), None)
-    for y in (112, 124, 136, 148):
-        update = tracker.update(FrameView(at(y)))
-        assert update.tracking and update.box == visible(y), (y, update)
+    tracker.seed(FrameView(tall_target_at(100)), tall_target_box(100), None)
+    for y in (112, 124, 136, 148):  # its bottom rows below the frame
+        update = tracker.update(FrameView(tall_target_at(y)))
+        assert update.tracking and update.box == tall_target_box(y), (y, update)
 
 
 def test_a_target_leaving_over_the_top_in_big_steps_is_followed_to_its_last_rows():
     """Its predicted centre already past the side: the part of it still inside is matched."""
-    size = (16, 40)
-
-    def at(y):  # the target's top rows above the frame
-        frame = BACKGROUND.copy()
-        frame[max(0, y):y + size[1], 60:60 + size[0]] = RED
-        return frame
-
-    def visible(y):
-        return (60.0, float(max(0, y)), 75.0, float(y + size[1] - 1))
-
     tracker = build_tracker()
-    tracker.seed(FrameView(at(84)), visible(84), None)
+    tracker.seed(FrameView(tall_target_at(84)), tall_target_box(84), None)
     for y in (60, 36, 12, -12, -30):  # 24 px a frame, out to its last 10 rows
-        update = tracker.update(FrameView(at(y)))
-        assert update.tracking and update.box == visible(y), (y, update)
+        update = tracker.update(FrameView(tall_target_at(y)))
+        assert update.tracking and update.box == tall_target_box(y), (y, update)
 
 
 def test_a_target_that_cannot_be_told_from_its_twin_is_not_taken():

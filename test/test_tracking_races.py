@@ -59,8 +59,13 @@ def test_a_stop_during_a_catch_up_ends_the_track_once_and_nothing_follows(build_
     assert service.active == 0
 
 
-def test_frames_keep_being_wanted_while_a_track_is_being_seeded():
-    """Between the worker taking a new track and running it, the track still counts."""
+def held_tracker_factory():
+    """
+    Return ``(factory, entered, gate)``: a tracker factory that holds the worker in it.
+
+    ``entered`` is set once the worker is building a tracker; it builds it when ``gate`` is
+    set (or after 5 s), so a test acts while a track is being seeded.
+    """
     entered, gate = threading.Event(), threading.Event()
 
     def slow_build(config):
@@ -68,6 +73,12 @@ def test_frames_keep_being_wanted_while_a_track_is_being_seeded():
         gate.wait(5)
         return build_tracker(config)
 
+    return slow_build, entered, gate
+
+
+def test_frames_keep_being_wanted_while_a_track_is_being_seeded():
+    """Between the worker taking a new track and running it, the track still counts."""
+    slow_build, entered, gate = held_tracker_factory()
     reports = Reports()
     service = TrackingService(reports, tracker_factory=slow_build)
     service.start_worker()
@@ -124,13 +135,7 @@ def test_track_ids_differ_from_those_of_an_earlier_run():
 
 def test_a_track_being_seeded_counts_against_max_tracks():
     """The worker has taken the first track and builds it: a second is still too many."""
-    entered, gate = threading.Event(), threading.Event()
-
-    def slow_build(config):
-        entered.set()
-        gate.wait(5)
-        return build_tracker(config)
-
+    slow_build, entered, gate = held_tracker_factory()
     reports = Reports()
     service = TrackingService(reports, max_tracks=1, tracker_factory=slow_build)
     service.start_worker()
